@@ -1,0 +1,67 @@
+//! Errors.
+
+use std::fmt;
+
+use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE};
+use crate::thread::MAX_PRIORITY;
+
+/// Why a thread could not be spawned. Nothing is lost: the closure is dropped on the
+/// spawning thread and no runtime state changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The stack size is not a power of two between 16 KiB and 8 MiB.
+    StackSize {
+        /// The size asked for, in bytes.
+        requested: usize,
+    },
+    /// The priority is above [`MAX_PRIORITY`].
+    Priority {
+        /// The priority asked for.
+        requested: u8,
+    },
+    /// No stack block or join slot could be had.
+    OutOfMemory {
+        /// Stack size of the failed spawn, in bytes.
+        stack_size: usize,
+        /// The OS error number, if the kernel refused memory (0 if a table was full).
+        errno: i32,
+    },
+    /// Called outside a spindle runtime.
+    NoRuntime,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SpawnError::StackSize { requested } => write!(
+                f,
+                "stack size {requested} bytes is invalid: use a power of two from {MIN_STACK_SIZE} \
+                 (16 KiB) to {MAX_STACK_SIZE} (8 MiB), for example Builder::stack_size(64 * 1024)"
+            ),
+            SpawnError::Priority { requested } => write!(
+                f,
+                "priority {requested} is out of range: use 0 (least urgent) to {MAX_PRIORITY} \
+                 (most urgent); the default is {}",
+                crate::thread::DEFAULT_PRIORITY
+            ),
+            SpawnError::OutOfMemory { stack_size, errno } => {
+                write!(f, "no memory for a {stack_size}-byte stack")?;
+                if errno != 0 {
+                    write!(f, " ({})", std::io::Error::from_raw_os_error(errno))?;
+                }
+                write!(
+                    f,
+                    ": join or drop finished threads, use a smaller stack size, or raise \
+                     vm.max_map_count if guard pages fall back to mprotect"
+                )
+            }
+            SpawnError::NoRuntime => f.write_str(
+                "not inside a spindle runtime: spawn from a thread started by spindle::run \
+                 or #[spindle::main]",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}

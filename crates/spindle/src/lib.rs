@@ -1,0 +1,54 @@
+//! # spindle
+//!
+//! Stackful lightweight threads for Linux, used like `std::thread` and a thousand times
+//! cheaper: a hand-written context switch, stacks carved from a guarded, pooled arena,
+//! and one scheduler per core with an O(1) priority run queue.
+//!
+//! ```
+//! let total = spindle::run(|| {
+//!     let handles: Vec<_> = (1..=100u64).map(|i| spindle::spawn(move || i)).collect();
+//!     handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+//! });
+//! assert_eq!(total, 5050);
+//! ```
+//!
+//! See `DESIGN.md` in the repository for how the pieces fit.
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+#![warn(missing_docs, unreachable_pub)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("spindle runs on Linux only");
+
+mod arch;
+mod error;
+mod loom;
+mod runtime;
+mod sched;
+pub mod stack;
+mod sys;
+mod thread;
+
+pub use error::SpawnError;
+pub use runtime::{ABANDONED, DEFAULT_IDLE_SPIN, MAIN_STACK_SIZE, core_stats, run};
+pub use sched::CoreStats;
+pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
+pub use thread::{
+    Builder, DEFAULT_PRIORITY, JoinHandle, MAX_PRIORITY, Thread, ThreadId, current, park,
+    park_timeout, sleep, spawn, try_current, yield_now,
+};
+
+/// Marks `fn main` to run as the main thread of a spindle runtime (see [`run`]).
+///
+/// ```
+/// #[spindle::main]
+/// fn main() {
+///     let h = spindle::spawn(|| 1 + 1);
+///     assert_eq!(h.join().unwrap(), 2);
+/// }
+/// # main();
+/// ```
+pub use spindle_macros::main;

@@ -1,0 +1,406 @@
+//! Stack blocks: aligned, guarded, pooled; where the TCB sits; `current()`.
+//!
+//! ## Layout of a block
+//!
+//! ```text
+//! block base + size  +-------------------+  (aligned to `size`)
+//!                    | Tcb               |  thread control block, at the top
+//!                    +-------------------+
+//!                    | closure (if kept) |  the entry closure, moved in at spawn
+//!                    +-------------------+  <- initial stack top (16-aligned)
+//!                    | stack, grows down |
+//!                    |        ...        |
+//! block base + page  +-------------------+
+//!                    | guard page        |  MADV_GUARD_INSTALL (or PROT_NONE)
+//! block base         +-------------------+
+//! ```
+//!
+//! Putting the TCB at the top means an overflow runs into the guard page long before
+//! it could reach the TCB, and a thread that uses little stack keeps one resident page
+//! (TCB, closure and its first frames share it).
+//!
+//! ## Finding the TCB from the stack pointer
+//!
+//! Blocks of different sizes cannot share one mask, so each size class gets its own
+//! region of address space, reserved once per process (`PROT_NONE`, no memory
+//! committed). The class of a stack pointer is `(sp - base) >> span_shift`; its block
+//! size is `MIN_STACK << class`; the block top is `sp` rounded up to that size. That is
+//! a subtraction, a shift, a compare and a mask — no thread-local lookup — and the
+//! range check also tells a spindle stack from an OS thread's stack.
+//!
+//! ## Why regions are carved, not mapped per block
+//!
+//! Each class region is one mapping. Blocks are carved from its bottom in chunks with
+//! `mprotect` to read/write; consecutive chunks merge into one VMA, and guard pages
+//! made with `MADV_GUARD_INSTALL` do not split it, so a million stacks stay a handful
+//! of mappings (`vm.max_map_count` is 65530 by default; a `PROT_NONE` guard per stack
+//! would cost two VMAs each and stop near 32k stacks). A fresh mapping costs ~9 µs
+//! here; carving a chunk of blocks costs one `mprotect` plus one `madvise` per block,
+//! and blocks are then reused from per-core pools without any system call.
+
+pub(crate) mod overflow;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::sys;
+
+/// Smallest stack block: 16 KiB.
+pub const MIN_STACK_SIZE: usize = 16 << 10;
+/// Largest stack block: 8 MiB.
+pub const MAX_STACK_SIZE: usize = 8 << 20;
+/// Default stack block: 64 KiB of address space, of which only touched pages are resident.
+pub const DEFAULT_STACK_SIZE: usize = 64 << 10;
+
+const MIN_SHIFT: u32 = MIN_STACK_SIZE.trailing_zeros();
+/// Number of size classes: 16 KiB, 32 KiB, ..., 8 MiB.
+pub(crate) const NUM_CLASSES: usize = (MAX_STACK_SIZE.trailing_zeros() - MIN_SHIFT + 1) as usize;
+
+/// Address space reserved per class, as a power of two, tried in order. 512 GiB holds
+/// eight million 64 KiB stacks; the smaller spans are fallbacks for a process with an
+/// address-space limit.
+const SPAN_SHIFTS: [u32; 3] = [39, 36, 33];
+/// Bytes carved from a class region at once (or one block, if blocks are larger).
+const CHUNK_BYTES: usize = 2 << 20;
+
+/// How guard pages are installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardMode {
+    /// `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+): no extra mapping per stack.
+    Madvise,
+    /// `mprotect(PROT_NONE)` fallback: two mappings per stack, so `vm.max_map_count`
+    /// limits the number of live threads (about 32k at the default 65530).
+    Mprotect,
+}
+
+impl GuardMode {
+    /// The short name used in reports: `"madvise"` or `"mprotect"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardMode::Madvise => "madvise",
+            GuardMode::Mprotect => "mprotect",
+        }
+    }
+}
+
+impl fmt::Display for GuardMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `MADV_GUARD_INSTALL` from linux/mman.h (not yet in every libc release).
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+const GUARD_UNKNOWN: u8 = 0;
+const GUARD_MADVISE: u8 = 1;
+const GUARD_MPROTECT: u8 = 2;
+
+/// Base of the reserved region; 0 until the arena exists. Read on every `current()`.
+/// Relaxed is enough: it is written once, before any stack in the region exists, and a
+/// thread can only be running on a spindle stack after the OS thread that carved it
+/// published that stack to it through the scheduler (a happens-before edge).
+static ARENA_BASE: AtomicUsize = AtomicUsize::new(0);
+/// `log2` of each class region's span; valid when `ARENA_BASE != 0`.
+static ARENA_SHIFT: AtomicUsize = AtomicUsize::new(0);
+
+struct Arena {
+    base: usize,
+    span_shift: u32,
+    /// Bytes carved so far from each class region (bump pointer).
+    carved: [AtomicUsize; NUM_CLASSES],
+    /// Blocks handed back by runtimes that shut down, per class, trimmed.
+    spare: Mutex<[Vec<usize>; NUM_CLASSES]>,
+    guard: AtomicU8,
+    page: usize,
+}
+
+static ARENA: OnceLock<Result<Arena, i32>> = OnceLock::new();
+
+fn arena() -> Result<&'static Arena, std::io::Error> {
+    ARENA
+        .get_or_init(Arena::reserve)
+        .as_ref()
+        .map_err(|&errno| std::io::Error::from_raw_os_error(errno))
+}
+
+impl Arena {
+    fn reserve() -> Result<Arena, i32> {
+        let mut last = libc::ENOMEM;
+        for shift in SPAN_SHIFTS {
+            let span = 1usize << shift;
+            let total = span * NUM_CLASSES;
+            // Over-reserve one span so the base can be aligned to it; alignment keeps
+            // the class computation a plain shift.
+            let len = total + span;
+            // SAFETY: an anonymous PROT_NONE reservation with no address hint; it
+            // commits no memory and aliases nothing.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                last = sys::last_error().raw_os_error().unwrap_or(libc::ENOMEM);
+                continue;
+            }
+            let start = p as usize;
+            let base = (start + span - 1) & !(span - 1);
+            let head = base - start;
+            let tail = len - head - total;
+            // SAFETY: both ranges lie inside the reservation just made and outside the
+            // aligned part we keep; unmapping them affects nothing else.
+            unsafe {
+                if head > 0 {
+                    libc::munmap(start as *mut libc::c_void, head);
+                }
+                if tail > 0 {
+                    libc::munmap((base + total) as *mut libc::c_void, tail);
+                }
+            }
+            ARENA_SHIFT.store(shift as usize, Ordering::Relaxed);
+            ARENA_BASE.store(base, Ordering::Release);
+            overflow::install_handler();
+            return Ok(Arena {
+                base,
+                span_shift: shift,
+                carved: std::array::from_fn(|_| AtomicUsize::new(0)),
+                spare: Mutex::new(std::array::from_fn(|_| Vec::new())),
+                guard: AtomicU8::new(GUARD_UNKNOWN),
+                page: sys::page_size(),
+            });
+        }
+        Err(last)
+    }
+
+    fn class_base(&self, class: usize) -> usize {
+        self.base + (class << self.span_shift)
+    }
+
+    /// Carves a chunk of blocks of class `class`, guards them and returns their bases.
+    fn carve(&self, class: usize, out: &mut Vec<usize>) -> Result<(), std::io::Error> {
+        let size = class_size(class);
+        let chunk = CHUNK_BYTES.max(size);
+        let span = 1usize << self.span_shift;
+        let off = self.carved[class].fetch_add(chunk, Ordering::Relaxed);
+        if off + chunk > span {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        }
+        let start = self.class_base(class) + off;
+        // SAFETY: [start, start + chunk) lies inside our reservation and was never
+        // handed out before (the bump pointer is monotonic).
+        let rc = unsafe {
+            libc::mprotect(
+                start as *mut libc::c_void,
+                chunk,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            return Err(sys::last_error());
+        }
+        for block in (start..start + chunk).step_by(size) {
+            self.install_guard(block)?;
+            out.push(block);
+        }
+        Ok(())
+    }
+
+    fn install_guard(&self, block: usize) -> Result<(), std::io::Error> {
+        let mode = self.guard.load(Ordering::Relaxed);
+        if mode != GUARD_MPROTECT {
+            // SAFETY: the first page of a block we own; MADV_GUARD_INSTALL only marks it.
+            let rc =
+                unsafe { libc::madvise(block as *mut libc::c_void, self.page, MADV_GUARD_INSTALL) };
+            if rc == 0 {
+                self.guard.store(GUARD_MADVISE, Ordering::Relaxed);
+                return Ok(());
+            }
+            // Older kernels answer EINVAL: fall back for good.
+            self.guard.store(GUARD_MPROTECT, Ordering::Relaxed);
+        }
+        // SAFETY: the first page of a block we own; nothing lives there.
+        let rc = unsafe { libc::mprotect(block as *mut libc::c_void, self.page, libc::PROT_NONE) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(sys::last_error())
+        }
+    }
+}
+
+/// Block size of class `class`.
+#[inline(always)]
+pub(crate) const fn class_size(class: usize) -> usize {
+    MIN_STACK_SIZE << class
+}
+
+/// Size class of a valid stack size (a power of two in range).
+pub(crate) fn class_of(size: usize) -> usize {
+    debug_assert!(size.is_power_of_two() && (MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&size));
+    (size.trailing_zeros() - MIN_SHIFT) as usize
+}
+
+/// The guard mode in use, once the first stack has been made (`None` before).
+pub fn guard_mode() -> Option<GuardMode> {
+    match ARENA.get()?.as_ref().ok()?.guard.load(Ordering::Relaxed) {
+        GUARD_MADVISE => Some(GuardMode::Madvise),
+        GUARD_MPROTECT => Some(GuardMode::Mprotect),
+        _ => None,
+    }
+}
+
+/// The block containing `addr`, as `(block base, block size)`, if `addr` lies in the
+/// stack arena. Async-signal-safe: two relaxed loads and arithmetic.
+#[inline(always)]
+pub(crate) fn block_of(addr: usize) -> Option<(usize, usize)> {
+    let base = ARENA_BASE.load(Ordering::Relaxed);
+    let class = addr.wrapping_sub(base) >> ARENA_SHIFT.load(Ordering::Relaxed);
+    if base == 0 || class >= NUM_CLASSES {
+        return None;
+    }
+    let size = class_size(class);
+    Some((addr & !(size - 1), size))
+}
+
+/// A core's pool of free blocks, one list per size class. Owned by one core.
+#[derive(Default)]
+pub(crate) struct StackPool {
+    free: [Vec<usize>; NUM_CLASSES],
+}
+
+impl StackPool {
+    /// A block of class `class`: from the pool, else from spare blocks of finished
+    /// runtimes, else carved fresh.
+    #[inline]
+    pub(crate) fn get(&mut self, class: usize) -> Result<usize, std::io::Error> {
+        if let Some(b) = self.free[class].pop() {
+            return Ok(b);
+        }
+        self.refill(class)
+    }
+
+    #[cold]
+    fn refill(&mut self, class: usize) -> Result<usize, std::io::Error> {
+        let arena = arena()?;
+        {
+            let mut spare = arena.spare.lock().unwrap_or_else(|e| e.into_inner());
+            let take = spare[class].len().min(64);
+            let at = spare[class].len() - take;
+            self.free[class].extend(spare[class].drain(at..));
+        }
+        if self.free[class].is_empty() {
+            arena.carve(class, &mut self.free[class])?;
+            // Hand blocks out from the low end first: neighbours stay close.
+            self.free[class].reverse();
+        }
+        Ok(self.free[class].pop().expect("refill produced no block"))
+    }
+
+    /// Returns a block to the pool. No system call.
+    #[inline]
+    pub(crate) fn put(&mut self, class: usize, block: usize) {
+        self.free[class].push(block);
+    }
+
+    /// Number of free blocks held.
+    pub(crate) fn len(&self) -> usize {
+        self.free.iter().map(Vec::len).sum()
+    }
+
+    /// Releases the memory of free blocks beyond `keep` per class (`MADV_DONTNEED`; the
+    /// guard pages and the address space stay). Not for a hot path.
+    pub(crate) fn trim(&mut self, keep: usize) {
+        let Ok(arena) = arena() else { return };
+        for class in 0..NUM_CLASSES {
+            let list = &mut self.free[class];
+            if list.len() <= keep {
+                continue;
+            }
+            // Trimmed blocks stay in the pool: reusing one costs page faults only.
+            let excess = list[..list.len() - keep].to_vec();
+            release_memory(arena, class, excess);
+        }
+    }
+
+    /// Hands every block to the process-wide spare list, memory released.
+    pub(crate) fn drain_to_spare(&mut self) {
+        let Ok(arena) = arena() else { return };
+        for class in 0..NUM_CLASSES {
+            let blocks = std::mem::take(&mut self.free[class]);
+            if blocks.is_empty() {
+                continue;
+            }
+            let blocks = release_memory(arena, class, blocks);
+            let mut spare = arena.spare.lock().unwrap_or_else(|e| e.into_inner());
+            spare[class].extend(blocks);
+        }
+    }
+}
+
+/// `MADV_DONTNEED` over the blocks (guard pages excluded), merging adjacent blocks so
+/// a whole chunk costs one call. Returns the blocks.
+fn release_memory(arena: &Arena, class: usize, mut blocks: Vec<usize>) -> Vec<usize> {
+    let size = class_size(class);
+    blocks.sort_unstable();
+    let mut i = 0;
+    while i < blocks.len() {
+        let start = blocks[i];
+        let mut end = start + size;
+        while i + 1 < blocks.len() && blocks[i + 1] == end {
+            i += 1;
+            end += size;
+        }
+        // Skip the first guard page; later guard pages inside the run survive
+        // MADV_DONTNEED (madvise guards are kept; PROT_NONE pages have nothing to drop).
+        let from = start + arena.page;
+        // SAFETY: the range covers free blocks of ours that no thread uses.
+        unsafe { libc::madvise(from as *mut libc::c_void, end - from, libc::MADV_DONTNEED) };
+        i += 1;
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_cover_the_range() {
+        assert_eq!(NUM_CLASSES, 10);
+        assert_eq!(class_size(0), MIN_STACK_SIZE);
+        assert_eq!(class_size(NUM_CLASSES - 1), MAX_STACK_SIZE);
+        assert_eq!(class_of(DEFAULT_STACK_SIZE), 2);
+    }
+
+    #[test]
+    fn blocks_are_aligned_guarded_and_found_from_any_address() {
+        let mut pool = StackPool::default();
+        for class in [0, 2, 9] {
+            let size = class_size(class);
+            let b = pool.get(class).unwrap();
+            assert_eq!(b % size, 0, "block not aligned to its size");
+            for probe in [b, b + 4096, b + size / 2, b + size - 1] {
+                assert_eq!(block_of(probe), Some((b, size)));
+            }
+            // The top page is writable.
+            // SAFETY: the block is ours and its top page is read/write.
+            unsafe { ((b + size - 8) as *mut u64).write_volatile(7) };
+            pool.put(class, b);
+        }
+        assert!(guard_mode().is_some());
+        assert_eq!(
+            block_of(&pool as *const _ as usize),
+            None,
+            "an OS stack is not a block"
+        );
+        pool.trim(0);
+        pool.drain_to_spare();
+    }
+}

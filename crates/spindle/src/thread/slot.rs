@@ -1,0 +1,665 @@
+//! Join slots: the stack-independent record of a thread.
+//!
+//! A slot outlives its thread's stack block: the block is recycled the moment the
+//! thread exits, while the slot keeps the exit value until the `JoinHandle` takes it
+//! or is dropped. Slots live in a table per runtime and are reused; an id is
+//! `(index, generation)` and the generation is bumped every time a slot is freed, so
+//! a stale id can never observe another thread's state or result.
+//!
+//! ## The slot word
+//!
+//! All cross-thread state of a slot is one `AtomicU64`: the generation in the high 32
+//! bits, flags in the low 32 (see the `F_*` constants). Every operation that acts on
+//! behalf of an id compares the generation in the same atomic step, so it is either
+//! applied to the thread that id names or not at all.
+//!
+//! ## Lifetime protocol
+//!
+//! A slot has two owners: the thread (until it has finished touching the slot) and the
+//! handle (until it is joined or dropped). Each gives up its share with one `fetch_or`
+//! of its `*_GONE` bit; whoever sees the other bit already set frees the slot.
+//!
+//! 1. The exiting thread writes its result, then `fetch_or(F_DONE)` (release: pairs
+//!    with the acquire load of `F_DONE` in join). If `F_JOINER` was already set, it
+//!    takes the waiter under the slot's lock and wakes it.
+//! 2. A joiner stores its waiter under the lock, then `fetch_or(F_JOINER)`. If that
+//!    returns `F_DONE`, the exiter did not see the joiner: the joiner removes its own
+//!    waiter and does not sleep. Both steps are RMWs on one word, so exactly one side
+//!    sees the other — no lost wakeup.
+//! 3. The exiting thread sets `F_THREAD_GONE` last; the handle sets `F_HANDLE_GONE`
+//!    (with `F_JOINED` if it took the result) last. The second one frees.
+//!
+//! ## Wait channels
+//!
+//! Two independent channels let the owner thread sleep: `park` (the user-visible token
+//! of `std::thread::park`) and an internal one used by join, sleep and the sync types.
+//! Each is a pair of bits, `BLOCKED` and `TOKEN`:
+//!
+//! - block: if `TOKEN` is set, clear it and do not sleep; else set `BLOCKED` and sleep.
+//! - wake: if `BLOCKED` is set, clear it and make the thread runnable (exactly one
+//!   waker wins this CAS); else set `TOKEN`.
+//!
+//! Keeping join's waits off the park channel means a `join` can never eat a token that
+//! an `unpark` meant for a later `park`.
+
+use std::cell::UnsafeCell;
+use std::mem::{MaybeUninit, align_of, size_of};
+use std::sync::Mutex;
+
+use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicU32 as StdAtomicU32};
+
+#[cfg(all(test, loom))]
+use crate::loom::AtomicU32;
+use crate::loom::{AtomicU64, Ordering};
+use crate::thread::Waiter;
+use crate::thread::tcb::Tcb;
+
+/// The thread has written its result.
+pub(crate) const F_DONE: u32 = 1 << 0;
+/// The thread will not touch the slot again.
+pub(crate) const F_THREAD_GONE: u32 = 1 << 1;
+/// The handle was joined or dropped and will not touch the slot again.
+pub(crate) const F_HANDLE_GONE: u32 = 1 << 2;
+/// The handle took the result (set together with `F_HANDLE_GONE`).
+pub(crate) const F_JOINED: u32 = 1 << 3;
+/// A joiner stored its waiter in the slot.
+pub(crate) const F_JOINER: u32 = 1 << 4;
+/// Park channel: the thread sleeps in `park`.
+pub(crate) const F_PARKED: u32 = 1 << 5;
+/// Park channel: an `unpark` came while the thread was not parked.
+pub(crate) const F_PARK_TOKEN: u32 = 1 << 6;
+/// Internal channel: the thread sleeps in a runtime wait (join, sleep, sync).
+pub(crate) const F_BLOCKED: u32 = 1 << 7;
+/// Internal channel: a wake came while the thread was not blocked.
+pub(crate) const F_WAKE_TOKEN: u32 = 1 << 8;
+/// The slot is allocated (the teardown scan looks for live threads by this bit).
+pub(crate) const F_LIVE: u32 = 1 << 9;
+
+/// A wait channel of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Channel {
+    /// `park` / `unpark`.
+    Park,
+    /// Runtime-internal waits.
+    Internal,
+}
+
+impl Channel {
+    #[inline(always)]
+    const fn bits(self) -> (u32, u32) {
+        match self {
+            Channel::Park => (F_PARKED, F_PARK_TOKEN),
+            Channel::Internal => (F_BLOCKED, F_WAKE_TOKEN),
+        }
+    }
+}
+
+/// Outcome of [`SlotWord::block`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Block {
+    /// A token was pending and has been consumed: do not sleep.
+    TokenTaken,
+    /// `BLOCKED` is set: the caller must switch away; a waker will make it runnable.
+    MustSleep,
+}
+
+/// Outcome of [`SlotWord::wake`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The thread was blocked; the caller now owns making it runnable.
+    MustEnqueue,
+    /// The thread was not blocked; a token is set (or already was).
+    TokenSet,
+    /// The id is stale: the slot belongs to another thread now, or is free.
+    Stale,
+}
+
+#[inline(always)]
+const fn gen_of(w: u64) -> u32 {
+    (w >> 32) as u32
+}
+
+#[inline(always)]
+const fn flags_of(w: u64) -> u32 {
+    w as u32
+}
+
+#[inline(always)]
+const fn pack(generation: u32, flags: u32) -> u64 {
+    ((generation as u64) << 32) | flags as u64
+}
+
+/// The atomic word of a slot and the operations of the protocol above.
+pub(crate) struct SlotWord(AtomicU64);
+
+impl SlotWord {
+    pub(crate) fn new() -> SlotWord {
+        SlotWord(AtomicU64::new(0))
+    }
+
+    /// Current generation.
+    #[inline]
+    pub(crate) fn generation(&self) -> u32 {
+        // Relaxed: only the allocating core reads this, and it changed it last.
+        gen_of(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Flags as of now (acquire: pairs with the release RMWs that set them).
+    #[inline]
+    pub(crate) fn flags(&self) -> u32 {
+        flags_of(self.0.load(Ordering::Acquire))
+    }
+
+    /// Flags, if the generation is still `generation`.
+    #[inline]
+    pub(crate) fn flags_if(&self, generation: u32) -> Option<u32> {
+        let w = self.0.load(Ordering::Acquire);
+        (gen_of(w) == generation).then_some(flags_of(w))
+    }
+
+    /// Marks a freshly allocated slot live. Only its allocator touches it now.
+    pub(crate) fn activate(&self) {
+        let g = self.generation();
+        // Release: pairs with the acquire loads of a teardown scan.
+        self.0.store(pack(g, F_LIVE), Ordering::Release);
+    }
+
+    /// Sets `bits`; returns the flags before. AcqRel: publishes what this side wrote
+    /// (the result, for `F_DONE`) and sees what the other side published.
+    #[inline]
+    pub(crate) fn set(&self, bits: u32) -> u32 {
+        flags_of(self.0.fetch_or(bits as u64, Ordering::AcqRel))
+    }
+
+    /// Frees the slot: bumps the generation and clears every flag, so every stale id
+    /// fails its generation check from now on.
+    pub(crate) fn free(&self) {
+        let g = self.generation().wrapping_add(1);
+        // Release: the next owner's reads of the slot follow this store.
+        self.0.store(pack(g, 0), Ordering::Release);
+    }
+
+    /// The owner thread asks to sleep on `chan`.
+    #[inline]
+    pub(crate) fn block(&self, chan: Channel) -> Block {
+        let (blocked, token) = chan.bits();
+        let mut w = self.0.load(Ordering::Relaxed);
+        loop {
+            let f = flags_of(w);
+            debug_assert!(
+                f & blocked == 0,
+                "block: thread already blocked on {chan:?}"
+            );
+            let (new, out) = if f & token != 0 {
+                (w & !(token as u64), Block::TokenTaken)
+            } else {
+                (w | blocked as u64, Block::MustSleep)
+            };
+            // AcqRel: taking a token acquires what the waker published before
+            // setting it (pairs with the AcqRel CAS in `wake`).
+            match self
+                .0
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return out,
+                Err(cur) => w = cur,
+            }
+        }
+    }
+
+    /// Wakes the thread `generation` on `chan`.
+    #[inline]
+    pub(crate) fn wake(&self, chan: Channel, generation: u32) -> Wake {
+        let (blocked, token) = chan.bits();
+        let mut w = self.0.load(Ordering::Relaxed);
+        loop {
+            let f = flags_of(w);
+            if gen_of(w) != generation || f & F_LIVE == 0 {
+                return Wake::Stale;
+            }
+            let (new, out) = if f & blocked != 0 {
+                (w & !(blocked as u64), Wake::MustEnqueue)
+            } else if f & token != 0 {
+                return Wake::TokenSet;
+            } else {
+                (w | token as u64, Wake::TokenSet)
+            };
+            // AcqRel: publishes what the waker wrote before waking (pairs with the
+            // CAS in `block`, or with the switch-in of the woken thread).
+            match self
+                .0
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return out,
+                Err(cur) => w = cur,
+            }
+        }
+    }
+
+    /// Clears `BLOCKED` on `chan` if it is still set (a timed wait that timed out).
+    /// Returns true if this call cleared it, i.e. no waker will enqueue the thread.
+    pub(crate) fn cancel_block(&self, chan: Channel, generation: u32) -> bool {
+        let (blocked, _) = chan.bits();
+        let mut w = self.0.load(Ordering::Relaxed);
+        loop {
+            if gen_of(w) != generation || flags_of(w) & blocked == 0 {
+                return false;
+            }
+            match self.0.compare_exchange_weak(
+                w,
+                w & !(blocked as u64),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(cur) => w = cur,
+            }
+        }
+    }
+}
+
+/// Inline storage for a thread's result: `std::thread::Result<T>` lives here when it
+/// fits, else a `Box` of it does.
+#[repr(C, align(16))]
+pub(crate) struct ResultBuf(MaybeUninit<[u8; RESULT_INLINE]>);
+
+const RESULT_INLINE: usize = 32;
+
+/// Whether `R` is stored inline rather than boxed.
+pub(crate) const fn fits_inline<R>() -> bool {
+    size_of::<R>() <= RESULT_INLINE && align_of::<R>() <= 16
+}
+
+/// Writes `r` into `buf`.
+///
+/// # Safety
+///
+/// `buf` must be valid for writes and hold no live value.
+pub(crate) unsafe fn write_result<R>(buf: *mut ResultBuf, r: R) {
+    if fits_inline::<R>() {
+        // SAFETY: `R` fits in the buffer's size and alignment (checked above).
+        unsafe { buf.cast::<R>().write(r) }
+    } else {
+        // SAFETY: a Box pointer fits in the buffer.
+        unsafe { buf.cast::<Box<R>>().write(Box::new(r)) }
+    }
+}
+
+/// Moves the value out of `buf`.
+///
+/// # Safety
+///
+/// `buf` must hold a value written by `write_result::<R>`, not yet read or dropped.
+pub(crate) unsafe fn read_result<R>(buf: *mut ResultBuf) -> R {
+    if fits_inline::<R>() {
+        // SAFETY: the caller guarantees an `R` was written inline.
+        unsafe { buf.cast::<R>().read() }
+    } else {
+        // SAFETY: the caller guarantees a `Box<R>` was written.
+        unsafe { *buf.cast::<Box<R>>().read() }
+    }
+}
+
+/// Drops the value in `buf`.
+///
+/// # Safety
+///
+/// As for [`read_result`].
+pub(crate) unsafe fn drop_result<R>(buf: *mut ResultBuf) {
+    // SAFETY: forwarded from the caller.
+    drop(unsafe { read_result::<R>(buf) });
+}
+
+/// A join slot. See the module docs for the protocol.
+pub(crate) struct Slot {
+    pub(crate) word: SlotWord,
+    /// The thread's TCB while it lives. Written at spawn before the thread is
+    /// published to any core; read by wakers that won a wake CAS (the thread is alive
+    /// then, blocked, so the TCB is valid).
+    pub(crate) tcb: UnsafeCell<*mut Tcb>,
+    /// Who to wake when the thread finishes. Lock held only to store or take it.
+    pub(crate) waiter: Mutex<Option<Waiter>>,
+    /// The exit value. Written by the thread before `F_DONE`; read by the joiner after
+    /// it saw `F_DONE`, or dropped by whoever frees the slot.
+    pub(crate) result: UnsafeCell<ResultBuf>,
+    /// Type-erased drop of the result. Written at spawn, before publication.
+    pub(crate) drop_result: UnsafeCell<Option<unsafe fn(*mut ResultBuf)>>,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            word: SlotWord::new(),
+            tcb: UnsafeCell::new(std::ptr::null_mut()),
+            waiter: Mutex::new(None),
+            result: UnsafeCell::new(ResultBuf(MaybeUninit::uninit())),
+            drop_result: UnsafeCell::new(None),
+        }
+    }
+
+    /// Frees the slot after both owners let go: drops an untaken result, bumps the
+    /// generation.
+    ///
+    /// # Safety
+    ///
+    /// The caller must be the side that set the second `*_GONE` bit (so no one else
+    /// touches the slot), and `flags` must be the flags after that.
+    pub(crate) unsafe fn release(&self, flags: u32) {
+        debug_assert!(flags & F_THREAD_GONE != 0 && flags & F_HANDLE_GONE != 0);
+        if flags & F_DONE != 0 && flags & F_JOINED == 0 {
+            // SAFETY: the result was written (F_DONE), never taken (no F_JOINED), and
+            // we are the only side left; drop_result was set at spawn.
+            unsafe {
+                if let Some(d) = *self.drop_result.get() {
+                    d(self.result.get());
+                }
+            }
+        }
+        if let Ok(mut w) = self.waiter.lock() {
+            w.take();
+        }
+        self.word.free();
+    }
+}
+
+// SAFETY: every UnsafeCell in a slot is accessed under the protocol above: the tcb and
+// drop_result fields are written before the slot is published and then only read; the
+// result is handed from the thread to exactly one reader through F_DONE.
+unsafe impl Sync for Slot {}
+// SAFETY: as above; a slot holds no thread-bound data (the Waiter is Send).
+unsafe impl Send for Slot {}
+
+/// Slots per chunk of the table.
+const CHUNK_SHIFT: u32 = 10;
+const CHUNK: usize = 1 << CHUNK_SHIFT;
+/// Chunks at most: 2^23 live threads per runtime.
+const MAX_CHUNKS: usize = 1 << 13;
+
+/// The slot table of a runtime: chunks allocated on demand, never moved, so a `&Slot`
+/// stays valid as long as the table lives.
+pub(crate) struct SlotTable {
+    chunks: Box<[std::sync::atomic::AtomicPtr<Slot>]>,
+    /// Next never-used index.
+    fresh: StdAtomicU32,
+    grow: Mutex<()>,
+    /// Indices freed by OS threads that are not this runtime's cores.
+    remote_free: Mutex<Vec<u32>>,
+    has_remote_free: StdAtomicBool,
+}
+
+impl SlotTable {
+    pub(crate) fn new() -> SlotTable {
+        SlotTable {
+            chunks: (0..MAX_CHUNKS).map(|_| Default::default()).collect(),
+            fresh: StdAtomicU32::new(0),
+            grow: Mutex::new(()),
+            remote_free: Mutex::new(Vec::new()),
+            has_remote_free: StdAtomicBool::new(false),
+        }
+    }
+
+    /// The slot at `index`, if it was ever allocated.
+    #[inline]
+    pub(crate) fn get(&self, index: u32) -> Option<&Slot> {
+        let c = self.chunks.get(index as usize >> CHUNK_SHIFT)?;
+        // Acquire: pairs with the release store that installed the chunk.
+        let p = c.load(std::sync::atomic::Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: installed chunks hold CHUNK initialised slots and are never freed
+        // before the table.
+        Some(unsafe { &*p.add(index as usize & (CHUNK - 1)) })
+    }
+
+    /// A free index: from `local` (the core's own free list), else from the remote
+    /// free list, else a fresh one.
+    pub(crate) fn alloc(&self, local: &mut Vec<u32>) -> Option<u32> {
+        if let Some(i) = local.pop() {
+            return Some(i);
+        }
+        self.alloc_slow(local)
+    }
+
+    #[cold]
+    fn alloc_slow(&self, local: &mut Vec<u32>) -> Option<u32> {
+        if self.has_remote_free.load(Ordering::Relaxed) {
+            let mut r = self.remote_free.lock().unwrap_or_else(|e| e.into_inner());
+            self.has_remote_free.store(false, Ordering::Relaxed);
+            local.append(&mut r);
+            if let Some(i) = local.pop() {
+                return Some(i);
+            }
+        }
+        let i = self.fresh.fetch_add(1, Ordering::Relaxed);
+        let chunk = i as usize >> CHUNK_SHIFT;
+        if chunk >= MAX_CHUNKS {
+            self.fresh.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let cell = &self.chunks[chunk];
+        if cell.load(std::sync::atomic::Ordering::Acquire).is_null() {
+            let _g = self.grow.lock().unwrap_or_else(|e| e.into_inner());
+            if cell.load(std::sync::atomic::Ordering::Acquire).is_null() {
+                let b: Box<[Slot]> = (0..CHUNK).map(|_| Slot::new()).collect();
+                // Release: pairs with the acquire in `get`.
+                cell.store(
+                    Box::into_raw(b).cast(),
+                    std::sync::atomic::Ordering::Release,
+                );
+            }
+        }
+        Some(i)
+    }
+
+    /// Returns a freed index from an OS thread that owns no core list.
+    pub(crate) fn free_remote(&self, index: u32) {
+        self.remote_free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(index);
+        self.has_remote_free.store(true, Ordering::Relaxed);
+    }
+
+    /// Every index handed out so far.
+    pub(crate) fn allocated(&self) -> u32 {
+        self.fresh.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SlotTable {
+    fn drop(&mut self) {
+        for c in self.chunks.iter() {
+            let p = c.load(std::sync::atomic::Ordering::Acquire);
+            if p.is_null() {
+                break;
+            }
+            // SAFETY: `p` came from `Box::into_raw` of a `Box<[Slot]>` of CHUNK slots.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, CHUNK)) });
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_before_block_is_consumed() {
+        let w = SlotWord::new();
+        w.activate();
+        let g = w.generation();
+        assert_eq!(w.wake(Channel::Park, g), Wake::TokenSet);
+        assert_eq!(
+            w.wake(Channel::Park, g),
+            Wake::TokenSet,
+            "tokens do not accumulate"
+        );
+        assert_eq!(w.block(Channel::Park), Block::TokenTaken);
+        assert_eq!(w.block(Channel::Park), Block::MustSleep);
+        assert_eq!(w.wake(Channel::Park, g), Wake::MustEnqueue);
+        assert_eq!(w.flags() & (F_PARKED | F_PARK_TOKEN), 0);
+    }
+
+    #[test]
+    fn channels_are_independent() {
+        let w = SlotWord::new();
+        w.activate();
+        let g = w.generation();
+        assert_eq!(w.wake(Channel::Internal, g), Wake::TokenSet);
+        assert_eq!(
+            w.block(Channel::Park),
+            Block::MustSleep,
+            "an internal token is no park token"
+        );
+        assert_eq!(w.block(Channel::Internal), Block::TokenTaken);
+    }
+
+    #[test]
+    fn stale_generation_is_refused() {
+        let w = SlotWord::new();
+        w.activate();
+        let g = w.generation();
+        w.free();
+        w.activate();
+        assert_eq!(w.wake(Channel::Park, g), Wake::Stale);
+        assert!(!w.cancel_block(Channel::Park, g));
+        assert_eq!(w.flags_if(g), None);
+        assert_eq!(w.flags_if(g + 1), Some(F_LIVE));
+    }
+
+    #[test]
+    fn table_reuses_freed_indices() {
+        let t = SlotTable::new();
+        let mut local = Vec::new();
+        let a = t.alloc(&mut local).unwrap();
+        let b = t.alloc(&mut local).unwrap();
+        assert_ne!(a, b);
+        local.push(a);
+        assert_eq!(t.alloc(&mut local), Some(a));
+        t.free_remote(b);
+        assert_eq!(t.alloc(&mut local), Some(b));
+        assert!(t.get(b).is_some());
+        assert!(t.get(5000).is_none());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_slot {
+    //! Models of the slot word protocol: exit against join and detach, and the wake
+    //! channels, under every interleaving loom explores.
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// Exit and join race: the joiner either sees `F_DONE` when it registers, or the
+    /// exiter sees `F_JOINER` and wakes it — never neither; the slot is freed once.
+    #[test]
+    fn loom_exit_vs_join_no_lost_wakeup() {
+        loom::model(|| {
+            let w = Arc::new(SlotWord::new());
+            w.activate();
+            let g = w.generation();
+            let frees = Arc::new(AtomicU32::new(0));
+            let exiter = {
+                let (w, frees) = (w.clone(), frees.clone());
+                thread::spawn(move || {
+                    let old = w.set(F_DONE);
+                    let woke = if old & F_JOINER != 0 {
+                        // The joiner registered: wake it on the internal channel.
+                        w.wake(Channel::Internal, g) != Wake::Stale
+                    } else {
+                        false
+                    };
+                    let old = w.set(F_THREAD_GONE);
+                    if old & F_HANDLE_GONE != 0 {
+                        frees.fetch_add(1, Ordering::Relaxed);
+                    }
+                    woke
+                })
+            };
+            // Joiner.
+            let old = w.set(F_JOINER);
+            if old & F_DONE == 0 {
+                // Must sleep until woken: a wake either found BLOCKED or left a token.
+                match w.block(Channel::Internal) {
+                    Block::TokenTaken => {}
+                    Block::MustSleep => {
+                        // Sleeping: spin until the waker clears BLOCKED (stands in for
+                        // the scheduler making us runnable).
+                        while w.flags() & F_BLOCKED != 0 {
+                            thread::yield_now();
+                        }
+                    }
+                }
+            }
+            assert!(
+                w.flags() & F_DONE != 0,
+                "joiner returned before the thread finished"
+            );
+            let old = w.set(F_HANDLE_GONE | F_JOINED);
+            if old & F_THREAD_GONE != 0 {
+                frees.fetch_add(1, Ordering::Relaxed);
+            }
+            exiter.join().unwrap();
+            assert_eq!(frees.load(Ordering::Relaxed), 1, "slot freed exactly once");
+        });
+    }
+
+    /// Detach racing exit: exactly one side frees.
+    #[test]
+    fn loom_detach_vs_exit_frees_once() {
+        loom::model(|| {
+            let w = Arc::new(SlotWord::new());
+            w.activate();
+            let frees = Arc::new(AtomicU32::new(0));
+            let t = {
+                let (w, frees) = (w.clone(), frees.clone());
+                thread::spawn(move || {
+                    w.set(F_DONE);
+                    if w.set(F_THREAD_GONE) & F_HANDLE_GONE != 0 {
+                        frees.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            };
+            if w.set(F_HANDLE_GONE) & F_THREAD_GONE != 0 {
+                frees.fetch_add(1, Ordering::Relaxed);
+            }
+            t.join().unwrap();
+            assert_eq!(frees.load(Ordering::Relaxed), 1);
+        });
+    }
+
+    /// park/unpark from another OS thread: the parker is either not put to sleep (it
+    /// took the token) or is enqueued by exactly one waker; two unparks never enqueue
+    /// it twice.
+    #[test]
+    fn loom_unpark_vs_park_enqueues_once() {
+        loom::model(|| {
+            let w = Arc::new(SlotWord::new());
+            w.activate();
+            let g = w.generation();
+            let enq = Arc::new(AtomicU32::new(0));
+            let wakers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (w, enq) = (w.clone(), enq.clone());
+                    thread::spawn(move || {
+                        if w.wake(Channel::Park, g) == Wake::MustEnqueue {
+                            enq.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            let slept = w.block(Channel::Park) == Block::MustSleep;
+            for t in wakers {
+                t.join().unwrap();
+            }
+            let n = enq.load(Ordering::Relaxed);
+            if slept {
+                assert_eq!(n, 1, "a sleeping parker is enqueued exactly once");
+            } else {
+                assert_eq!(n, 0, "a parker that took the token is never enqueued");
+            }
+        });
+    }
+}

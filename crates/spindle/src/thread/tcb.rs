@@ -1,0 +1,207 @@
+//! The thread control block and the thread state machine.
+//!
+//! A TCB lives at the top of its thread's stack block (see `stack`), so `current()`
+//! finds it by rounding the stack pointer up. It holds what the scheduler needs while
+//! the thread lives; what must outlive the stack (state visible to other threads, the
+//! exit value) is in the join slot.
+//!
+//! ## Ownership
+//!
+//! A TCB is owned by exactly one core at a time: the core whose run queue, timer list
+//! or current-thread pointer holds it. Only the owner reads or writes the `Cell`
+//! fields. Other OS threads reach a TCB only after winning a wake CAS on its slot, and
+//! then only read `core` (immutable while the thread lives on one core) to hand the
+//! TCB to that core's injection queue.
+
+use std::cell::{Cell, UnsafeCell};
+use std::sync::Arc;
+
+use crate::arch::Context;
+use crate::sched::Core;
+use crate::stack::{StackPool, class_size};
+use crate::thread::slot::{ResultBuf, Slot};
+
+/// Lifecycle of a thread, as in xv6. Who owns the stack and whether the thread is on
+/// a run queue is stated per state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum State {
+    /// Block free, TCB meaningless. No owner.
+    Unused,
+    /// Created: entry and argument written, context not built yet (the owning core
+    /// builds it the first time it runs the thread). On a run queue.
+    Embryo,
+    /// Ready to run, context saved. On exactly one run queue.
+    Runnable,
+    /// Running on its core. On no run queue.
+    Running,
+    /// Blocked in park, sleep or a runtime wait. On no run queue; a waker moves it.
+    Sleeping,
+    /// Finished; its result is in the join slot. The next context frees the block.
+    Zombie,
+}
+
+impl State {
+    /// Whether `self -> to` is a transition of the lifecycle.
+    const fn allows(self, to: State) -> bool {
+        use State::*;
+        matches!(
+            (self, to),
+            (Unused, Embryo)
+                | (Embryo, Running)
+                | (Runnable, Running)
+                | (Running, Runnable)
+                | (Running, Sleeping)
+                | (Sleeping, Runnable)
+                | (Running, Zombie)
+                | (Zombie, Unused)
+                | (Embryo | Runnable | Sleeping, Unused)
+        )
+    }
+}
+
+/// Thread control block. `repr(C)`, at the top of the stack block.
+#[repr(C, align(64))]
+pub(crate) struct Tcb {
+    // -- owned by the core that owns the thread --
+    /// Saved callee-saved state while not running.
+    pub(crate) ctx: UnsafeCell<Context>,
+    state: Cell<State>,
+    /// Intrusive run-queue link.
+    pub(crate) next: Cell<*mut Tcb>,
+    // -- immutable after spawn (until the thread migrates, which only its owner does) --
+    /// The core that owns the thread.
+    pub(crate) core: Cell<*const Core>,
+    /// This thread's join slot.
+    pub(crate) slot: *const Slot,
+    /// Slot index and generation: the thread id.
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+    /// Run-queue level: 0 is the most urgent.
+    pub(crate) level: u8,
+    /// Stack size class.
+    pub(crate) class: u8,
+    /// First-run entry point and its argument (the TCB address), used while `Embryo`.
+    pub(crate) entry: unsafe extern "C" fn(usize) -> !,
+    /// Initial stack top (16-aligned, below the TCB and the stored closure).
+    pub(crate) stack_top: usize,
+    /// Where the entry closure was stored (in the block, or a leaked Box).
+    pub(crate) closure: *mut u8,
+    /// Thread name, if any.
+    pub(crate) name: Option<Arc<str>>,
+    /// Type-erased operations on the closure and result types.
+    pub(crate) vtable: &'static ThreadVtable,
+    /// The main thread of `run`: its exit goes straight to the scheduler context.
+    pub(crate) main: bool,
+}
+
+/// Operations a spawn leaves behind for the types it erased.
+pub(crate) struct ThreadVtable {
+    /// Drops a closure that never ran (an embryo abandoned at shutdown).
+    pub(crate) drop_closure: unsafe fn(*mut u8),
+    /// Writes the "abandoned" error as this thread's `std::thread::Result<T>`.
+    pub(crate) write_abandoned: unsafe fn(*mut ResultBuf),
+}
+
+impl Tcb {
+    /// Where the TCB of the block `[base, base + size)` lives.
+    #[inline(always)]
+    pub(crate) const fn at_top_of(base: usize, size: usize) -> *mut Tcb {
+        (base + size - std::mem::size_of::<Tcb>()) as *mut Tcb
+    }
+
+    /// Current state.
+    #[inline(always)]
+    pub(crate) fn state(&self) -> State {
+        self.state.get()
+    }
+
+    /// Moves to `to`, checking the transition in debug builds.
+    #[inline(always)]
+    pub(crate) fn set_state(&self, to: State) {
+        debug_assert!(
+            self.state.get().allows(to),
+            "runtime: illegal thread state transition {:?} -> {:?} (thread {})",
+            self.state.get(),
+            to,
+            self.id_u64()
+        );
+        self.state.set(to);
+    }
+
+    /// Initialises a TCB in place.
+    pub(crate) fn init(
+        slot: *const Slot,
+        index: u32,
+        generation: u32,
+        level: u8,
+        class: u8,
+        entry: unsafe extern "C" fn(usize) -> !,
+        name: Option<Arc<str>>,
+        vtable: &'static ThreadVtable,
+        main: bool,
+    ) -> Tcb {
+        Tcb {
+            ctx: UnsafeCell::new(Context::default()),
+            state: Cell::new(State::Unused),
+            next: Cell::new(std::ptr::null_mut()),
+            core: Cell::new(std::ptr::null()),
+            slot,
+            index,
+            generation,
+            level,
+            class,
+            entry,
+            stack_top: 0,
+            closure: std::ptr::null_mut(),
+            name,
+            vtable,
+            main,
+        }
+    }
+
+    /// The thread id as one number: generation in the high half, index in the low.
+    pub(crate) fn id_u64(&self) -> u64 {
+        (self.generation as u64) << 32 | self.index as u64
+    }
+
+    /// The name's bytes, for the async-signal-safe overflow report.
+    pub(crate) fn name_bytes(&self) -> Option<&[u8]> {
+        self.name.as_deref().map(str::as_bytes)
+    }
+
+    /// Base address of the thread's stack block.
+    pub(crate) fn block_base(this: *const Tcb) -> usize {
+        // SAFETY: reading the class of a valid TCB.
+        let class = unsafe { (*this).class } as usize;
+        this as usize + std::mem::size_of::<Tcb>() - class_size(class)
+    }
+
+    /// Discards a thread that will never run again (shutdown): drops a closure that
+    /// never ran and the name, and returns the block to `pool`. Values on the thread's
+    /// stack are not dropped.
+    ///
+    /// # Safety
+    ///
+    /// `this` must be a live TCB not running and on no queue that will be used again,
+    /// owned by the caller's core.
+    pub(crate) unsafe fn discard(this: *mut Tcb, pool: &mut StackPool) {
+        // SAFETY: per the contract we own the TCB and its block.
+        unsafe {
+            if (*this).state() == State::Embryo {
+                ((*this).vtable.drop_closure)((*this).closure);
+            }
+            std::ptr::drop_in_place(&raw mut (*this).name);
+            (*this).set_state(State::Unused);
+            pool.put((*this).class as usize, Tcb::block_base(this));
+        }
+    }
+
+    /// The join slot.
+    #[inline(always)]
+    pub(crate) fn slot(&self) -> &Slot {
+        // SAFETY: the slot table outlives every thread of its runtime, and the slot
+        // stays this thread's until both the thread and its handle let go of it.
+        unsafe { &*self.slot }
+    }
+}
