@@ -1,12 +1,9 @@
-//! The loom facade: every atomic the runtime's protocols use comes from here, so the
-//! same code runs under the loom model checker with `RUSTFLAGS="--cfg loom"`.
+//! The loom facade: the atomics of the runtime's cross-thread protocols (the slot word,
+//! the doorbell) come from here, so the same code runs under the loom model checker
+//! with `RUSTFLAGS="--cfg loom"`.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{
-    AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
-};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{
-    AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
-};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};

@@ -4,6 +4,7 @@ use std::io;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+#[cfg_attr(loom, allow(dead_code))]
 /// Sleeps while `*word == expected`, at most `timeout` (forever if `None`).
 /// Returns on a wake, a timeout, a signal or a changed value; callers re-check.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
@@ -27,6 +28,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     };
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 /// Wakes up to `n` OS threads sleeping in [`futex_wait`] on `word`.
 pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key; `word` is live.

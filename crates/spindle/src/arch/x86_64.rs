@@ -226,12 +226,12 @@ pub(crate) unsafe fn init_context(
     let ret_slot = stack_top - 8;
     // SAFETY: the caller guarantees the 8 bytes below `stack_top` are ours to write;
     // the slot is 8-byte aligned because `stack_top` is 16-byte aligned.
-    unsafe { (ret_slot as *mut usize).write(spindle_arch_thread_start_v1 as usize) };
+    unsafe { (ret_slot as *mut usize).write(spindle_arch_thread_start_v1 as *const () as usize) };
     *ctx = Context {
         rsp: ret_slot,
         rbx: 0,
         rbp: 0,
-        r12: entry as usize,
+        r12: entry as *const () as usize,
         r13: arg,
         r14: 0,
         r15: 0,

@@ -1,20 +1,22 @@
 //! The doorbell: how another OS thread hands work to a core that may be asleep.
 //!
 //! 1. The sender makes the work visible (pushes to the core's injection queue), then
-//!    [`Doorbell::ring`]: `pending = true` (SeqCst), then `sleeping.swap(0)` (SeqCst);
+//!    [`Doorbell::ring`]: `pending = true`, a SeqCst fence, then `sleeping.swap(0)`;
 //!    if that returned 1 the core was asleep or about to sleep, and the sender wakes
 //!    it with a futex wake.
-//! 2. The core, before sleeping, [`Doorbell::prepare_sleep`]: `sleeping = 1` (SeqCst),
-//!    then re-reads `pending` (SeqCst); only if it is still false does it sleep in
+//! 2. The core, before sleeping, [`Doorbell::prepare_sleep`]: `sleeping = 1`, a SeqCst
+//!    fence, then re-reads `pending`; only if it is still false does it sleep in
 //!    `futex_wait(sleeping, 1)`, which returns at once if a sender already set
 //!    `sleeping` back to 0.
 //!
-//! Both sides store, then load the other's flag: the SeqCst total order forbids both
-//! loads missing both stores (the StoreLoad hazard), so either the core sees `pending`
-//! or the sender sees `sleeping == 1` and wakes it — no wakeup is lost. The loom model
-//! below checks this.
+//! Both sides store, then load the other's flag (Dekker's pattern). The two SeqCst
+//! fences are ordered one before the other, and whichever comes second makes its
+//! load see the other side's store: either the core sees `pending` or the sender sees
+//! `sleeping == 1` and wakes it — no wakeup is lost. The fences (rather than SeqCst
+//! accesses) are what the C++/Rust model guarantees this for, and what loom checks in
+//! the model below.
 
-use crate::loom::{AtomicBool, AtomicU32, Ordering};
+use crate::loom::{AtomicBool, AtomicU32, Ordering, fence};
 
 pub(crate) struct Doorbell {
     pending: AtomicBool,
@@ -43,17 +45,19 @@ impl Doorbell {
 
     /// Announces work. Returns true if the core must be woken with a futex wake.
     pub(crate) fn ring(&self) -> bool {
-        // SeqCst store, then SeqCst RMW: pairs with `prepare_sleep` (StoreLoad).
-        self.pending.store(true, Ordering::SeqCst);
-        self.sleeping.swap(0, Ordering::SeqCst) == 1
+        self.pending.store(true, Ordering::Relaxed);
+        // StoreLoad: pairs with the fence in `prepare_sleep` (see the module docs).
+        fence(Ordering::SeqCst);
+        self.sleeping.swap(0, Ordering::Relaxed) == 1
     }
 
     /// Announces that the core is about to sleep. Returns false if work arrived and
     /// the core must not sleep.
     pub(crate) fn prepare_sleep(&self) -> bool {
-        // SeqCst store, then SeqCst load: pairs with `ring` (StoreLoad).
-        self.sleeping.store(1, Ordering::SeqCst);
-        if self.pending.load(Ordering::SeqCst) {
+        self.sleeping.store(1, Ordering::Relaxed);
+        // StoreLoad: pairs with the fence in `ring` (see the module docs).
+        fence(Ordering::SeqCst);
+        if self.pending.load(Ordering::Relaxed) {
             self.sleeping.store(0, Ordering::Relaxed);
             return false;
         }
@@ -65,10 +69,22 @@ impl Doorbell {
         self.sleeping.store(0, Ordering::Relaxed);
     }
 
-    /// The futex word a sleeping core waits on.
-    #[cfg(not(loom))]
-    pub(crate) fn word(&self) -> &std::sync::atomic::AtomicU32 {
-        &self.sleeping
+    /// Sleeps in the kernel while `sleeping == 1`, at most `timeout`. Call only after
+    /// `prepare_sleep` returned true.
+    pub(crate) fn sleep(&self, timeout: Option<std::time::Duration>) {
+        #[cfg(not(loom))]
+        crate::sys::futex_wait(&self.sleeping, 1, timeout);
+        #[cfg(loom)]
+        {
+            let _ = timeout;
+            loom::thread::yield_now();
+        }
+    }
+
+    /// Wakes the core after `ring` returned true.
+    pub(crate) fn wake(&self) {
+        #[cfg(not(loom))]
+        crate::sys::futex_wake(&self.sleeping, 1);
     }
 }
 

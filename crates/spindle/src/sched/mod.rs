@@ -35,6 +35,10 @@ use crate::thread::tcb::{State, Tcb};
 use doorbell::Doorbell;
 use runq::RunQueue;
 
+/// Free stack blocks per size class a core keeps resident when it goes idle; the
+/// memory of the rest is released (the blocks stay pooled).
+const POOL_KEEP: usize = 256;
+
 /// What the next context does with the thread that switched out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum After {
@@ -167,10 +171,10 @@ impl Core {
         // SAFETY: we are this core's current thread (caller), so we own `l`; each
         // reference below ends before the switch.
         unsafe {
-            debug_assert_eq!(
-                (*l).current,
-                me,
-                "schedule: not the current thread of this core"
+            debug_assert!(
+                (*l).current == me,
+                "schedule: not the current thread of core {}",
+                self.id
             );
             debug_assert!(
                 (*l).prev.is_null(),
@@ -354,7 +358,7 @@ impl Core {
             .unwrap_or_else(|e| e.into_inner())
             .push(TcbPtr(t));
         if self.doorbell.ring() {
-            crate::sys::futex_wake(self.doorbell.word(), 1);
+            self.doorbell.wake();
         }
     }
 
@@ -380,10 +384,18 @@ impl Core {
                 std::hint::spin_loop();
             }
         }
+        // About to sleep in the kernel, so not on a hot path: give back the memory of
+        // stack blocks this core has not needed recently.
+        // SAFETY: as above.
+        unsafe {
+            if (*l).pool.len() > POOL_KEEP {
+                (*l).pool.trim(POOL_KEEP);
+            }
+        }
         if self.doorbell.prepare_sleep() {
             let timeout = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if timeout != Some(Duration::ZERO) {
-                crate::sys::futex_wait(self.doorbell.word(), 1, timeout);
+                self.doorbell.sleep(timeout);
             }
             self.doorbell.end_sleep();
             // SAFETY: as above.

@@ -78,6 +78,7 @@ impl RunQueue {
     }
 
     /// Number of queued threads.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
