@@ -19,7 +19,7 @@ fn run_returns_the_main_value_and_join_returns_each_result() {
 
 #[test]
 fn run_borrows_from_the_caller() {
-    let v = vec![1, 2, 3];
+    let v = [1, 2, 3];
     let n = spindle::run(|| v.iter().sum::<i32>());
     assert_eq!(n, 6);
 }
@@ -162,11 +162,10 @@ fn names_and_current() {
             .unwrap();
         assert_eq!(h.thread().name(), Some("worker-1"));
         assert_eq!(h.join().unwrap().as_deref(), Some("worker-1"));
-        assert_eq!(
+        assert!(
             spindle::spawn(|| spindle::current().name().is_none())
                 .join()
-                .unwrap(),
-            true
+                .unwrap()
         );
     });
 }

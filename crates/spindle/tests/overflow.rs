@@ -19,7 +19,9 @@ fn run_child(case: &str) -> (Option<i32>, String) {
     )
 }
 
+/// Recurses until the stack runs out (on purpose).
 #[inline(never)]
+#[allow(unconditional_recursion)]
 fn recurse(n: u64) -> u64 {
     let buf = [n; 64];
     std::hint::black_box(&buf);

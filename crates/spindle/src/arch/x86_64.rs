@@ -138,9 +138,20 @@ global_asm!(
     "mov r13, [rsi + {r13}]",
     "mov r14, [rsi + {r14}]",
     "mov r15, [rsi + {r15}]",
-    // Restore its MXCSR and x87 control word.
+    // Restore its MXCSR, but only if it differs from ours: `ldmxcsr` is microcoded
+    // and slow, and threads almost never change it. eax and the flags are
+    // caller-saved, so they are free to use here.
+    "mov eax, [rsi + {mxcsr}]",
+    "cmp eax, [rdi + {mxcsr}]",
+    "je 2f",
     "ldmxcsr [rsi + {mxcsr}]",
+    "2:",
+    // Same for the x87 control word (`fldcw` is slow too).
+    "movzx eax, word ptr [rsi + {fpucw}]",
+    "cmp ax, word ptr [rdi + {fpucw}]",
+    "je 3f",
     "fldcw [rsi + {fpucw}]",
+    "3:",
     // Switch stacks: from here on we run on the other side's stack.
     "mov rsp, [rsi + {rsp}]",
     // Pop the other side's return address and continue there: either after its own

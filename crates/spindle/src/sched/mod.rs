@@ -460,7 +460,7 @@ pub(crate) unsafe fn enqueue_woken(t: *mut Tcb) {
     let core = unsafe { &*(*t).core.get() };
     match crate::thread::current_tcb() {
         // SAFETY: we run on `me`'s core; `t` belongs to the same core.
-        Some(me) if unsafe { (*me).core.get() } == core as *const Core => unsafe {
+        Some(me) if std::ptr::eq(unsafe { (*me).core.get() }, core) => unsafe {
             make_runnable(&mut *core.local(), t)
         },
         _ => core.inject(t),

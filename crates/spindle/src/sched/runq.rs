@@ -100,22 +100,22 @@ mod tests {
         write_abandoned: nop_result,
     };
 
-    fn tcbs(levels: &[u8]) -> Vec<Box<Tcb>> {
+    fn tcbs(levels: &[u8]) -> Vec<Tcb> {
         levels
             .iter()
             .enumerate()
             .map(|(i, &l)| {
-                Box::new(Tcb::init(
-                    ptr::null(),
-                    i as u32,
-                    0,
-                    l,
-                    0,
-                    never,
-                    None,
-                    &VT,
-                    false,
-                ))
+                Tcb::init(crate::thread::tcb::TcbInit {
+                    slot: ptr::null(),
+                    index: i as u32,
+                    generation: 0,
+                    level: l,
+                    class: 0,
+                    entry: never,
+                    name: None,
+                    vtable: &VT,
+                    main: false,
+                })
             })
             .collect()
     }
@@ -125,12 +125,12 @@ mod tests {
         let mut ts = tcbs(&[5, 3, 5, 63, 0, 3]);
         let mut q = RunQueue::default();
         for t in ts.iter_mut() {
-            // SAFETY: boxed TCBs outlive the queue and are queued once.
-            unsafe { q.push(&mut **t) };
+            // SAFETY: the TCBs outlive the queue, do not move, and are queued once.
+            unsafe { q.push(t) };
         }
         assert_eq!(q.len(), 6);
         assert_eq!(q.top_level(), Some(0));
-        // SAFETY: popped pointers are the boxed TCBs above.
+        // SAFETY: popped pointers are the TCBs above.
         let order: Vec<u32> = std::iter::from_fn(|| q.pop())
             .map(|t| unsafe { (*t).index })
             .collect();
@@ -145,7 +145,7 @@ mod tests {
         let mut q = RunQueue::default();
         for t in ts.iter_mut() {
             // SAFETY: as above.
-            unsafe { q.push(&mut **t) };
+            unsafe { q.push(t) };
         }
         let mut seen = Vec::new();
         for _ in 0..6 {

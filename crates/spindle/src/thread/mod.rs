@@ -34,7 +34,7 @@ use crate::stack::{self, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
 use slot::{
     Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, F_THREAD_GONE, ResultBuf, Slot, Wake,
 };
-use tcb::{State, Tcb, ThreadVtable};
+use tcb::{State, Tcb, TcbInit, ThreadVtable};
 
 /// The most urgent priority.
 pub const MAX_PRIORITY: u8 = 63;
@@ -492,17 +492,17 @@ where
     // SAFETY: the block is ours (from the pool) and its top page is writable; the slot
     // is ours (freshly allocated) and not yet visible to anyone.
     unsafe {
-        tcb.write(Tcb::init(
+        tcb.write(Tcb::init(TcbInit {
             slot,
             index,
             generation,
-            level_of(opts.priority),
-            class as u8,
-            thread_entry::<F, T>,
-            opts.name,
-            &VtableOf::<F, T>::VTABLE,
-            opts.main,
-        ));
+            level: level_of(opts.priority),
+            class: class as u8,
+            entry: thread_entry::<F, T>,
+            name: opts.name,
+            vtable: &VtableOf::<F, T>::VTABLE,
+            main: opts.main,
+        }));
         let closure = if inline_closure::<F>() {
             let at = (tcb as usize - size_of::<F>()) & !(align_of::<F>() - 1);
             (at as *mut F).write(f);

@@ -95,6 +95,19 @@ pub(crate) struct Tcb {
     pub(crate) main: bool,
 }
 
+/// What a spawn knows about a new thread before its TCB exists.
+pub(crate) struct TcbInit {
+    pub(crate) slot: *const Slot,
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+    pub(crate) level: u8,
+    pub(crate) class: u8,
+    pub(crate) entry: unsafe extern "C" fn(usize) -> !,
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) vtable: &'static ThreadVtable,
+    pub(crate) main: bool,
+}
+
 /// Operations a spawn leaves behind for the types it erased.
 pub(crate) struct ThreadVtable {
     /// Drops a closure that never ran (an embryo abandoned at shutdown).
@@ -129,34 +142,24 @@ impl Tcb {
         self.state.set(to);
     }
 
-    /// Initialises a TCB in place.
-    pub(crate) fn init(
-        slot: *const Slot,
-        index: u32,
-        generation: u32,
-        level: u8,
-        class: u8,
-        entry: unsafe extern "C" fn(usize) -> !,
-        name: Option<Arc<str>>,
-        vtable: &'static ThreadVtable,
-        main: bool,
-    ) -> Tcb {
+    /// A TCB for a new thread, state `Unused`, context not built.
+    pub(crate) fn init(p: TcbInit) -> Tcb {
         Tcb {
             ctx: UnsafeCell::new(Context::default()),
             state: Cell::new(State::Unused),
             next: Cell::new(std::ptr::null_mut()),
             core: Cell::new(std::ptr::null()),
-            slot,
-            index,
-            generation,
-            level,
-            class,
-            entry,
+            slot: p.slot,
+            index: p.index,
+            generation: p.generation,
+            level: p.level,
+            class: p.class,
+            entry: p.entry,
             stack_top: 0,
             closure: std::ptr::null_mut(),
-            name,
-            vtable,
-            main,
+            name: p.name,
+            vtable: p.vtable,
+            main: p.main,
         }
     }
 
