@@ -9,12 +9,13 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::sched::{Core, CoreStats};
 use crate::stack::overflow::AltStack;
 use crate::thread::slot::{
-    Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, F_LIVE, F_THREAD_GONE, SlotTable,
+    Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, F_LIVE, F_THREAD_GONE, table,
 };
 use crate::thread::{self, SpawnOpts, tcb::Tcb};
 
@@ -26,10 +27,9 @@ pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 /// Stack size of the main thread of [`run`].
 pub const MAIN_STACK_SIZE: usize = 8 << 20;
 
-/// State shared by the cores of one runtime and by every handle into it.
+/// State shared by the cores of one runtime.
 pub(crate) struct Shared {
     pub(crate) cores: Box<[Core]>,
-    pub(crate) slots: SlotTable,
 }
 
 impl Shared {
@@ -38,24 +38,8 @@ impl Shared {
             let p = weak.as_ptr();
             Shared {
                 cores: (0..cores).map(|i| Core::new(i, p, spin)).collect(),
-                slots: SlotTable::new(),
             }
         })
-    }
-
-    /// Returns a freed slot index to a free list: the current core's if we run on a
-    /// core of this runtime, else the shared one.
-    pub(crate) fn free_index(&self, index: u32) {
-        if let Some(me) = thread::current_tcb() {
-            // SAFETY: `me` is the running thread; its core pointer is valid.
-            let core = unsafe { &*(*me).core.get() };
-            if std::ptr::eq(core.shared_ptr(), self) {
-                // SAFETY: we run on `core`; the reference is brief.
-                unsafe { (*core.local()).free_slots.push(index) };
-                return;
-            }
-        }
-        self.slots.free_remote(index);
     }
 }
 
@@ -105,7 +89,7 @@ where
         Ok(v) => v,
         Err(e) => panic!("spindle::run: cannot start the main thread: {e}"),
     };
-    let slot = shared.slots.get(index).expect("main slot");
+    let slot = table().get(index).expect("main slot");
     loop {
         // SAFETY: this is core 0's scheduler context.
         let ran = unsafe { core.run_next() };
@@ -142,14 +126,20 @@ where
 pub const ABANDONED: &str = "spindle: the runtime shut down before this thread finished";
 
 /// Abandons every thread still alive and hands the stacks back to the process pool.
-fn abandon_all(shared: &Shared) {
+fn abandon_all(shared: &Arc<Shared>) {
     let core = &shared.cores[0];
-    for index in 0..shared.slots.allocated() {
-        let Some(slot) = shared.slots.get(index) else {
+    let me = Arc::as_ptr(shared) as usize;
+    for index in 0..table().allocated() {
+        let Some(slot) = table().get(index) else {
             continue;
         };
         let flags = slot.word.flags();
-        if flags & F_LIVE == 0 || flags & F_THREAD_GONE != 0 {
+        // Relaxed: our own threads' owner was written on this OS thread; other
+        // runtimes' slots never carry our address.
+        if flags & F_LIVE == 0
+            || flags & F_THREAD_GONE != 0
+            || slot.owner.load(Ordering::Relaxed) != me
+        {
             continue;
         }
         // SAFETY: the thread never finished and never runs again (its core stopped);
@@ -165,10 +155,7 @@ fn abandon_all(shared: &Shared) {
             }
             let old = slot.word.set(F_DONE);
             if old & F_JOINER != 0 {
-                let w = slot.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(w) = w {
-                    w.wake();
-                }
+                thread::wake_joiner(slot);
             }
             Tcb::discard(tcb, &mut (*core.local()).pool);
             let old = slot.word.set(F_THREAD_GONE);
@@ -178,7 +165,10 @@ fn abandon_all(shared: &Shared) {
         }
     }
     // SAFETY: core 0's OS thread; nothing runs on the core any more.
-    unsafe { (*core.local()).pool.drain_to_spare() };
+    unsafe {
+        (*core.local()).pool.drain_to_spare();
+        table().give_back(&mut (*core.local()).free_slots);
+    }
 }
 
 /// Statistics of the core the caller runs on, or `None` outside a runtime.

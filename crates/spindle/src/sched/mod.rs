@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crate::arch::{self, Context};
 use crate::runtime::Shared;
 use crate::stack::StackPool;
-use crate::thread::slot::{Channel, Wake};
+use crate::thread::slot::{Channel, Wake, table};
 use crate::thread::tcb::{State, Tcb};
 use doorbell::Doorbell;
 use runq::RunQueue;
@@ -137,13 +137,7 @@ impl Core {
         }
     }
 
-    /// The runtime this core belongs to.
-    #[inline(always)]
-    pub(crate) fn shared(&self) -> &Shared {
-        // SAFETY: cores live inside their `Shared`, so it outlives them.
-        unsafe { &*self.shared }
-    }
-
+    /// Address of the runtime this core belongs to.
     pub(crate) fn shared_ptr(&self) -> *const Shared {
         self.shared
     }
@@ -318,7 +312,7 @@ impl Core {
                 break;
             }
             let Reverse(t) = l.timers.pop().expect("peeked timer");
-            let Some(slot) = self.shared().slots.get(t.index) else {
+            let Some(slot) = table().get(t.index) else {
                 continue;
             };
             let chan = if t.park {

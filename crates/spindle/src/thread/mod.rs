@@ -24,15 +24,16 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::arch;
 use crate::error::SpawnError;
-use crate::runtime::Shared;
 use crate::sched::{self, After, Core};
 use crate::stack::{self, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
 use slot::{
-    Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, F_THREAD_GONE, ResultBuf, Slot, Wake,
+    Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, F_THREAD_GONE, ResultBuf, Slot,
+    Wake, joiner_id, joiner_word, table,
 };
 use tcb::{State, Tcb, TcbInit, ThreadVtable};
 
@@ -97,7 +98,6 @@ impl fmt::Display for ThreadId {
 /// nothing.
 #[derive(Clone)]
 pub struct Thread {
-    shared: Arc<Shared>,
     id: ThreadId,
     name: Option<Arc<str>>,
 }
@@ -105,14 +105,9 @@ pub struct Thread {
 impl Thread {
     /// Handle of the thread whose TCB is `t`.
     fn of(t: *mut Tcb) -> Thread {
-        // SAFETY: `t` is a live TCB (the running thread or one being spawned), its core
-        // is alive, and the core's `Shared` is held by an `Arc` (the runtime's) so the
-        // count can be raised.
+        // SAFETY: `t` is a live TCB (the running thread or one being spawned).
         unsafe {
-            let sp = (*(*t).core.get()).shared_ptr();
-            Arc::increment_strong_count(sp);
             Thread {
-                shared: Arc::from_raw(sp),
                 id: ThreadId {
                     index: (*t).index,
                     generation: (*t).generation,
@@ -132,9 +127,8 @@ impl Thread {
         self.name.as_deref()
     }
 
-    fn slot(&self) -> &Slot {
-        self.shared
-            .slots
+    fn slot(&self) -> &'static Slot {
+        table()
             .get(self.id.index)
             .expect("thread handle names an allocated slot")
     }
@@ -155,11 +149,6 @@ impl Thread {
             preempt_for(unsafe { (*t).level });
         }
     }
-
-    /// Wakes the thread from a runtime-internal wait (join).
-    fn wake_internal(&self) {
-        sched::wake(self.slot(), self.id.generation, Channel::Internal);
-    }
 }
 
 impl fmt::Debug for Thread {
@@ -168,21 +157,6 @@ impl fmt::Debug for Thread {
             .field("id", &self.id)
             .field("name", &self.name)
             .finish()
-    }
-}
-
-/// Who a finishing thread wakes.
-pub(crate) enum Waiter {
-    Spindle(Thread),
-    Os(std::thread::Thread),
-}
-
-impl Waiter {
-    pub(crate) fn wake(self) {
-        match self {
-            Waiter::Spindle(t) => t.wake_internal(),
-            Waiter::Os(t) => t.unpark(),
-        }
     }
 }
 
@@ -421,7 +395,7 @@ impl Builder {
         let level = level_of(opts.priority);
         // SAFETY: we run on `core`'s OS thread; `F` and `T` are 'static and Send.
         let (index, generation) = unsafe { spawn_raw(core, f, opts)? };
-        let slot = core.shared().slots.get(index).expect("spawned slot");
+        let slot = table().get(index).expect("spawned slot");
         // SAFETY: the slot's TCB was written by spawn_raw and the thread has not run.
         let thread = Thread::of(unsafe { *slot.tcb.get() });
         debug_assert_eq!(thread.id, ThreadId { index, generation });
@@ -471,7 +445,6 @@ pub(crate) unsafe fn spawn_raw<F, T>(
 where
     F: FnOnce() -> T,
 {
-    let shared = core.shared();
     let l = core.local();
     let class = stack::class_of(opts.stack_size);
     let oom = |errno| SpawnError::OutOfMemory {
@@ -481,12 +454,12 @@ where
     // SAFETY: we are the core's OS thread (caller); the references are brief.
     let base = unsafe { (*l).pool.get(class) }.map_err(|e| oom(e.raw_os_error().unwrap_or(0)))?;
     // SAFETY: as above.
-    let Some(index) = shared.slots.alloc(unsafe { &mut (*l).free_slots }) else {
+    let Some(index) = table().alloc(unsafe { &mut (*l).free_slots }) else {
         // SAFETY: as above; the block was never used.
         unsafe { (*l).pool.put(class, base) };
         return Err(oom(0));
     };
-    let slot = shared.slots.get(index).expect("allocated slot");
+    let slot = table().get(index).expect("allocated slot");
     let generation = slot.word.generation();
     let tcb = Tcb::at_top_of(base, opts.stack_size);
     // SAFETY: the block is ours (from the pool) and its top page is writable; the slot
@@ -515,6 +488,9 @@ where
         (*tcb).core.set(core);
         *slot.tcb.get() = tcb;
         *slot.drop_result.get() = Some(slot::drop_result::<std::thread::Result<T>>);
+        // Relaxed: read only by this runtime's shutdown scan, on this OS thread.
+        slot.owner
+            .store(core.shared_ptr() as usize, Ordering::Relaxed);
         slot.word.activate();
         (*tcb).set_state(State::Embryo);
         (*l).runq.push(tcb);
@@ -595,18 +571,15 @@ unsafe fn exit(me: *mut Tcb) -> ! {
     // SAFETY: we are `me`; the slot is ours until we set F_THREAD_GONE.
     unsafe {
         let slot = (*me).slot();
-        let old = slot.word.set(F_DONE);
-        if old & F_JOINER != 0 {
-            let w = slot.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(w) = w {
-                w.wake();
-            }
-        }
         std::ptr::drop_in_place(&raw mut (*me).name);
         let core = &*(*me).core.get();
-        let old = slot.word.set(F_THREAD_GONE);
+        let mut old = slot.word.finish();
+        if old & F_JOINER != 0 {
+            wake_joiner(slot);
+            old = slot.word.set(F_THREAD_GONE);
+        }
         if old & F_HANDLE_GONE != 0 {
-            slot.release(old | F_THREAD_GONE);
+            slot.release(old | F_DONE | F_THREAD_GONE);
             (*core.local()).free_slots.push((*me).index);
         }
         (*me).set_state(State::Zombie);
@@ -659,7 +632,7 @@ impl<T> JoinHandle<T> {
         if old & F_THREAD_GONE != 0 {
             // SAFETY: both owners are gone and we set the second bit.
             unsafe { slot.release(old | F_HANDLE_GONE | F_JOINED) };
-            this.thread.shared.free_index(this.thread.id.index);
+            table().free(this.thread.id.index);
         }
         // SAFETY: `this` is never used again.
         drop(unsafe { std::ptr::read(&this.thread) });
@@ -670,14 +643,26 @@ impl<T> JoinHandle<T> {
 /// Registers the caller as the slot's joiner and sleeps until the thread is done.
 fn wait_done(slot: &Slot) {
     let me = current_tcb();
-    let waiter = match me {
-        Some(t) => Waiter::Spindle(Thread::of(t)),
-        None => Waiter::Os(std::thread::current()),
-    };
-    *slot.waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(waiter);
+    match me {
+        // SAFETY: `me` is the running thread.
+        Some(t) => unsafe {
+            // Relaxed: published by the release in the F_JOINER fetch_or below.
+            slot.joiner
+                .store(joiner_word((*t).index, (*t).generation), Ordering::Relaxed);
+        },
+        None => {
+            *slot.os_joiner.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current())
+        }
+    }
     if slot.word.set(F_JOINER) & F_DONE != 0 {
-        // The thread finished first and did not see us: take our waiter back.
-        slot.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // The thread finished first and did not see us: withdraw the record.
+        slot.joiner.store(0, Ordering::Relaxed);
+        if me.is_none() {
+            slot.os_joiner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+        }
         return;
     }
     while slot.word.flags() & F_DONE == 0 {
@@ -688,6 +673,27 @@ fn wait_done(slot: &Slot) {
     }
 }
 
+/// Wakes whoever registered as the joiner of `slot` (called after `F_DONE` was set
+/// and `F_JOINER` seen, before `F_THREAD_GONE`).
+pub(crate) fn wake_joiner(slot: &Slot) {
+    // Relaxed: the acquire half of the RMW that saw F_JOINER ordered this load after
+    // the joiner's store.
+    let w = slot.joiner.load(Ordering::Relaxed);
+    if w != 0 {
+        let (index, generation) = joiner_id(w);
+        if let Some(j) = table().get(index) {
+            sched::wake(j, generation, Channel::Internal);
+        }
+    } else if let Some(t) = slot
+        .os_joiner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        t.unpark();
+    }
+}
+
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         let slot = self.thread.slot();
@@ -695,7 +701,7 @@ impl<T> Drop for JoinHandle<T> {
         if old & F_THREAD_GONE != 0 {
             // SAFETY: both owners are gone and we set the second bit.
             unsafe { slot.release(old | F_HANDLE_GONE) };
-            self.thread.shared.free_index(self.thread.id.index);
+            table().free(self.thread.id.index);
         }
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! A slot outlives its thread's stack block: the block is recycled the moment the
 //! thread exits, while the slot keeps the exit value until the `JoinHandle` takes it
-//! or is dropped. Slots live in a table per runtime and are reused; an id is
-//! `(index, generation)` and the generation is bumped every time a slot is freed, so
-//! a stale id can never observe another thread's state or result.
+//! or is dropped. Slots live in one process-wide table that is never freed, and are
+//! reused; an id is `(index, generation)` and the generation is bumped every time a
+//! slot is freed, so a stale id can never observe another thread's state or result.
+//! Because the table is immortal, a handle is just an id: no reference count is
+//! taken on spawn, `current()` or join, and a handle that outlives its runtime stays
+//! safe (its operations see a finished thread).
 //!
 //! ## The slot word
 //!
@@ -19,15 +22,17 @@
 //! handle (until it is joined or dropped). Each gives up its share with one `fetch_or`
 //! of its `*_GONE` bit; whoever sees the other bit already set frees the slot.
 //!
-//! 1. The exiting thread writes its result, then `fetch_or(F_DONE)` (release: pairs
-//!    with the acquire load of `F_DONE` in join). If `F_JOINER` was already set, it
-//!    takes the waiter under the slot's lock and wakes it.
-//! 2. A joiner stores its waiter under the lock, then `fetch_or(F_JOINER)`. If that
-//!    returns `F_DONE`, the exiter did not see the joiner: the joiner removes its own
-//!    waiter and does not sleep. Both steps are RMWs on one word, so exactly one side
-//!    sees the other — no lost wakeup.
-//! 3. The exiting thread sets `F_THREAD_GONE` last; the handle sets `F_HANDLE_GONE`
-//!    (with `F_JOINED` if it took the result) last. The second one frees.
+//! 1. A joiner records who it is — a spindle thread's id in the `joiner` word, or an
+//!    OS thread's handle under the `os_joiner` lock — then `fetch_or(F_JOINER)`
+//!    (release: publishes the record). If that returns `F_DONE`, the thread finished
+//!    without seeing the joiner: the joiner clears its record and does not sleep.
+//! 2. The exiting thread writes its result, then sets `F_DONE` (release: pairs with the
+//!    acquire load of `F_DONE` in join). With no `F_JOINER`, one CAS sets `F_DONE` and
+//!    `F_THREAD_GONE` together. With `F_JOINER`, it sets `F_DONE`, wakes the recorded
+//!    joiner, and only then sets `F_THREAD_GONE`. Steps 1 and 2 are RMWs on one word,
+//!    so exactly one side sees the other — no lost wakeup.
+//! 3. The handle sets `F_HANDLE_GONE` (with `F_JOINED` if it took the result) last.
+//!    Whichever of `F_THREAD_GONE` / `F_HANDLE_GONE` comes second frees the slot.
 //!
 //! ## Wait channels
 //!
@@ -46,12 +51,14 @@ use std::cell::UnsafeCell;
 use std::mem::{MaybeUninit, align_of, size_of};
 use std::sync::Mutex;
 
-use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicU32 as StdAtomicU32};
+use std::sync::atomic::{
+    AtomicBool as StdAtomicBool, AtomicPtr, AtomicU32 as StdAtomicU32,
+    AtomicUsize as StdAtomicUsize,
+};
 
 #[cfg(all(test, loom))]
 use crate::loom::AtomicU32;
 use crate::loom::{AtomicU64, Ordering};
-use crate::thread::Waiter;
 use crate::thread::tcb::Tcb;
 
 /// The thread has written its result.
@@ -171,6 +178,30 @@ impl SlotWord {
         flags_of(self.0.fetch_or(bits as u64, Ordering::AcqRel))
     }
 
+    /// The thread finished: sets `F_DONE`, and `F_THREAD_GONE` too if no joiner is
+    /// registered. Returns the flags before. If the result has `F_JOINER`, the caller
+    /// must wake the joiner and then set `F_THREAD_GONE` itself.
+    #[inline]
+    pub(crate) fn finish(&self) -> u32 {
+        let mut w = self.0.load(Ordering::Acquire);
+        loop {
+            let f = flags_of(w);
+            if f & F_JOINER != 0 {
+                return self.set(F_DONE);
+            }
+            let new = w | (F_DONE | F_THREAD_GONE) as u64;
+            // AcqRel: publishes the result (pairs with the acquire load of F_DONE in
+            // join) and sees F_HANDLE_GONE set by a detach.
+            match self
+                .0
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return f,
+                Err(cur) => w = cur,
+            }
+        }
+    }
+
     /// Frees the slot: bumps the generation and clears every flag, so every stale id
     /// fails its generation check from now on.
     pub(crate) fn free(&self) {
@@ -258,6 +289,16 @@ impl SlotWord {
     }
 }
 
+/// The `joiner` word naming thread `(index, generation)` (never 0).
+pub(crate) const fn joiner_word(index: u32, generation: u32) -> u64 {
+    pack(generation, index) | 1 << 31
+}
+
+/// The `(index, generation)` a non-zero `joiner` word names.
+pub(crate) const fn joiner_id(w: u64) -> (u32, u32) {
+    (flags_of(w) & !(1 << 31), gen_of(w))
+}
+
 /// Inline storage for a thread's result: `std::thread::Result<T>` lives here when it
 /// fits, else a `Box` of it does.
 #[repr(C, align(16))]
@@ -317,8 +358,14 @@ pub(crate) struct Slot {
     /// published to any core; read by wakers that won a wake CAS (the thread is alive
     /// then, blocked, so the TCB is valid).
     pub(crate) tcb: UnsafeCell<*mut Tcb>,
-    /// Who to wake when the thread finishes. Lock held only to store or take it.
-    pub(crate) waiter: Mutex<Option<Waiter>>,
+    /// The spindle thread joining this one, as `joiner_word(index, generation)`, or 0.
+    /// Written by the joiner before it sets `F_JOINER`; read by the exiter after it
+    /// saw `F_JOINER`.
+    pub(crate) joiner: AtomicU64,
+    /// An OS thread joining this one. Lock held only to store or take it.
+    pub(crate) os_joiner: Mutex<Option<std::thread::Thread>>,
+    /// Runtime that owns the thread (its `Shared` address), for the shutdown scan.
+    pub(crate) owner: StdAtomicUsize,
     /// The exit value. Written by the thread before `F_DONE`; read by the joiner after
     /// it saw `F_DONE`, or dropped by whoever frees the slot.
     pub(crate) result: UnsafeCell<ResultBuf>,
@@ -331,7 +378,9 @@ impl Slot {
         Slot {
             word: SlotWord::new(),
             tcb: UnsafeCell::new(std::ptr::null_mut()),
-            waiter: Mutex::new(None),
+            joiner: AtomicU64::new(0),
+            os_joiner: Mutex::new(None),
+            owner: StdAtomicUsize::new(0),
             result: UnsafeCell::new(ResultBuf(MaybeUninit::uninit())),
             drop_result: UnsafeCell::new(None),
         }
@@ -355,9 +404,9 @@ impl Slot {
                 }
             }
         }
-        if let Ok(mut w) = self.waiter.lock() {
-            w.take();
-        }
+        // Relaxed: ordered before the next owner by the release store in `free`.
+        self.joiner.store(0, Ordering::Relaxed);
+        self.owner.store(0, Ordering::Relaxed);
         self.word.free();
     }
 }
@@ -372,13 +421,13 @@ unsafe impl Send for Slot {}
 /// Slots per chunk of the table.
 const CHUNK_SHIFT: u32 = 10;
 const CHUNK: usize = 1 << CHUNK_SHIFT;
-/// Chunks at most: 2^23 live threads per runtime.
+/// Chunks at most: 2^23 live threads per process.
 const MAX_CHUNKS: usize = 1 << 13;
 
-/// The slot table of a runtime: chunks allocated on demand, never moved, so a `&Slot`
-/// stays valid as long as the table lives.
+/// The slot table: chunks allocated on demand, never moved, so a `&Slot` stays valid
+/// as long as the table lives — forever, for the process-wide [`table`].
 pub(crate) struct SlotTable {
-    chunks: Box<[std::sync::atomic::AtomicPtr<Slot>]>,
+    chunks: [AtomicPtr<Slot>; MAX_CHUNKS],
     /// Next never-used index.
     fresh: StdAtomicU32,
     grow: Mutex<()>,
@@ -388,9 +437,9 @@ pub(crate) struct SlotTable {
 }
 
 impl SlotTable {
-    pub(crate) fn new() -> SlotTable {
+    pub(crate) const fn new() -> SlotTable {
         SlotTable {
-            chunks: (0..MAX_CHUNKS).map(|_| Default::default()).collect(),
+            chunks: [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS],
             fresh: StdAtomicU32::new(0),
             grow: Mutex::new(()),
             remote_free: Mutex::new(Vec::new()),
@@ -403,7 +452,7 @@ impl SlotTable {
     pub(crate) fn get(&self, index: u32) -> Option<&Slot> {
         let c = self.chunks.get(index as usize >> CHUNK_SHIFT)?;
         // Acquire: pairs with the release store that installed the chunk.
-        let p = c.load(std::sync::atomic::Ordering::Acquire);
+        let p = c.load(Ordering::Acquire);
         if p.is_null() {
             return None;
         }
@@ -438,15 +487,12 @@ impl SlotTable {
             return None;
         }
         let cell = &self.chunks[chunk];
-        if cell.load(std::sync::atomic::Ordering::Acquire).is_null() {
+        if cell.load(Ordering::Acquire).is_null() {
             let _g = self.grow.lock().unwrap_or_else(|e| e.into_inner());
-            if cell.load(std::sync::atomic::Ordering::Acquire).is_null() {
+            if cell.load(Ordering::Acquire).is_null() {
                 let b: Box<[Slot]> = (0..CHUNK).map(|_| Slot::new()).collect();
                 // Release: pairs with the acquire in `get`.
-                cell.store(
-                    Box::into_raw(b).cast(),
-                    std::sync::atomic::Ordering::Release,
-                );
+                cell.store(Box::into_raw(b).cast(), Ordering::Release);
             }
         }
         Some(i)
@@ -461,16 +507,48 @@ impl SlotTable {
         self.has_remote_free.store(true, Ordering::Relaxed);
     }
 
+    /// Returns a freed index: to the running core's free list if we run on a core,
+    /// else to the shared list.
+    pub(crate) fn free(&self, index: u32) {
+        match crate::thread::current_tcb() {
+            // SAFETY: the running thread's core is alive and we are its OS thread; the
+            // reference is brief.
+            Some(me) => unsafe { (*(*(*me).core.get()).local()).free_slots.push(index) },
+            None => self.free_remote(index),
+        }
+    }
+
+    /// Hands a core's whole free list back (its runtime shuts down).
+    pub(crate) fn give_back(&self, list: &mut Vec<u32>) {
+        if list.is_empty() {
+            return;
+        }
+        self.remote_free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(list);
+        self.has_remote_free.store(true, Ordering::Relaxed);
+    }
+
     /// Every index handed out so far.
     pub(crate) fn allocated(&self) -> u32 {
         self.fresh.load(Ordering::Relaxed)
     }
 }
 
+/// The process-wide slot table.
+static TABLE: SlotTable = SlotTable::new();
+
+/// The process-wide slot table.
+#[inline(always)]
+pub(crate) fn table() -> &'static SlotTable {
+    &TABLE
+}
+
 impl Drop for SlotTable {
     fn drop(&mut self) {
         for c in self.chunks.iter() {
-            let p = c.load(std::sync::atomic::Ordering::Acquire);
+            let p = c.load(Ordering::Acquire);
             if p.is_null() {
                 break;
             }
@@ -564,14 +642,14 @@ mod loom_slot {
             let exiter = {
                 let (w, frees) = (w.clone(), frees.clone());
                 thread::spawn(move || {
-                    let old = w.set(F_DONE);
-                    let woke = if old & F_JOINER != 0 {
-                        // The joiner registered: wake it on the internal channel.
-                        w.wake(Channel::Internal, g) != Wake::Stale
-                    } else {
-                        false
-                    };
-                    let old = w.set(F_THREAD_GONE);
+                    // The exit path of `thread::exit`.
+                    let mut old = w.finish();
+                    let woke = old & F_JOINER != 0;
+                    if woke {
+                        // The joiner registered: wake it, then let go of the slot.
+                        assert_ne!(w.wake(Channel::Internal, g), Wake::Stale);
+                        old = w.set(F_THREAD_GONE);
+                    }
                     if old & F_HANDLE_GONE != 0 {
                         frees.fetch_add(1, Ordering::Relaxed);
                     }
@@ -616,8 +694,7 @@ mod loom_slot {
             let t = {
                 let (w, frees) = (w.clone(), frees.clone());
                 thread::spawn(move || {
-                    w.set(F_DONE);
-                    if w.set(F_THREAD_GONE) & F_HANDLE_GONE != 0 {
+                    if w.finish() & F_HANDLE_GONE != 0 {
                         frees.fetch_add(1, Ordering::Relaxed);
                     }
                 })
