@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use crate::sched::{Core, CoreStats};
 use crate::stack::overflow::AltStack;
-use crate::thread::slot::{
-    Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, F_LIVE, F_THREAD_GONE, table,
-};
+use crate::thread::slot::{Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_LIVE, table};
 use crate::thread::{self, SpawnOpts, tcb::Tcb};
 
 /// Default spin before an idle core sleeps in the kernel. Waking a sleeping OS thread
@@ -108,13 +106,13 @@ where
     // `std::thread::Result<R>` is written and nobody else reads it.
     let result: std::thread::Result<R> =
         unsafe { crate::thread::slot::read_result(slot.result.get()) };
-    let old = slot.word.set(F_HANDLE_GONE | F_JOINED);
-    // SAFETY: core 0's scheduler context: finish the main thread's exit switch.
-    unsafe { core.finish_switch() };
-    if old & F_THREAD_GONE != 0 {
-        // SAFETY: both owners are gone; we set the second bit.
-        unsafe { slot.release(old | F_HANDLE_GONE | F_JOINED) };
+    // SAFETY: core 0's scheduler context: finish the main thread's exit switch. The
+    // main thread is done and we took its result, so we are the slot's last owner.
+    unsafe {
+        core.finish_switch();
+        slot.release(F_DONE | F_HANDLE_GONE | F_JOINED);
     }
+    table().free(index);
     abandon_all(&shared);
     match result {
         Ok(v) => v,
@@ -136,10 +134,7 @@ fn abandon_all(shared: &Arc<Shared>) {
         let flags = slot.word.flags();
         // Relaxed: our own threads' owner was written on this OS thread; other
         // runtimes' slots never carry our address.
-        if flags & F_LIVE == 0
-            || flags & F_THREAD_GONE != 0
-            || slot.owner.load(Ordering::Relaxed) != me
-        {
+        if flags & F_LIVE == 0 || flags & F_DONE != 0 || slot.owner.load(Ordering::Relaxed) != me {
             continue;
         }
         // SAFETY: the thread never finished and never runs again (its core stopped);
@@ -150,18 +145,14 @@ fn abandon_all(shared: &Arc<Shared>) {
             let generation = slot.word.generation();
             slot.word.cancel_block(Channel::Internal, generation);
             slot.word.cancel_block(Channel::Park, generation);
-            if flags & F_DONE == 0 {
-                ((*tcb).vtable.write_abandoned)(slot.result.get());
-            }
-            let old = slot.word.set(F_DONE);
-            if old & F_JOINER != 0 {
-                thread::wake_joiner(slot);
-            }
+            ((*tcb).vtable.write_abandoned)(slot.result.get());
             Tcb::discard(tcb, &mut (*core.local()).pool);
-            let old = slot.word.set(F_THREAD_GONE);
+            let (old, joiner) = slot.finish();
             if old & F_HANDLE_GONE != 0 {
-                slot.release(old | F_THREAD_GONE);
+                slot.release(old | F_DONE);
+                table().free(index);
             }
+            thread::wake(joiner);
         }
     }
     // SAFETY: core 0's OS thread; nothing runs on the core any more.

@@ -32,8 +32,8 @@ use crate::error::SpawnError;
 use crate::sched::{self, After, Core};
 use crate::stack::{self, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
 use slot::{
-    Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, F_THREAD_GONE, ResultBuf, Slot,
-    Wake, joiner_id, joiner_word, table,
+    Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, Joiner, ResultBuf, Slot, Wake,
+    joiner_word, table,
 };
 use tcb::{State, Tcb, TcbInit, ThreadVtable};
 
@@ -568,20 +568,18 @@ unsafe extern "C" fn thread_entry<F: FnOnce() -> T, T>(arg: usize) -> ! {
 ///
 /// `me` is the running thread, its result written.
 unsafe fn exit(me: *mut Tcb) -> ! {
-    // SAFETY: we are `me`; the slot is ours until we set F_THREAD_GONE.
+    // SAFETY: we are `me`; the slot is ours until `finish` sets F_DONE.
     unsafe {
         let slot = (*me).slot();
         std::ptr::drop_in_place(&raw mut (*me).name);
         let core = &*(*me).core.get();
-        let mut old = slot.word.finish();
-        if old & F_JOINER != 0 {
-            wake_joiner(slot);
-            old = slot.word.set(F_THREAD_GONE);
-        }
+        let (old, joiner) = slot.finish();
         if old & F_HANDLE_GONE != 0 {
-            slot.release(old | F_DONE | F_THREAD_GONE);
+            // Detached: we let go last.
+            slot.release(old | F_DONE);
             (*core.local()).free_slots.push((*me).index);
         }
+        wake(joiner);
         (*me).set_state(State::Zombie);
         if (*me).main {
             core.schedule_to_scheduler(me, After::Exit);
@@ -628,12 +626,9 @@ impl<T> JoinHandle<T> {
         // SAFETY: F_DONE was observed with acquire: the result is written; the handle
         // is its only reader and the slot cannot be freed before F_HANDLE_GONE.
         let r = unsafe { slot::read_result::<std::thread::Result<T>>(slot.result.get()) };
-        let old = slot.word.set(F_HANDLE_GONE | F_JOINED);
-        if old & F_THREAD_GONE != 0 {
-            // SAFETY: both owners are gone and we set the second bit.
-            unsafe { slot.release(old | F_HANDLE_GONE | F_JOINED) };
-            table().free(this.thread.id.index);
-        }
+        // SAFETY: the thread is done and we took its result: we are the last owner.
+        unsafe { slot.release(F_DONE | F_HANDLE_GONE | F_JOINED) };
+        table().free(this.thread.id.index);
         // SAFETY: `this` is never used again.
         drop(unsafe { std::ptr::read(&this.thread) });
         r
@@ -673,24 +668,16 @@ fn wait_done(slot: &Slot) {
     }
 }
 
-/// Wakes whoever registered as the joiner of `slot` (called after `F_DONE` was set
-/// and `F_JOINER` seen, before `F_THREAD_GONE`).
-pub(crate) fn wake_joiner(slot: &Slot) {
-    // Relaxed: the acquire half of the RMW that saw F_JOINER ordered this load after
-    // the joiner's store.
-    let w = slot.joiner.load(Ordering::Relaxed);
-    if w != 0 {
-        let (index, generation) = joiner_id(w);
-        if let Some(j) = table().get(index) {
-            sched::wake(j, generation, Channel::Internal);
+/// Wakes a joiner taken by [`Slot::finish`].
+pub(crate) fn wake(joiner: Joiner) {
+    match joiner {
+        Joiner::None => {}
+        Joiner::Spindle(index, generation) => {
+            if let Some(j) = table().get(index) {
+                sched::wake(j, generation, Channel::Internal);
+            }
         }
-    } else if let Some(t) = slot
-        .os_joiner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    {
-        t.unpark();
+        Joiner::Os(t) => t.unpark(),
     }
 }
 
@@ -698,8 +685,8 @@ impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         let slot = self.thread.slot();
         let old = slot.word.set(F_HANDLE_GONE);
-        if old & F_THREAD_GONE != 0 {
-            // SAFETY: both owners are gone and we set the second bit.
+        if old & F_DONE != 0 {
+            // SAFETY: the thread is done, so we let go last.
             unsafe { slot.release(old | F_HANDLE_GONE) };
             table().free(self.thread.id.index);
         }

@@ -18,21 +18,29 @@
 //!
 //! ## Lifetime protocol
 //!
-//! A slot has two owners: the thread (until it has finished touching the slot) and the
-//! handle (until it is joined or dropped). Each gives up its share with one `fetch_or`
-//! of its `*_GONE` bit; whoever sees the other bit already set frees the slot.
+//! A slot has two owners: the thread, until it sets `F_DONE` (its result is written and
+//! it will not touch the slot again), and the handle, until it is joined or dropped.
+//! Whoever of the two lets go second frees the slot.
 //!
 //! 1. A joiner records who it is — a spindle thread's id in the `joiner` word, or an
 //!    OS thread's handle under the `os_joiner` lock — then `fetch_or(F_JOINER)`
 //!    (release: publishes the record). If that returns `F_DONE`, the thread finished
 //!    without seeing the joiner: the joiner clears its record and does not sleep.
-//! 2. The exiting thread writes its result, then sets `F_DONE` (release: pairs with the
-//!    acquire load of `F_DONE` in join). With no `F_JOINER`, one CAS sets `F_DONE` and
-//!    `F_THREAD_GONE` together. With `F_JOINER`, it sets `F_DONE`, wakes the recorded
-//!    joiner, and only then sets `F_THREAD_GONE`. Steps 1 and 2 are RMWs on one word,
-//!    so exactly one side sees the other — no lost wakeup.
-//! 3. The handle sets `F_HANDLE_GONE` (with `F_JOINED` if it took the result) last.
-//!    Whichever of `F_THREAD_GONE` / `F_HANDLE_GONE` comes second frees the slot.
+//! 2. The exiting thread writes its result, then [`Slot::finish`]: it loads the word,
+//!    takes the joiner record if `F_JOINER` is set, and sets `F_DONE` with one CAS
+//!    (release: pairs with the acquire load of `F_DONE` in join). The record is read
+//!    *before* the CAS because the slot may be freed the moment `F_DONE` is visible;
+//!    after the CAS the thread wakes the joiner it took and never touches the slot
+//!    again. Steps 1 and 2 are RMWs on one word, so exactly one side sees the other:
+//!    either the joiner saw `F_DONE`, or the exiter's CAS saw `F_JOINER` (a CAS that
+//!    fails because `F_JOINER` arrived is retried and then sees it) — no lost wakeup.
+//! 3. A joiner that saw `F_DONE` is the last owner: it takes the result and frees the
+//!    slot with a plain store, no RMW. A handle dropped unjoined sets `F_HANDLE_GONE`
+//!    with an RMW; if `F_DONE` was already set it frees the slot, else the exiting
+//!    thread will, when its CAS sees `F_HANDLE_GONE`.
+//!
+//! Stale wakers may still CAS the word of a finished thread (setting a token); that
+//! is harmless, and once the slot is freed their generation check fails.
 //!
 //! ## Wait channels
 //!
@@ -61,10 +69,8 @@ use crate::loom::AtomicU32;
 use crate::loom::{AtomicU64, Ordering};
 use crate::thread::tcb::Tcb;
 
-/// The thread has written its result.
+/// The thread has written its result and will not touch the slot again.
 pub(crate) const F_DONE: u32 = 1 << 0;
-/// The thread will not touch the slot again.
-pub(crate) const F_THREAD_GONE: u32 = 1 << 1;
 /// The handle was joined or dropped and will not touch the slot again.
 pub(crate) const F_HANDLE_GONE: u32 = 1 << 2;
 /// The handle took the result (set together with `F_HANDLE_GONE`).
@@ -99,6 +105,16 @@ impl Channel {
             Channel::Internal => (F_BLOCKED, F_WAKE_TOKEN),
         }
     }
+}
+
+/// The joiner an exiting thread took from its slot, to wake after `F_DONE`.
+pub(crate) enum Joiner {
+    /// Nobody is joining.
+    None,
+    /// A spindle thread `(index, generation)`.
+    Spindle(u32, u32),
+    /// An OS thread.
+    Os(std::thread::Thread),
 }
 
 /// Outcome of [`SlotWord::block`].
@@ -176,30 +192,6 @@ impl SlotWord {
     #[inline]
     pub(crate) fn set(&self, bits: u32) -> u32 {
         flags_of(self.0.fetch_or(bits as u64, Ordering::AcqRel))
-    }
-
-    /// The thread finished: sets `F_DONE`, and `F_THREAD_GONE` too if no joiner is
-    /// registered. Returns the flags before. If the result has `F_JOINER`, the caller
-    /// must wake the joiner and then set `F_THREAD_GONE` itself.
-    #[inline]
-    pub(crate) fn finish(&self) -> u32 {
-        let mut w = self.0.load(Ordering::Acquire);
-        loop {
-            let f = flags_of(w);
-            if f & F_JOINER != 0 {
-                return self.set(F_DONE);
-            }
-            let new = w | (F_DONE | F_THREAD_GONE) as u64;
-            // AcqRel: publishes the result (pairs with the acquire load of F_DONE in
-            // join) and sees F_HANDLE_GONE set by a detach.
-            match self
-                .0
-                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return f,
-                Err(cur) => w = cur,
-            }
-        }
     }
 
     /// Frees the slot: bumps the generation and clears every flag, so every stale id
@@ -386,15 +378,54 @@ impl Slot {
         }
     }
 
+    /// The thread is done (its result is written): takes the joiner record if one is
+    /// registered, then sets `F_DONE`. Returns the flags before the CAS and the joiner
+    /// to wake. The caller must not touch the slot afterwards, except to free it when
+    /// the returned flags have `F_HANDLE_GONE`.
+    pub(crate) fn finish(&self) -> (u32, Joiner) {
+        let mut joiner = Joiner::None;
+        let mut w = self.word.0.load(Ordering::Acquire);
+        loop {
+            let f = flags_of(w);
+            if f & F_JOINER != 0 && matches!(joiner, Joiner::None) {
+                // The acquire that saw F_JOINER orders these reads after the joiner's
+                // writes (pairs with its AcqRel fetch_or of F_JOINER).
+                let j = self.joiner.load(Ordering::Relaxed);
+                joiner = if j != 0 {
+                    let (index, generation) = joiner_id(j);
+                    Joiner::Spindle(index, generation)
+                } else {
+                    let os = self
+                        .os_joiner
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    os.map_or(Joiner::None, Joiner::Os)
+                };
+            }
+            // AcqRel: publishes the result (pairs with the acquire load of F_DONE in
+            // join); Acquire on failure so a newly set F_JOINER is seen with its record.
+            match self.word.0.compare_exchange_weak(
+                w,
+                w | F_DONE as u64,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return (f, joiner),
+                Err(cur) => w = cur,
+            }
+        }
+    }
+
     /// Frees the slot after both owners let go: drops an untaken result, bumps the
     /// generation.
     ///
     /// # Safety
     ///
-    /// The caller must be the side that set the second `*_GONE` bit (so no one else
-    /// touches the slot), and `flags` must be the flags after that.
+    /// The caller must be the owner that let go second (so no one else uses the slot),
+    /// and `flags` must have `F_DONE`, plus `F_JOINED` if the result was taken.
     pub(crate) unsafe fn release(&self, flags: u32) {
-        debug_assert!(flags & F_THREAD_GONE != 0 && flags & F_HANDLE_GONE != 0);
+        debug_assert!(flags & F_DONE != 0, "release: thread not done");
         if flags & F_DONE != 0 && flags & F_JOINED == 0 {
             // SAFETY: the result was written (F_DONE), never taken (no F_JOINED), and
             // we are the only side left; drop_result was set at spawn.
@@ -631,54 +662,56 @@ mod loom_slot {
     use loom::thread;
 
     /// Exit and join race: the joiner either sees `F_DONE` when it registers, or the
-    /// exiter sees `F_JOINER` and wakes it — never neither; the slot is freed once.
+    /// exiter takes its record and wakes it — never neither; the slot is freed once.
     #[test]
     fn loom_exit_vs_join_no_lost_wakeup() {
         loom::model(|| {
-            let w = Arc::new(SlotWord::new());
-            w.activate();
-            let g = w.generation();
+            let s = Arc::new(Slot::new());
+            s.word.activate();
             let frees = Arc::new(AtomicU32::new(0));
+            // The joiner is thread (7, 3); its own wait channel is modelled by `jw`.
+            let jw = Arc::new(SlotWord::new());
+            jw.activate();
+            let jg = jw.generation();
             let exiter = {
-                let (w, frees) = (w.clone(), frees.clone());
+                let (s, frees, jw) = (s.clone(), frees.clone(), jw.clone());
                 thread::spawn(move || {
                     // The exit path of `thread::exit`.
-                    let mut old = w.finish();
-                    let woke = old & F_JOINER != 0;
-                    if woke {
-                        // The joiner registered: wake it, then let go of the slot.
-                        assert_ne!(w.wake(Channel::Internal, g), Wake::Stale);
-                        old = w.set(F_THREAD_GONE);
-                    }
+                    let (old, joiner) = s.finish();
                     if old & F_HANDLE_GONE != 0 {
                         frees.fetch_add(1, Ordering::Relaxed);
                     }
-                    woke
+                    match joiner {
+                        Joiner::Spindle(7, g) => {
+                            assert_ne!(jw.wake(Channel::Internal, g), Wake::Stale);
+                        }
+                        Joiner::None => assert_eq!(old & F_JOINER, 0, "joiner lost"),
+                        _ => panic!("wrong joiner"),
+                    }
                 })
             };
-            // Joiner.
-            let old = w.set(F_JOINER);
+            // Joiner: the path of `wait_done` and `join`.
+            s.joiner.store(joiner_word(7, jg), Ordering::Relaxed);
+            let old = s.word.set(F_JOINER);
             if old & F_DONE == 0 {
-                // Must sleep until woken: a wake either found BLOCKED or left a token.
-                match w.block(Channel::Internal) {
-                    Block::TokenTaken => {}
-                    Block::MustSleep => {
-                        // Sleeping: spin until the waker clears BLOCKED (stands in for
-                        // the scheduler making us runnable).
-                        while w.flags() & F_BLOCKED != 0 {
+                loop {
+                    if s.word.flags() & F_DONE != 0 {
+                        break;
+                    }
+                    if jw.block(Channel::Internal) == Block::MustSleep {
+                        // Asleep until a waker clears BLOCKED (stands in for the
+                        // scheduler making us runnable).
+                        while jw.flags() & F_BLOCKED != 0 {
                             thread::yield_now();
                         }
                     }
                 }
             }
             assert!(
-                w.flags() & F_DONE != 0,
+                s.word.flags() & F_DONE != 0,
                 "joiner returned before the thread finished"
             );
-            let old = w.set(F_HANDLE_GONE | F_JOINED);
-            if old & F_THREAD_GONE != 0 {
-                frees.fetch_add(1, Ordering::Relaxed);
-            }
+            frees.fetch_add(1, Ordering::Relaxed); // the joiner is the last owner
             exiter.join().unwrap();
             assert_eq!(frees.load(Ordering::Relaxed), 1, "slot freed exactly once");
         });
@@ -688,18 +721,18 @@ mod loom_slot {
     #[test]
     fn loom_detach_vs_exit_frees_once() {
         loom::model(|| {
-            let w = Arc::new(SlotWord::new());
-            w.activate();
+            let s = Arc::new(Slot::new());
+            s.word.activate();
             let frees = Arc::new(AtomicU32::new(0));
             let t = {
-                let (w, frees) = (w.clone(), frees.clone());
+                let (s, frees) = (s.clone(), frees.clone());
                 thread::spawn(move || {
-                    if w.finish() & F_HANDLE_GONE != 0 {
+                    if s.finish().0 & F_HANDLE_GONE != 0 {
                         frees.fetch_add(1, Ordering::Relaxed);
                     }
                 })
             };
-            if w.set(F_HANDLE_GONE) & F_THREAD_GONE != 0 {
+            if s.word.set(F_HANDLE_GONE) & F_DONE != 0 {
                 frees.fetch_add(1, Ordering::Relaxed);
             }
             t.join().unwrap();
