@@ -8,9 +8,14 @@ use std::process::Command;
 const CHILD: &str = "SPINDLE_FAULT_CHILD";
 
 fn run_child(case: &str) -> (Option<i32>, String) {
+    run_child_with(case, &[])
+}
+
+fn run_child_with(case: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(CHILD, case)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -37,6 +42,15 @@ fn child_entry() {
                 .name("deep")
                 .spawn(|| recurse(0))
                 .unwrap();
+            let _ = h.join();
+        }),
+        Ok("overflow-mprotect") => spindle::run(|| {
+            let h = spindle::Builder::new()
+                .name("deep")
+                .stack_size(32 << 10)
+                .spawn(|| recurse(0))
+                .unwrap();
+            eprintln!("guard mode: {}", spindle::guard_mode().unwrap());
             let _ = h.join();
         }),
         Ok("null") => spindle::run(|| {
@@ -69,6 +83,20 @@ fn stack_overflow_names_the_thread_and_aborts() {
         .next()
         .unwrap();
     assert!(id.parse::<u64>().is_ok(), "id is a number: {line}");
+}
+
+#[test]
+fn the_mprotect_fallback_catches_overflow_too() {
+    let (sig, stderr) = run_child_with(
+        "overflow-mprotect",
+        &[(spindle::stack::GUARD_ENV, "mprotect")],
+    );
+    assert_eq!(sig, Some(libc_sigabrt()), "stderr: {stderr}");
+    assert!(stderr.contains("guard mode: mprotect"), "{stderr}");
+    assert!(
+        stderr.contains(") overflowed its 32768-byte stack"),
+        "{stderr}"
+    );
 }
 
 #[test]

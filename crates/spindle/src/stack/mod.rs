@@ -172,7 +172,7 @@ impl Arena {
                 span_shift: shift,
                 carved: std::array::from_fn(|_| AtomicUsize::new(0)),
                 spare: Mutex::new(std::array::from_fn(|_| Vec::new())),
-                guard: AtomicU8::new(GUARD_UNKNOWN),
+                guard: AtomicU8::new(initial_guard_mode()),
                 page: sys::page_size(),
             });
         }
@@ -235,6 +235,17 @@ impl Arena {
     }
 }
 
+/// Environment variable that forces the `mprotect` guard fallback (value `mprotect`),
+/// for kernels where `MADV_GUARD_INSTALL` misbehaves and for testing the fallback.
+pub const GUARD_ENV: &str = "SPINDLE_GUARD";
+
+fn initial_guard_mode() -> u8 {
+    match std::env::var_os(GUARD_ENV) {
+        Some(v) if v == "mprotect" => GUARD_MPROTECT,
+        _ => GUARD_UNKNOWN,
+    }
+}
+
 /// Block size of class `class`.
 #[inline(always)]
 pub(crate) const fn class_size(class: usize) -> usize {
@@ -248,6 +259,10 @@ pub(crate) fn class_of(size: usize) -> usize {
 }
 
 /// The guard mode in use, once the first stack has been made (`None` before).
+///
+/// `MADV_GUARD_INSTALL` is tried first; if the kernel refuses it (before Linux 6.13),
+/// or the environment variable [`GUARD_ENV`] is `mprotect`, guards are made with
+/// `mprotect(PROT_NONE)`.
 pub fn guard_mode() -> Option<GuardMode> {
     match ARENA.get()?.as_ref().ok()?.guard.load(Ordering::Relaxed) {
         GUARD_MADVISE => Some(GuardMode::Madvise),
