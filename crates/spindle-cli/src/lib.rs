@@ -1,1 +1,17 @@
-//! x
+//! Workloads and measurement helpers behind the `spindle` command and its criterion
+//! benchmark.
+//!
+//! The same workload functions drive `spindle bench` (median of interleaved
+//! repetitions, see [`bench`](mod@bench)) and `cargo bench -p spindle-cli` (criterion's
+//! `iter_custom`): every workload takes an operation count and returns the time those
+//! operations took, setup excluded. See [`workloads`] for what each one measures.
+//!
+//! Call [`workloads::init_peers`] once at process start, before any workload runs: it
+//! configures the process-global `may` scheduler (one worker).
+
+pub mod affinity;
+pub mod bench;
+pub mod mem;
+pub mod million;
+pub mod stats;
+pub mod workloads;

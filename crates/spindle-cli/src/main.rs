@@ -1,1 +1,349 @@
-fn main() {}
+//! `spindle`: a short tour of the runtime (no arguments), and `spindle bench`, which
+//! compares spindle with OS threads, corosensei, may and tokio.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use spindle_cli::bench::{self, Measurement, Options, Report};
+use spindle_cli::million::{self, MillionReport};
+use spindle_cli::workloads::on_spindle::inside;
+use spindle_cli::workloads::{self, Bench};
+
+#[derive(Parser)]
+#[command(
+    name = "spindle",
+    version,
+    about = "Tour and benchmarks of the spindle runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A short tour: spawn, switch, park, join, and how fast (the default).
+    Tour,
+    /// Compare spindle with std threads, corosensei, may and tokio.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Fewer and shorter repetitions (5 × 10 ms batches instead of 11 × 25 ms).
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object on stdout instead of a table (no progress bar).
+    #[arg(long)]
+    json: bool,
+    /// Only workloads whose `bench/runtime` contains NAME, e.g. `switch`, `tokio`,
+    /// `park_unpark/may`; `million` runs only the million-thread run.
+    #[arg(long, value_name = "NAME")]
+    filter: Option<String>,
+    /// Repetitions per workload (default 11, or 5 with --quick).
+    #[arg(long, value_name = "N")]
+    reps: Option<usize>,
+    /// Also spawn a million parked threads and report resident memory per thread.
+    #[arg(long)]
+    million: bool,
+    /// Thread count of the million run (implies --million).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    workloads::init_peers();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Tour) {
+        Command::Tour => {
+            tour();
+            ExitCode::SUCCESS
+        }
+        Command::Bench(args) => match run_bench(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spindle bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// ns per item of `d` over `n` items.
+fn per(d: Duration, n: u64) -> f64 {
+    d.as_nanos() as f64 / n.max(1) as f64
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn tour() {
+    let wall = Instant::now();
+    println!("spindle tour: one core, on this OS thread\n");
+    spindle::run(|| {
+        let me = spindle::current();
+        println!(
+            "main thread: name {:?}, id {}, guard pages: {}",
+            me.name().unwrap_or("?"),
+            me.id(),
+            spindle::guard_mode().map_or("unknown", |g| g.as_str())
+        );
+
+        const SPAWNED: u64 = 10_000;
+        for stacks in ["fresh stacks", "pooled stacks"] {
+            let t0 = Instant::now();
+            let handles: Vec<_> = (0..SPAWNED).map(|i| spindle::spawn(move || i)).collect();
+            let spawned = t0.elapsed();
+            let sum: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            let total = t0.elapsed();
+            assert_eq!(sum, SPAWNED * (SPAWNED - 1) / 2);
+            println!(
+                "spawned {SPAWNED} threads ({stacks}) in {:.2} ms, all joined after {:.2} ms ({:.0} ns per thread)",
+                ms(spawned),
+                ms(total),
+                per(total, SPAWNED)
+            );
+        }
+
+        const EACH: u64 = 100_000;
+        let d = inside::spawn_join(EACH);
+        println!(
+            "spawn + join, one at a time: {:.0} ns each ({EACH} in {:.1} ms)",
+            per(d, EACH),
+            ms(d)
+        );
+
+        const SWITCHES: u64 = 1_000_000;
+        let before = spindle::core_stats().unwrap_or_default().switches;
+        let d = inside::switch(SWITCHES);
+        let counted = spindle::core_stats().unwrap_or_default().switches - before;
+        println!(
+            "yield ping-pong between two threads: {:.1} ns per switch ({counted} switches counted by the core)",
+            per(d, SWITCHES)
+        );
+
+        const TRIPS: u64 = 200_000;
+        let d = inside::park_unpark(TRIPS);
+        println!(
+            "park/unpark round trip (A unparks B and parks, B unparks A and parks): {:.1} ns",
+            per(d, TRIPS)
+        );
+
+        const CALLS: u64 = 1_000_000;
+        let d = inside::current(CALLS);
+        println!("spindle::current(): {:.1} ns per call", per(d, CALLS));
+
+        priorities();
+
+        let asked = Duration::from_millis(2);
+        let t0 = Instant::now();
+        spindle::sleep(asked);
+        println!(
+            "sleep({} ms) returned after {:.2} ms",
+            asked.as_millis(),
+            ms(t0.elapsed())
+        );
+
+        let s = spindle::core_stats().unwrap_or_default();
+        println!(
+            "core stats: {} switches, {} spawned, {} exited, {} idle sleeps",
+            s.switches, s.spawned, s.exited, s.idle_sleeps
+        );
+    });
+    println!("\ntour done in {:.0} ms", ms(wall.elapsed()));
+}
+
+/// Shows the Builder: a more urgent thread runs as soon as it is spawned, a less urgent
+/// one only once the spawner blocks.
+fn priorities() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let note = |what: String| log.lock().unwrap().push(what);
+    let spawn = |name: &'static str, priority: u8| {
+        let log = Arc::clone(&log);
+        spindle::Builder::new()
+            .name(name)
+            .priority(priority)
+            .stack_size(128 << 10)
+            .spawn(move || {
+                let me = spindle::current();
+                log.lock()
+                    .unwrap()
+                    .push(format!("{} ran", me.name().unwrap_or("?")));
+            })
+            .expect("valid builder")
+    };
+    let low = spawn("background(10)", 10);
+    note("main spawned background(10)".into());
+    let high = spawn("urgent(50)", 50);
+    note("main spawned urgent(50)".into());
+    low.join().unwrap();
+    high.join().unwrap();
+    note("main joined both".into());
+    println!(
+        "priorities (main is {}): {}",
+        spindle::DEFAULT_PRIORITY,
+        log.lock().unwrap().join(" -> ")
+    );
+}
+
+fn progress_bar(total: u64, hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:32}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+fn run_bench(args: BenchArgs) -> Result<(), String> {
+    let mut opts = if args.quick {
+        Options::quick()
+    } else {
+        Options::full()
+    };
+    if let Some(reps) = args.reps {
+        opts.reps = reps.max(1);
+    }
+    opts.filter = args.filter.clone();
+    // `--filter million` selects the million run alone.
+    let only_million = args.filter.as_deref() == Some("million");
+    let million = args.million || args.threads.is_some() || only_million;
+    let threads = args.threads.unwrap_or(million::DEFAULT_THREADS);
+    let workloads = if only_million {
+        0
+    } else {
+        opts.workloads().len()
+    };
+    if workloads == 0 && !million {
+        return Err(format!(
+            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, million, or a runtime name)",
+            args.filter.unwrap_or_default()
+        ));
+    }
+
+    let hidden = args.json || !std::io::stderr().is_terminal();
+    let steps = if workloads > 0 { opts.steps() } else { 0 };
+    let pb = progress_bar(steps + if million { 3 } else { 0 }, hidden);
+    let wall = Instant::now();
+    let measurements = if workloads > 0 {
+        bench::run(&opts, |done, next| {
+            pb.set_message(next.to_owned());
+            pb.set_position(done);
+        })
+    } else {
+        Vec::new()
+    };
+    let million_report = if million {
+        let mut done = steps;
+        let r = million::run(threads, |phase| {
+            pb.set_message(format!("million: {phase}"));
+            pb.set_position(done);
+            done += 1;
+        })?;
+        Some(r)
+    } else {
+        None
+    };
+    pb.finish_and_clear();
+
+    if args.json {
+        let mut results = bench::records(&measurements);
+        results.extend(million_report.as_ref().map(bench::million_record));
+        let json = serde_json::to_string_pretty(&Report { results })
+            .map_err(|e| format!("cannot encode the report: {e}"))?;
+        println!("{json}");
+    } else {
+        print_table(&measurements, &opts);
+        if let Some(r) = &million_report {
+            print_million(r);
+        }
+        println!("\nbench done in {:.1} s", wall.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Formats ns with a precision that suits its size.
+fn fmt_ns(ns: f64) -> String {
+    if !ns.is_finite() {
+        "-".into()
+    } else if ns < 10.0 {
+        format!("{ns:.2}")
+    } else if ns < 1000.0 {
+        format!("{ns:.1}")
+    } else {
+        format!("{ns:.0}")
+    }
+}
+
+fn print_table(ms: &[Measurement], opts: &Options) {
+    if ms.is_empty() {
+        return;
+    }
+    println!(
+        "median of {} interleaved repetitions, ~{} ms per batch; \"vs spindle\" = runtime / spindle (>1: slower than spindle)",
+        opts.reps,
+        opts.target.as_millis()
+    );
+    for bench in Bench::ALL {
+        let rows: Vec<&Measurement> = ms.iter().filter(|m| m.workload.bench == bench).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        println!(
+            "\n{:<12} {:<11} {:>10} {:>10} {:>10} {:>7} {:>11} {:>11}",
+            bench.name(),
+            "runtime",
+            "ns/op",
+            "min",
+            "max",
+            "spread",
+            "vs spindle",
+            "ops/batch"
+        );
+        for m in rows {
+            let s = m.summary();
+            let ratio = bench::vs_spindle(m, ms).map_or("-".into(), |r| format!("{r:.2}x"));
+            let note = match m.pinned {
+                Some(false) => "  (not pinned)",
+                _ => "",
+            };
+            println!(
+                "{:<12} {:<11} {:>10} {:>10} {:>10} {:>6.0}% {:>11} {:>11}{note}",
+                "",
+                m.workload.runtime.name(),
+                fmt_ns(s.median),
+                fmt_ns(s.min),
+                fmt_ns(s.max),
+                s.spread_pct,
+                ratio,
+                m.ops
+            );
+        }
+    }
+}
+
+fn print_million(r: &MillionReport) {
+    println!(
+        "\nmillion: {} spindle threads parked at once: {:.2} KiB resident each (RSS {} -> {} MiB), guard pages: {}; spawn {:.0} ns each ({:.0} ms), all parked after {:.0} ms more, unpark + join all {:.0} ms, total {:.2} s, every join Ok",
+        r.threads,
+        r.rss_kib_per_thread(),
+        r.rss_before_kib / 1024,
+        r.rss_after_kib / 1024,
+        r.guard.map_or("unknown", |g| g.as_str()),
+        r.spawn_ns_per_thread(),
+        ms(r.spawn),
+        ms(r.settle),
+        ms(r.teardown),
+        r.wall.as_secs_f64()
+    );
+}

@@ -15,7 +15,8 @@ use std::time::Duration;
 use crate::sched::{Core, CoreStats};
 use crate::stack::overflow::AltStack;
 use crate::thread::slot::{Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_LIVE, table};
-use crate::thread::{self, SpawnOpts, tcb::Tcb};
+use crate::thread::tcb::{Name, Tcb};
+use crate::thread::{self, SpawnOpts};
 
 /// Default spin before an idle core sleeps in the kernel. Waking a sleeping OS thread
 /// costs ~25 µs on the reference machine, so spinning a little longer than that
@@ -75,7 +76,7 @@ where
     let core = &shared.cores[0];
     let _alt = AltStack::install();
     let opts = SpawnOpts {
-        name: Some(Arc::from("main")),
+        name: Some(Name::Static("main")),
         stack_size: MAIN_STACK_SIZE,
         priority: thread::DEFAULT_PRIORITY,
         main: true,

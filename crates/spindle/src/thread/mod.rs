@@ -35,7 +35,7 @@ use slot::{
     Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, Joiner, ResultBuf, Slot, Wake,
     joiner_word, table,
 };
-use tcb::{State, Tcb, TcbInit, ThreadVtable};
+use tcb::{Name, State, Tcb, TcbInit, ThreadVtable};
 
 /// The most urgent priority.
 pub const MAX_PRIORITY: u8 = 63;
@@ -99,7 +99,7 @@ impl fmt::Display for ThreadId {
 #[derive(Clone)]
 pub struct Thread {
     id: ThreadId,
-    name: Option<Arc<str>>,
+    name: Option<Name>,
 }
 
 impl Thread {
@@ -124,7 +124,7 @@ impl Thread {
 
     /// The thread's name, if it was given one.
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.name.as_ref().map(Name::as_str)
     }
 
     fn slot(&self) -> &'static Slot {
@@ -370,7 +370,7 @@ impl Builder {
             });
         }
         Ok(SpawnOpts {
-            name: self.name.as_deref().map(Arc::from),
+            name: self.name.as_deref().map(|n| Name::Shared(Arc::from(n))),
             stack_size,
             priority,
             main: false,
@@ -422,7 +422,7 @@ fn level_of(priority: u8) -> u8 {
 
 /// Validated spawn attributes.
 pub(crate) struct SpawnOpts {
-    pub(crate) name: Option<Arc<str>>,
+    pub(crate) name: Option<Name>,
     pub(crate) stack_size: usize,
     pub(crate) priority: u8,
     pub(crate) main: bool,

@@ -88,11 +88,28 @@ pub(crate) struct Tcb {
     /// Where the entry closure was stored (in the block, or a leaked Box).
     pub(crate) closure: *mut u8,
     /// Thread name, if any.
-    pub(crate) name: Option<Arc<str>>,
+    pub(crate) name: Option<Name>,
     /// Type-erased operations on the closure and result types.
     pub(crate) vtable: &'static ThreadVtable,
     /// The main thread of `run`: its exit goes straight to the scheduler context.
     pub(crate) main: bool,
+}
+
+/// A thread name: static names (the main thread's) cost nothing to copy into a
+/// handle; given names are shared.
+#[derive(Clone, Debug)]
+pub(crate) enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Name {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Name::Static(s) => s,
+            Name::Shared(s) => s,
+        }
+    }
 }
 
 /// What a spawn knows about a new thread before its TCB exists.
@@ -103,7 +120,7 @@ pub(crate) struct TcbInit {
     pub(crate) level: u8,
     pub(crate) class: u8,
     pub(crate) entry: unsafe extern "C" fn(usize) -> !,
-    pub(crate) name: Option<Arc<str>>,
+    pub(crate) name: Option<Name>,
     pub(crate) vtable: &'static ThreadVtable,
     pub(crate) main: bool,
 }
@@ -170,7 +187,7 @@ impl Tcb {
 
     /// The name's bytes, for the async-signal-safe overflow report.
     pub(crate) fn name_bytes(&self) -> Option<&[u8]> {
-        self.name.as_deref().map(str::as_bytes)
+        self.name.as_ref().map(|n| n.as_str().as_bytes())
     }
 
     /// Base address of the thread's stack block.

@@ -1,0 +1,80 @@
+//! The `spindle` binary end to end: the tour runs, and `bench --json` prints one JSON
+//! object in the documented shape.
+
+use std::process::Command;
+
+fn spindle(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_spindle"))
+        .args(args)
+        .output()
+        .expect("run spindle");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn results(stdout: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    v["results"].as_array().expect("a results array").clone()
+}
+
+#[test]
+fn the_tour_runs_and_reports() {
+    let (ok, out, err) = spindle(&[]);
+    assert!(ok, "tour failed: {err}");
+    for needle in [
+        "spawn + join",
+        "yield ping-pong",
+        "park/unpark",
+        "guard pages",
+        "tour done",
+    ] {
+        assert!(out.contains(needle), "tour output lacks {needle:?}:\n{out}");
+    }
+}
+
+#[test]
+fn bench_json_has_one_record_per_runtime_with_a_median() {
+    let (ok, out, err) = spindle(&["bench", "--quick", "--json", "--filter", "current"]);
+    assert!(ok, "bench failed: {err}");
+    let rs = results(&out);
+    let runtimes: Vec<&str> = rs.iter().map(|r| r["runtime"].as_str().unwrap()).collect();
+    assert!(
+        runtimes.contains(&"spindle") && runtimes.contains(&"std"),
+        "{runtimes:?}"
+    );
+    for r in &rs {
+        assert_eq!(r["bench"], "current");
+        assert!(r["ns_per_op"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["ops"].as_u64().unwrap() > 0, "{r}");
+    }
+}
+
+#[test]
+fn million_reports_threads_memory_and_guard_mode() {
+    let (ok, out, err) = spindle(&[
+        "bench",
+        "--json",
+        "--filter",
+        "million",
+        "--threads",
+        "3000",
+    ]);
+    assert!(ok, "million failed: {err}");
+    let rs = results(&out);
+    let m = rs
+        .iter()
+        .find(|r| r["bench"] == "million")
+        .expect("a million record");
+    assert_eq!(m["runtime"], "spindle");
+    assert_eq!(m["threads"], 3000);
+    let kib = m["rss_kib_per_thread"].as_f64().unwrap();
+    assert!(kib > 0.0, "{m}");
+    assert!(
+        ["madvise", "mprotect"].contains(&m["guard"].as_str().unwrap()),
+        "{m}"
+    );
+}
