@@ -6,6 +6,15 @@ use std::time::Duration;
 
 use spindle::{Builder, SpawnError};
 
+/// Counts its drops.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn run_returns_the_main_value_and_join_returns_each_result() {
     let out = spindle::run(|| {
@@ -75,12 +84,6 @@ fn large_closures_and_results_take_the_boxed_path() {
 
 #[test]
 fn results_are_dropped_exactly_once_whether_joined_or_detached() {
-    struct Counted(Arc<AtomicUsize>);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
     let drops = Arc::new(AtomicUsize::new(0));
     spindle::run(|| {
         let d = drops.clone();
@@ -237,12 +240,6 @@ fn every_stack_size_class_is_usable_to_near_its_size() {
 
 #[test]
 fn threads_left_at_shutdown_are_abandoned_and_their_handles_say_so() {
-    struct Counted(Arc<AtomicUsize>);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     let (parked, never_ran) = spindle::run(move || {

@@ -104,6 +104,9 @@ const GUARD_MPROTECT: u8 = 2;
 static ARENA_BASE: AtomicUsize = AtomicUsize::new(0);
 /// `log2` of each class region's span; valid when `ARENA_BASE != 0`.
 static ARENA_SHIFT: AtomicUsize = AtomicUsize::new(0);
+/// The page size (the guard page's size), cached for the signal handler, which may not
+/// call `sysconf`. Valid when `ARENA_BASE != 0`.
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
 struct Arena {
     base: usize,
@@ -165,6 +168,7 @@ impl Arena {
                 }
             }
             ARENA_SHIFT.store(shift as usize, Ordering::Relaxed);
+            PAGE_SIZE.store(sys::page_size(), Ordering::Relaxed);
             ARENA_BASE.store(base, Ordering::Release);
             overflow::install_handler();
             return Ok(Arena {
@@ -250,6 +254,11 @@ fn initial_guard_mode() -> u8 {
 #[inline(always)]
 pub(crate) const fn class_size(class: usize) -> usize {
     MIN_STACK_SIZE << class
+}
+
+/// The size of a guard page. Async-signal-safe.
+pub(crate) fn guard_size() -> usize {
+    PAGE_SIZE.load(Ordering::Relaxed)
 }
 
 /// Size class of a valid stack size (a power of two in range).

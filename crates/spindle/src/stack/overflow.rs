@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use std::sync::Once;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use super::block_of;
+use super::{block_of, guard_size};
 use crate::thread::tcb::Tcb;
 
 /// Size of each core's alternate signal stack.
@@ -111,11 +111,11 @@ impl Drop for AltStack {
 extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some((base, size)) = block_of(addr) {
-        let page = crate::sys::page_size();
-        if addr >= base && addr < base + page {
-            report_overflow(base, size);
-        }
+    if let Some((base, size)) = block_of(addr)
+        && addr >= base
+        && addr < base + guard_size()
+    {
+        report_overflow(base, size);
     }
     // Not ours: restore the previous action and return, so the faulting instruction
     // runs again and faults under it (the default action dumps core).
