@@ -452,12 +452,13 @@ pub(crate) unsafe fn make_runnable(l: &mut CoreLocal, t: *mut Tcb) {
 pub(crate) unsafe fn enqueue_woken(t: *mut Tcb) {
     // SAFETY: `t` is alive (caller); its core pointer is stable while it sleeps.
     let core = unsafe { &*(*t).core.get() };
-    match crate::thread::current_tcb() {
-        // SAFETY: we run on `me`'s core; `t` belongs to the same core.
-        Some(me) if std::ptr::eq(unsafe { (*me).core.get() }, core) => unsafe {
-            make_runnable(&mut *core.local(), t)
-        },
-        _ => core.inject(t),
+    // SAFETY: the running thread's TCB is valid while it runs; we only read its core.
+    let here = crate::thread::current_tcb().map(|me| unsafe { (*me).core.get() });
+    if here.is_some_and(|c| std::ptr::eq(c, core)) {
+        // SAFETY: we run on `t`'s core, so we own its local state; the reference is brief.
+        unsafe { make_runnable(&mut *core.local(), t) }
+    } else {
+        core.inject(t);
     }
 }
 
