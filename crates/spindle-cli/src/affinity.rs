@@ -16,8 +16,7 @@ static PIN_STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 names the calling thread; `set` is a writable `cpu_set_t` of the
-    // size passed.
+    // SAFETY: pid 0 is the calling thread; `set` is a writable cpu_set_t of the size passed.
     let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         return Vec::new();
@@ -43,8 +42,7 @@ pub fn pin_current(cpu: usize) -> bool {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `cpu` is below CPU_SETSIZE (checked above).
     unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: pid 0 names the calling thread; `set` is a valid `cpu_set_t` of the size
-    // passed, only read.
+    // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
     unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
 

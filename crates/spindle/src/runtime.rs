@@ -107,8 +107,7 @@ where
     // `std::thread::Result<R>` is written and nobody else reads it.
     let result: std::thread::Result<R> =
         unsafe { crate::thread::slot::read_result(slot.result.get()) };
-    // SAFETY: core 0's scheduler context: finish the main thread's exit switch. The
-    // main thread is done and we took its result, so we are the slot's last owner.
+    // SAFETY: core 0's scheduler context; main is done and its result taken: last owner.
     unsafe {
         core.finish_switch();
         slot.release(F_DONE | F_HANDLE_GONE | F_JOINED);
@@ -138,8 +137,7 @@ fn abandon_all(shared: &Arc<Shared>) {
         if flags & F_LIVE == 0 || flags & F_DONE != 0 || slot.owner.load(Ordering::Relaxed) != me {
             continue;
         }
-        // SAFETY: the thread never finished and never runs again (its core stopped);
-        // we are its core's OS thread, so its TCB and block are ours.
+        // SAFETY: our core stopped, so this thread never runs again; its TCB is ours.
         unsafe {
             let tcb: *mut Tcb = *slot.tcb.get();
             // It will never sleep again: later wakes must only leave tokens.

@@ -27,11 +27,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    // SAFETY: may marks spawning unsafe for two reasons: a coroutine may move between
-    // worker threads, so thread-locals must not be held across a yield, and a stack
-    // overflow is not caught. Our closures hold no thread-local across a suspension
-    // point (there is one worker anyway) and need a few hundred bytes of stack, far
-    // below may's default coroutine stack.
+    // may marks spawning unsafe for two reasons: a coroutine may move between worker
+    // threads, so thread-locals must not be held across a yield, and a stack overflow
+    // is not caught.
+    // SAFETY: our closures hold no thread-local across a yield and need far less stack than may's default.
     unsafe { coroutine::spawn(f) }
 }
 

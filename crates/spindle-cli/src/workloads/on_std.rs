@@ -40,8 +40,7 @@ where
 
 /// `futex(FUTEX_WAIT_PRIVATE)`: sleeps while `*word == expected` (or returns at once).
 fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call; a null
-    // timeout means no timeout; the kernel only reads the word.
+    // SAFETY: `word` is a live aligned u32 for the call; null timeout = none; only read.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
@@ -55,8 +54,7 @@ fn futex_wait(word: &AtomicU32, expected: u32) {
 
 /// `futex(FUTEX_WAKE_PRIVATE)`: wakes one waiter on `word`.
 fn futex_wake(word: &AtomicU32) {
-    // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE does not access
-    // memory beyond hashing the address.
+    // SAFETY: `word` is a live aligned u32; FUTEX_WAKE only hashes its address.
     unsafe {
         libc::syscall(
             libc::SYS_futex,

@@ -235,8 +235,7 @@ pub(crate) unsafe fn init_context(
         "init_context: unaligned stack top"
     );
     let ret_slot = stack_top - 8;
-    // SAFETY: the caller guarantees the 8 bytes below `stack_top` are ours to write;
-    // the slot is 8-byte aligned because `stack_top` is 16-byte aligned.
+    // SAFETY: caller: the 8 bytes below the 16-aligned `stack_top` are ours (so aligned).
     unsafe { (ret_slot as *mut usize).write(spindle_arch_thread_start_v1 as *const () as usize) };
     *ctx = Context {
         rsp: ret_slot,

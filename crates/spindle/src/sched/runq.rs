@@ -144,13 +144,13 @@ mod tests {
         let mut ts = tcbs(&[7, 7, 7]);
         let mut q = RunQueue::default();
         for t in ts.iter_mut() {
-            // SAFETY: as above.
+            // SAFETY: the TCBs outlive the queue, do not move, and are queued once.
             unsafe { q.push(t) };
         }
         let mut seen = Vec::new();
         for _ in 0..6 {
             let t = q.pop().unwrap();
-            // SAFETY: as above; re-pushed after pop, so queued once.
+            // SAFETY: popped TCBs are the live ones above, re-pushed once after each pop.
             unsafe {
                 seen.push((*t).index);
                 q.push(t);

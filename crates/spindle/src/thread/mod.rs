@@ -453,7 +453,7 @@ where
     };
     // SAFETY: we are the core's OS thread (caller); the references are brief.
     let base = unsafe { (*l).pool.get(class) }.map_err(|e| oom(e.raw_os_error().unwrap_or(0)))?;
-    // SAFETY: as above.
+    // SAFETY: we are the core's OS thread (caller) and the free list is borrowed briefly.
     let Some(index) = table().alloc(unsafe { &mut (*l).free_slots }) else {
         // SAFETY: as above; the block was never used.
         unsafe { (*l).pool.put(class, base) };

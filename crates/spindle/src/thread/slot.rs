@@ -542,8 +542,7 @@ impl SlotTable {
     /// else to the shared list.
     pub(crate) fn free(&self, index: u32) {
         match crate::thread::current_tcb() {
-            // SAFETY: the running thread's core is alive and we are its OS thread; the
-            // reference is brief.
+            // SAFETY: we run on `me`'s live core, as its OS thread; the borrow is brief.
             Some(me) => unsafe { (*(*(*me).core.get()).local()).free_slots.push(index) },
             None => self.free_remote(index),
         }
