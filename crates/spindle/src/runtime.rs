@@ -154,7 +154,7 @@ fn abandon_all(shared: &Arc<Shared>) {
             thread::wake(joiner);
         }
     }
-    // SAFETY: core 0's OS thread; nothing runs on the core any more.
+    // SAFETY: we are core 0's OS thread and nothing runs on it any more: pool and list are ours.
     unsafe {
         (*core.local()).pool.drain_to_spare();
         table().give_back(&mut (*core.local()).free_slots);
