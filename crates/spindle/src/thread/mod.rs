@@ -220,6 +220,63 @@ fn block(me: *mut Tcb, chan: Channel) {
     }
 }
 
+/// A spindle thread that may block in [`block_internal`], as its waker names it.
+///
+/// Used by the runtime's own blocking types (`sync`, `join`): they block on the
+/// thread's internal channel, so they never consume or leave a user's park token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // used by `sync`
+pub(crate) struct Waiter {
+    index: u32,
+    generation: u32,
+}
+
+#[allow(dead_code)] // used by `sync`
+impl Waiter {
+    /// The running spindle thread, or `None` on an OS thread.
+    #[inline]
+    pub(crate) fn current() -> Option<Waiter> {
+        // SAFETY: the running thread's TCB is valid while it runs.
+        current_tcb().map(|t| unsafe {
+            Waiter {
+                index: (*t).index,
+                generation: (*t).generation,
+            }
+        })
+    }
+
+    /// Wakes the waiter if it is blocked in [`block_internal`]; otherwise leaves a
+    /// token so that its next `block_internal` returns at once. Does nothing if the
+    /// thread has finished. Callable from any context (spindle thread or OS thread).
+    pub(crate) fn wake(self) {
+        if let Some(slot) = table().get(self.index) {
+            sched::wake(slot, self.generation, Channel::Internal);
+        }
+    }
+}
+
+/// Blocks the running spindle thread on its internal channel until a
+/// [`Waiter::wake`], or until `deadline`. May return spuriously (a stale token or
+/// timer): callers re-check their condition in a loop.
+///
+/// # Panics
+///
+/// On an OS thread (callers block OS threads themselves).
+#[allow(dead_code)] // used by `sync`
+pub(crate) fn block_internal(deadline: Option<Instant>) {
+    let me = current_tcb().expect("block_internal called on an OS thread");
+    if let Some(d) = deadline {
+        if d <= Instant::now() {
+            return;
+        }
+        // SAFETY: `me` runs on its core; the timer is core-local.
+        unsafe {
+            (*(*me).core.get()).add_timer(d, (*me).index, (*me).generation, Channel::Internal)
+        };
+    }
+    block(me, Channel::Internal);
+}
+
 /// Blocks the running thread until its park token is available, then consumes it.
 /// May also return spuriously, like `std::thread::park`. On an OS thread, calls
 /// `std::thread::park`.
