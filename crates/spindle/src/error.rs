@@ -29,11 +29,28 @@ pub enum SpawnError {
     },
     /// Called outside a spindle runtime.
     NoRuntime,
+    /// No running core has this id.
+    NoSuchCore {
+        /// The id given.
+        core: usize,
+    },
+    /// No core type has this name.
+    NoSuchType {
+        /// The name given.
+        name: String,
+    },
+    /// The core type exists but has no running core.
+    NoCoreOfType {
+        /// The type's name.
+        name: String,
+    },
+    /// The runtime has shut down.
+    ShutDown,
 }
 
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
+        match self {
             SpawnError::StackSize { requested } => write!(
                 f,
                 "stack size {requested} bytes is invalid: use a power of two from {MIN_STACK_SIZE} \
@@ -47,8 +64,8 @@ impl fmt::Display for SpawnError {
             ),
             SpawnError::OutOfMemory { stack_size, errno } => {
                 write!(f, "no memory for a {stack_size}-byte stack")?;
-                if errno != 0 {
-                    write!(f, " ({})", std::io::Error::from_raw_os_error(errno))?;
+                if *errno != 0 {
+                    write!(f, " ({})", std::io::Error::from_raw_os_error(*errno))?;
                 }
                 write!(
                     f,
@@ -58,8 +75,21 @@ impl fmt::Display for SpawnError {
             }
             SpawnError::NoRuntime => f.write_str(
                 "not inside a spindle runtime: spawn from a thread started by spindle::run \
-                 or #[spindle::main]",
+                 or #[spindle::main], or through a runtime Handle",
             ),
+            SpawnError::NoSuchCore { core } => write!(
+                f,
+                "core {core} does not exist or is not running: pick one from Handle::cores()"
+            ),
+            SpawnError::NoSuchType { name } => write!(
+                f,
+                "no core type is named '{name}': declare it with RuntimeBuilder::core_type"
+            ),
+            SpawnError::NoCoreOfType { name } => write!(
+                f,
+                "core type '{name}' has no running core: add one with Handle::add_core(\"{name}\")"
+            ),
+            SpawnError::ShutDown => f.write_str("the runtime has shut down: build a new one"),
         }
     }
 }

@@ -31,14 +31,18 @@ mod sched;
 pub mod stack;
 mod sys;
 mod thread;
+pub mod topology;
 
 pub use error::SpawnError;
-pub use runtime::{ABANDONED, DEFAULT_IDLE_SPIN, MAIN_STACK_SIZE, core_stats, run};
+pub use runtime::{
+    ABANDONED, ConfigError, CoreError, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, DEFAULT_TYPE, Handle,
+    MAIN_STACK_SIZE, Runtime, RuntimeBuilder, core_stats, run,
+};
 pub use sched::CoreStats;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
 pub use thread::{
-    Builder, DEFAULT_PRIORITY, JoinHandle, MAX_PRIORITY, Thread, ThreadId, current, park,
-    park_timeout, sleep, spawn, try_current, yield_now,
+    Builder, DEFAULT_PRIORITY, JoinHandle, MAX_PRIORITY, Thread, ThreadId, current, current_core,
+    migrate_to, park, park_timeout, preempt_point, sleep, spawn, spawn_on, try_current, yield_now,
 };
 
 /// Marks `fn main` to run as the main thread of a spindle runtime (see [`run`]).

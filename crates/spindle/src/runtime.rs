@@ -1,59 +1,1026 @@
-//! The runtime: its shared state, `run`, and shutdown.
+//! The runtime: cores, core types, placement, cores joining and leaving, shutdown.
 //!
-//! `spindle::run(f)` turns the calling OS thread into core 0: it runs `f` as the first
-//! spindle thread (the main thread) and schedules every thread spawned from it, and
-//! returns `f`'s value once `f` returns. Threads still alive then are abandoned, as a
+//! A [`Runtime`] is a set of cores, each one OS thread running one scheduler (see
+//! `sched`), grouped in core types. [`Runtime::builder`] configures it;
+//! [`Runtime::block_on`] runs a closure as a spindle thread and waits for it;
+//! dropping the runtime stops every core and abandons the threads still alive, as a
 //! process abandons its threads when `main` returns: they never run again, their
 //! stacks are reclaimed without unwinding (destructors of values on those stacks do
-//! not run), and their handles report an error from `join`.
+//! not run), and their handles report an error from `join`. [`run`] does all three
+//! with the default configuration.
+//!
+//! ## Removing a core
+//!
+//! [`Handle::remove_core`] marks the core `Leaving` and halts it. At its next schedule
+//! point the core goes to its scheduler context and waits for a *grace period*: every
+//! other core passes a schedule point (its epoch moves). Senders re-check the
+//! destination's state right before each slot offer, with no schedule point between
+//! the check and the offer, and bump their epoch after; so after the grace period no
+//! offer to the leaving core can still be in flight, and the core's last take-in sees
+//! everything sent to it. It then closes its injection queue, hands its runnable
+//! threads to the active cores of their type through the exchange slots and its timers
+//! through their inboxes, and retires. Its sleeping threads keep pointing at it; the
+//! thread that wakes one sends it to an active core of its type instead.
 
 use std::any::Any;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::sched::{Core, CoreStats};
+use crate::sched::exchange::Slots;
+use crate::sched::{Core, CoreState, CoreStats, IDLE_LEVEL, MAX_CORES, MAX_TYPES};
 use crate::stack::overflow::AltStack;
-use crate::thread::slot::{Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_LIVE, table};
+use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
+use crate::thread::slot::{Channel, F_DONE, F_HANDLE_GONE, F_LIVE, table};
 use crate::thread::tcb::{Name, Tcb};
-use crate::thread::{self, SpawnOpts};
+use crate::thread::{self, JoinHandle, SpawnOpts, Target};
+use crate::topology;
 
 /// Default spin before an idle core sleeps in the kernel. Waking a sleeping OS thread
 /// costs ~25 µs on the reference machine, so spinning a little longer than that
 /// before sleeping saves a full wake-up whenever work arrives within the window.
 pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 
-/// Stack size of the main thread of [`run`].
+/// Stack size of the main thread of [`run`] and [`Runtime::block_on`].
 pub const MAIN_STACK_SIZE: usize = 8 << 20;
+
+/// Name of the core type of a runtime configured without types.
+pub const DEFAULT_TYPE: &str = "default";
+
+/// A class of cores with the same CPUs and CPU features.
+///
+/// # Examples
+///
+/// ```
+/// use spindle::{CoreType, Runtime};
+/// let rt = Runtime::builder()
+///     .core_type(CoreType::new("compute").cores(2))
+///     .core_type(CoreType::new("io").cores(1))
+///     .build()
+///     .unwrap();
+/// let types: Vec<_> = rt.handle().cores().into_iter().map(|c| c.core_type).collect();
+/// assert_eq!(types, ["compute", "compute", "io"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreType {
+    name: String,
+    cpus: Option<Vec<usize>>,
+    features: Vec<String>,
+    cores: Option<usize>,
+}
+
+impl CoreType {
+    /// A type named `name`: by default on every CPU the process may use, one core per
+    /// CPU, no required features.
+    pub fn new(name: impl Into<String>) -> CoreType {
+        CoreType {
+            name: name.into(),
+            cpus: None,
+            features: Vec::new(),
+            cores: None,
+        }
+    }
+
+    /// The CPUs the type's cores run on (each pinned to one of them when pinning is
+    /// on; confined to the set when it is off).
+    pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> CoreType {
+        self.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// CPU features the type's CPUs must have (names as in
+    /// [`topology::known_features`](crate::topology::known_features), e.g. `"avx2"`).
+    pub fn features<S: Into<String>>(mut self, features: impl IntoIterator<Item = S>) -> CoreType {
+        self.features = features.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Number of cores of this type at start (default: one per CPU of its set).
+    pub fn cores(mut self, n: usize) -> CoreType {
+        self.cores = Some(n);
+        self
+    }
+}
+
+/// Why a runtime configuration was refused. Nothing was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The runtime would have no core.
+    ZeroCores,
+    /// More cores than a runtime supports.
+    TooManyCores {
+        /// Cores asked for.
+        requested: usize,
+    },
+    /// More core types than a runtime supports.
+    TooManyTypes {
+        /// Types asked for.
+        requested: usize,
+    },
+    /// A core type has an empty name.
+    EmptyName,
+    /// Two core types share a name.
+    DuplicateType {
+        /// The name given twice.
+        name: String,
+    },
+    /// A core type has an empty CPU set.
+    EmptyType {
+        /// The type.
+        name: String,
+    },
+    /// A CPU that does not exist or that this process may not use.
+    NoSuchCpu {
+        /// The type naming it.
+        name: String,
+        /// The CPU.
+        cpu: usize,
+        /// The CPUs this process may use.
+        allowed: Vec<usize>,
+    },
+    /// A feature name spindle does not know.
+    UnknownFeature {
+        /// The type naming it.
+        name: String,
+        /// The feature.
+        feature: String,
+    },
+    /// A feature this machine's CPUs lack.
+    MissingFeature {
+        /// The type naming it.
+        name: String,
+        /// The feature.
+        feature: String,
+    },
+    /// `RuntimeBuilder::cores` was combined with explicit core types.
+    CoresWithTypes,
+    /// The default stack size is not a power of two from 16 KiB to 8 MiB.
+    StackSize {
+        /// The size asked for.
+        requested: usize,
+    },
+    /// The OS refused to start a core's thread.
+    Os {
+        /// The OS error message.
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroCores => f.write_str(
+                "a runtime needs at least one core: ask for cores(1) or more (or a core type \
+                 with cores(1) or more)",
+            ),
+            ConfigError::TooManyCores { requested } => write!(
+                f,
+                "{requested} cores asked for, but a runtime has at most {MAX_CORES}: ask for fewer"
+            ),
+            ConfigError::TooManyTypes { requested } => write!(
+                f,
+                "{requested} core types declared, but a runtime has at most {MAX_TYPES}: merge some"
+            ),
+            ConfigError::EmptyName => f.write_str("a core type needs a non-empty name"),
+            ConfigError::DuplicateType { name } => write!(
+                f,
+                "core type '{name}' is declared twice: give each type a distinct name"
+            ),
+            ConfigError::EmptyType { name } => write!(
+                f,
+                "core type '{name}' has no CPUs: give it at least one with CoreType::cpus"
+            ),
+            ConfigError::NoSuchCpu { name, cpu, allowed } => write!(
+                f,
+                "core type '{name}' names CPU {cpu}, which does not exist or which this process \
+                 may not use: pick from {allowed:?}"
+            ),
+            ConfigError::UnknownFeature { name, feature } => write!(
+                f,
+                "core type '{name}' requires CPU feature '{feature}', which spindle does not \
+                 know: use names like \"avx2\" (see spindle::topology::known_features)"
+            ),
+            ConfigError::MissingFeature { name, feature } => write!(
+                f,
+                "core type '{name}' requires CPU feature '{feature}', which this machine's CPUs \
+                 lack: drop the requirement or run on a machine that has it"
+            ),
+            ConfigError::CoresWithTypes => f.write_str(
+                "cores() sets the size of the default type, but core types were declared: set \
+                 each type's size with CoreType::cores instead",
+            ),
+            ConfigError::StackSize { requested } => write!(
+                f,
+                "default stack size {requested} bytes is invalid: use a power of two from \
+                 {MIN_STACK_SIZE} (16 KiB) to {MAX_STACK_SIZE} (8 MiB)"
+            ),
+            ConfigError::Os { message } => write!(f, "cannot start a core's OS thread: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why adding, removing or migrating to a core failed. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// No core has this id, or it is not running.
+    NoSuchCore {
+        /// The id given.
+        core: usize,
+    },
+    /// No core type has this name.
+    NoSuchType {
+        /// The name given.
+        name: String,
+    },
+    /// The core is the runtime's last running core.
+    LastCore {
+        /// The core.
+        core: usize,
+    },
+    /// The core is the last of its type, and threads of that type are alive.
+    LastCoreOfType {
+        /// The core.
+        core: usize,
+        /// Its type.
+        name: String,
+        /// Live threads of the type.
+        threads: i64,
+    },
+    /// The runtime has no room for another core.
+    TooManyCores,
+    /// The runtime has shut down.
+    ShutDown,
+    /// The caller is not a spindle thread (for `migrate_to`).
+    NotInRuntime,
+    /// The OS refused to start the core's thread.
+    Os {
+        /// The OS error message.
+        message: String,
+    },
+}
+
+impl fmt::Display for CoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoreError::NoSuchCore { core } => write!(
+                f,
+                "core {core} does not exist or is not running: see Handle::cores() for the \
+                 running ones"
+            ),
+            CoreError::NoSuchType { name } => write!(
+                f,
+                "no core type is named '{name}': declare it with RuntimeBuilder::core_type"
+            ),
+            CoreError::LastCore { core } => write!(
+                f,
+                "core {core} is the runtime's last running core: add another core first"
+            ),
+            CoreError::LastCoreOfType {
+                core,
+                name,
+                threads,
+            } => write!(
+                f,
+                "core {core} is the last core of type '{name}', which still has {threads} live \
+                 thread(s): add another core of that type first, or let the threads finish"
+            ),
+            CoreError::TooManyCores => write!(
+                f,
+                "the runtime already has {MAX_CORES} cores (running or retired of other types): \
+                 remove or reuse some"
+            ),
+            CoreError::ShutDown => f.write_str("the runtime has shut down"),
+            CoreError::NotInRuntime => {
+                f.write_str("not a spindle thread: only a running spindle thread can migrate")
+            }
+            CoreError::Os { message } => write!(f, "cannot start the core's OS thread: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for CoreError {}
+
+/// A core type as the runtime keeps it.
+pub(crate) struct TypeInfo {
+    pub(crate) name: String,
+    pub(crate) cpus: Vec<usize>,
+}
 
 /// State shared by the cores of one runtime.
 pub(crate) struct Shared {
     pub(crate) cores: Box<[Core]>,
+    pub(crate) slots: Slots<Tcb>,
+    /// Cores ever started: the exchange slots to scan are those of cores `0..hwm`.
+    pub(crate) hwm: AtomicUsize,
+    pub(crate) types: Vec<TypeInfo>,
+    /// Whether cores are pinned to single CPUs.
+    pinned: bool,
+    /// Default stack size of the runtime's threads.
+    pub(crate) default_stack: usize,
+    /// Threads per type spawned by OS threads outside the runtime.
+    pub(crate) foreign_typed: [AtomicI64; MAX_TYPES],
+    pub(crate) shutdown: AtomicBool,
+    /// Serialises adding and removing cores.
+    admin: Mutex<()>,
 }
 
 impl Shared {
-    fn new(cores: usize, spin: Duration) -> Arc<Shared> {
-        Arc::new_cyclic(|weak| {
-            let p = weak.as_ptr();
-            Shared {
-                cores: (0..cores).map(|i| Core::new(i, p, spin)).collect(),
+    /// The index of the type named `name`.
+    pub(crate) fn type_index(&self, name: &str) -> Option<usize> {
+        self.types.iter().position(|t| t.name == name)
+    }
+
+    /// Live threads of type `ty` (relaxed sums of single-writer counters: a snapshot).
+    pub(crate) fn live_of_type(&self, ty: usize) -> i64 {
+        let n = self.hwm.load(Ordering::Acquire);
+        self.cores[..n]
+            .iter()
+            .map(|c| c.typed[ty].load(Ordering::Relaxed))
+            .sum::<i64>()
+            + self.foreign_typed[ty].load(Ordering::Relaxed)
+    }
+
+    fn started(&self) -> &[Core] {
+        &self.cores[..self.hwm.load(Ordering::Acquire)]
+    }
+
+    /// Where a new thread of type `ty` and run-queue level `level` goes: if it is more
+    /// urgent than what every active core of the type runs, the core running the least
+    /// urgent thread (which is then asked to reschedule); otherwise the least loaded
+    /// one, preferring `from` on ties. `None` if the type has no active core.
+    pub(crate) fn place(&self, ty: usize, level: u8, from: Option<usize>) -> Option<usize> {
+        let mut least: Option<(u32, usize)> = None;
+        let mut calmest: Option<(u8, usize)> = None;
+        for c in self.started() {
+            if c.ty.load(Ordering::Relaxed) != ty || c.state() != CoreState::Active {
+                continue;
             }
-        })
+            let load = c.published.load.load(Ordering::Relaxed);
+            let running = c.published.level.load(Ordering::Relaxed);
+            let better_load = match least {
+                None => true,
+                Some((l, id)) => load < l || (load == l && Some(c.id) == from && id != c.id),
+            };
+            if better_load {
+                least = Some((load, c.id));
+            }
+            let better_level = match calmest {
+                None => true,
+                Some((r, _)) => running > r || (running == r && Some(c.id) == from),
+            };
+            if better_level {
+                calmest = Some((running, c.id));
+            }
+        }
+        match (calmest, least) {
+            (Some((running, id)), _) if level < running && running != IDLE_LEVEL => Some(id),
+            (_, Some((_, id))) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Where a woken (or evacuated) thread of type `ty` goes when its own core is not
+    /// active: the least loaded active core of the type, else of any type.
+    pub(crate) fn place_woken(&self, ty: u8, from: Option<usize>) -> usize {
+        if let Some(id) = self.place(ty as usize, IDLE_LEVEL, from) {
+            return id;
+        }
+        self.started()
+            .iter()
+            .filter(|c| c.state() == CoreState::Active)
+            .min_by_key(|c| c.published.load.load(Ordering::Relaxed))
+            .map_or(from.unwrap_or(0), |c| c.id)
     }
 }
 
-/// Runs `f` as the main thread of a new single-core runtime on the calling OS thread,
-/// and returns its value.
+/// Configures a [`Runtime`]; see [`Runtime::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a RuntimeBuilder does nothing until build is called"]
+pub struct RuntimeBuilder {
+    cores: Option<usize>,
+    pin: Option<bool>,
+    types: Vec<CoreType>,
+    stack_size: Option<usize>,
+    idle_spin: Duration,
+}
+
+impl RuntimeBuilder {
+    /// Number of cores of the default type (when no core types are declared). Default:
+    /// one per CPU the process may use, minus one (kept for the service core), at
+    /// least one.
+    pub fn cores(mut self, n: usize) -> RuntimeBuilder {
+        self.cores = Some(n);
+        self
+    }
+
+    /// Pins each core to one CPU (`true`) or lets the OS place them within their type's
+    /// CPU set (`false`). Default: pinned when there are no more cores than CPUs.
+    pub fn pin(mut self, pin: bool) -> RuntimeBuilder {
+        self.pin = Some(pin);
+        self
+    }
+
+    /// Declares a core type. Without any, the runtime has one type, `default`.
+    pub fn core_type(mut self, t: CoreType) -> RuntimeBuilder {
+        self.types.push(t);
+        self
+    }
+
+    /// Default stack size of the runtime's threads (a power of two, 16 KiB to 8 MiB).
+    pub fn stack_size(mut self, bytes: usize) -> RuntimeBuilder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// How long an idle core spins before sleeping in the kernel (default
+    /// [`DEFAULT_IDLE_SPIN`]).
+    pub fn idle_spin(mut self, spin: Duration) -> RuntimeBuilder {
+        self.idle_spin = spin;
+        self
+    }
+
+    /// Checks the configuration and starts the cores.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the problem; nothing is started then.
+    pub fn build(self) -> Result<Runtime, ConfigError> {
+        let allowed = topology::allowed_cpus();
+        let default_stack = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
+        if !default_stack.is_power_of_two()
+            || !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&default_stack)
+        {
+            return Err(ConfigError::StackSize {
+                requested: default_stack,
+            });
+        }
+        let mut types = self.types.clone();
+        if types.is_empty() {
+            let cores = self.cores.unwrap_or(allowed.len().saturating_sub(1).max(1));
+            let cpus = if allowed.len() > 1 && cores < allowed.len() {
+                allowed[..allowed.len() - 1].to_vec()
+            } else {
+                allowed.clone()
+            };
+            types.push(CoreType::new(DEFAULT_TYPE).cpus(cpus).cores(cores));
+        } else if self.cores.is_some() {
+            return Err(ConfigError::CoresWithTypes);
+        }
+        if types.len() > MAX_TYPES {
+            return Err(ConfigError::TooManyTypes {
+                requested: types.len(),
+            });
+        }
+        let mut infos = Vec::new();
+        let mut counts = Vec::new();
+        for (i, t) in types.iter().enumerate() {
+            if t.name.is_empty() {
+                return Err(ConfigError::EmptyName);
+            }
+            if types[..i].iter().any(|u| u.name == t.name) {
+                return Err(ConfigError::DuplicateType {
+                    name: t.name.clone(),
+                });
+            }
+            let cpus = t.cpus.clone().unwrap_or_else(|| allowed.clone());
+            if cpus.is_empty() {
+                return Err(ConfigError::EmptyType {
+                    name: t.name.clone(),
+                });
+            }
+            if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+                return Err(ConfigError::NoSuchCpu {
+                    name: t.name.clone(),
+                    cpu,
+                    allowed: allowed.clone(),
+                });
+            }
+            for feature in &t.features {
+                match topology::has_feature(feature) {
+                    None => {
+                        return Err(ConfigError::UnknownFeature {
+                            name: t.name.clone(),
+                            feature: feature.clone(),
+                        });
+                    }
+                    Some(false) => {
+                        return Err(ConfigError::MissingFeature {
+                            name: t.name.clone(),
+                            feature: feature.clone(),
+                        });
+                    }
+                    Some(true) => {}
+                }
+            }
+            counts.push(t.cores.unwrap_or(cpus.len()));
+            infos.push(TypeInfo {
+                name: t.name.clone(),
+                cpus,
+            });
+        }
+        let total: usize = counts.iter().sum();
+        if total == 0 {
+            return Err(ConfigError::ZeroCores);
+        }
+        if total > MAX_CORES {
+            return Err(ConfigError::TooManyCores { requested: total });
+        }
+        let pinned = self.pin.unwrap_or_else(|| {
+            total <= allowed.len() && infos.iter().zip(&counts).all(|(t, &n)| n <= t.cpus.len())
+        });
+        let spin = self.idle_spin;
+        let shared = Arc::new_cyclic(|weak| {
+            let p = weak.as_ptr();
+            Shared {
+                cores: (0..MAX_CORES).map(|i| Core::new(i, p, spin)).collect(),
+                slots: Slots::new(MAX_CORES),
+                hwm: AtomicUsize::new(0),
+                types: infos,
+                pinned,
+                default_stack,
+                foreign_typed: std::array::from_fn(|_| AtomicI64::new(0)),
+                shutdown: AtomicBool::new(false),
+                admin: Mutex::new(()),
+            }
+        });
+        let rt = Runtime {
+            handle: Handle { shared },
+        };
+        let _g = rt
+            .handle
+            .shared
+            .admin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (ty, &n) in counts.iter().enumerate() {
+            for _ in 0..n {
+                rt.handle
+                    .start_core(ty, None)
+                    .map_err(|e| ConfigError::Os {
+                        message: e.to_string(),
+                    })?;
+            }
+        }
+        drop(_g);
+        Ok(rt)
+    }
+}
+
+/// A running set of cores. Dropping it shuts it down (see the module docs of
+/// `runtime`): it waits for every core to reach a schedule point.
 ///
-/// Threads spawned inside (with [`spawn`](crate::spawn) or a [`Builder`](crate::Builder))
-/// run on the same core. When `f` returns, `run` returns; threads that are still alive
-/// are abandoned (see the module docs of `runtime`). A panic in `f` is resumed on the
-/// caller after the runtime is torn down.
+/// # Examples
+///
+/// ```
+/// let rt = spindle::Runtime::builder().cores(2).build().unwrap();
+/// let sum = rt.block_on(|| {
+///     let hs: Vec<_> = (0..2).map(|c| spindle::spawn_on(c, move || c * 10)).collect();
+///     hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+/// });
+/// assert_eq!(sum, 10);
+/// ```
+pub struct Runtime {
+    handle: Handle,
+}
+
+/// A cloneable reference to a runtime, usable from any thread: spawn into it, add and
+/// remove cores, list them. Operations on a runtime that has shut down fail.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// What [`Handle::cores`] reports about one core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreInfo {
+    /// The core's id (for `spawn_on`, `Builder::core`, `migrate_to`, `remove_core`).
+    pub id: usize,
+    /// Its type's name.
+    pub core_type: String,
+    /// The CPU it is pinned to, if pinned.
+    pub cpu: Option<usize>,
+    /// Runnable threads plus the running one, as last published.
+    pub load: u32,
+}
+
+impl Runtime {
+    /// A builder with the defaults (see [`RuntimeBuilder`]).
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            cores: None,
+            pin: None,
+            types: Vec::new(),
+            stack_size: None,
+            idle_spin: DEFAULT_IDLE_SPIN,
+        }
+    }
+
+    /// A runtime with the default configuration.
+    ///
+    /// # Errors
+    ///
+    /// If a core's OS thread cannot be started.
+    pub fn new() -> Result<Runtime, ConfigError> {
+        Runtime::builder().build()
+    }
+
+    /// A handle to this runtime.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Runs `f` as a spindle thread named `main` (8 MiB stack) on the least loaded core
+    /// and blocks the caller until it returns; returns its value, or resumes its panic.
+    /// Threads it spawned keep running after it returns.
+    pub fn block_on<F, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        self.handle.block_on(f)
+    }
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Handle {
+    /// The runtime of the running spindle thread, or `None` on an OS thread.
+    pub fn try_current() -> Option<Handle> {
+        let me = thread::current_tcb()?;
+        // SAFETY: `me` runs on its core, whose `Shared` is alive and lives in an Arc
+        // (built by `Arc::new_cyclic`); we add a strong count for the new Arc.
+        unsafe {
+            let p = (*(*me).core.get()).shared_ptr();
+            Arc::increment_strong_count(p);
+            Some(Handle {
+                shared: Arc::from_raw(p),
+            })
+        }
+    }
+
+    /// The runtime of the running spindle thread.
+    ///
+    /// # Panics
+    ///
+    /// On an OS thread; use [`Handle::try_current`] there.
+    pub fn current() -> Handle {
+        Handle::try_current()
+            .expect("spindle::Handle::current() called outside a spindle thread: use try_current()")
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// See [`Runtime::block_on`].
+    pub fn block_on<F, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        let opts = SpawnOpts {
+            name: Some(Name::Static("main")),
+            stack_size: Some(MAIN_STACK_SIZE),
+            priority: thread::DEFAULT_PRIORITY,
+            main: true,
+            target: Target::Any,
+        };
+        // SAFETY: we join the thread before returning, so whatever `f` and `R` borrow
+        // outlives it; both are Send.
+        let h: JoinHandle<R> = match unsafe { thread::spawn_unchecked(&self.shared, f, opts) } {
+            Ok(h) => h,
+            Err(e) => panic!("spindle: cannot start the main thread: {e}"),
+        };
+        match h.join() {
+            Ok(v) => v,
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+
+    /// Spawns a thread in this runtime on the least loaded core of the caller's type
+    /// (the first type for callers outside the runtime).
+    ///
+    /// # Panics
+    ///
+    /// With the [`SpawnError`] message if the spawn fails (use
+    /// [`Builder::spawn_in`](crate::Builder::spawn_in) to get the
+    /// [`SpawnError`](crate::SpawnError)).
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match crate::Builder::new().spawn_in(self, f) {
+            Ok(h) => h,
+            Err(e) => panic!("spindle: spawn failed: {e}"),
+        }
+    }
+
+    /// The running cores, by id.
+    pub fn cores(&self) -> Vec<CoreInfo> {
+        self.shared
+            .started()
+            .iter()
+            .filter(|c| c.state() == CoreState::Active)
+            .map(|c| {
+                let cpu = c.cpu.load(Ordering::Relaxed);
+                CoreInfo {
+                    id: c.id,
+                    core_type: self.shared.types[c.ty.load(Ordering::Relaxed)].name.clone(),
+                    cpu: (cpu != usize::MAX).then_some(cpu),
+                    load: c.published.load.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// Live threads of the type named `name` (a snapshot; `None` for an unknown type).
+    pub fn live_threads(&self, name: &str) -> Option<i64> {
+        let ty = self.shared.type_index(name)?;
+        Some(self.shared.live_of_type(ty))
+    }
+
+    /// Starts a core of type `ty` (a retired core of that type is reused). Call with
+    /// the admin lock held.
+    fn start_core(&self, ty: usize, reuse: Option<usize>) -> Result<usize, CoreError> {
+        let shared = &self.shared;
+        let id = match reuse {
+            Some(id) => id,
+            None => {
+                let id = shared.hwm.load(Ordering::Relaxed);
+                if id >= MAX_CORES {
+                    return Err(CoreError::TooManyCores);
+                }
+                id
+            }
+        };
+        let core = &shared.cores[id];
+        // The previous OS thread of a reused core has finished (it set Retired last).
+        if let Some(h) = core
+            .os_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+        let cpus = &shared.types[ty].cpus;
+        let cpu = if shared.pinned {
+            // The CPU of the type with the fewest running cores on it.
+            let busy = |cpu: usize| {
+                shared
+                    .started()
+                    .iter()
+                    .filter(|c| {
+                        c.state() == CoreState::Active && c.cpu.load(Ordering::Relaxed) == cpu
+                    })
+                    .count()
+            };
+            cpus.iter().copied().min_by_key(|&c| busy(c))
+        } else {
+            None
+        };
+        core.ty.store(ty, Ordering::Relaxed);
+        core.cpu.store(cpu.unwrap_or(usize::MAX), Ordering::Relaxed);
+        core.halt.store(false, Ordering::Relaxed);
+        core.resched.store(false, Ordering::Relaxed);
+        core.reopen_inbox();
+        core.set_state(CoreState::Active);
+        if reuse.is_none() {
+            // Release: the core's fields are set before others scan it.
+            shared.hwm.store(id + 1, Ordering::Release);
+        }
+        let handle = self.clone();
+        let mask = cpus.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("spindle-core-{id}"))
+            .spawn(move || {
+                // A panic here is a bug in the scheduler, with threads' state half
+                // updated: stop the process rather than leave it hanging.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    core_main(handle, id, cpu, mask)
+                }));
+                if r.is_err() {
+                    eprintln!("spindle: core {id} panicked in the scheduler; aborting");
+                    std::process::abort();
+                }
+            });
+        match spawned {
+            Ok(h) => {
+                *core.os_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+                Ok(id)
+            }
+            Err(e) => {
+                core.set_state(CoreState::Retired);
+                Err(CoreError::Os {
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Adds a core of the type named `name` while the runtime runs, and returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::NoSuchType`], [`CoreError::TooManyCores`], [`CoreError::ShutDown`],
+    /// or [`CoreError::Os`].
+    pub fn add_core(&self, name: &str) -> Result<usize, CoreError> {
+        let shared = &self.shared;
+        let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.shutdown.load(Ordering::Acquire) {
+            return Err(CoreError::ShutDown);
+        }
+        let ty = shared
+            .type_index(name)
+            .ok_or_else(|| CoreError::NoSuchType {
+                name: name.to_owned(),
+            })?;
+        let reuse = shared
+            .started()
+            .iter()
+            .position(|c| c.state() == CoreState::Retired && c.ty.load(Ordering::Relaxed) == ty);
+        self.start_core(ty, reuse)
+    }
+
+    /// Removes core `id` while the runtime runs: every thread it holds (runnable,
+    /// sleeping, parked) moves to the remaining cores of its type. Waits until the
+    /// core has handed over its threads, which happens at its next schedule point.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::NoSuchCore`], [`CoreError::LastCore`],
+    /// [`CoreError::LastCoreOfType`] (its type still has threads), or
+    /// [`CoreError::ShutDown`]. Nothing changes then.
+    pub fn remove_core(&self, id: usize) -> Result<(), CoreError> {
+        let shared = &self.shared;
+        {
+            let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
+            if shared.shutdown.load(Ordering::Acquire) {
+                return Err(CoreError::ShutDown);
+            }
+            let started = shared.started();
+            let Some(core) = started.get(id).filter(|c| c.state() == CoreState::Active) else {
+                return Err(CoreError::NoSuchCore { core: id });
+            };
+            let active: Vec<&Core> = started
+                .iter()
+                .filter(|c| c.state() == CoreState::Active)
+                .collect();
+            if active.len() == 1 {
+                return Err(CoreError::LastCore { core: id });
+            }
+            let ty = core.ty.load(Ordering::Relaxed);
+            let same_type = active
+                .iter()
+                .filter(|c| c.ty.load(Ordering::Relaxed) == ty)
+                .count();
+            let threads = shared.live_of_type(ty);
+            if same_type == 1 && threads > 0 {
+                return Err(CoreError::LastCoreOfType {
+                    core: id,
+                    name: shared.types[ty].name.clone(),
+                    threads,
+                });
+            }
+            core.set_state(CoreState::Leaving);
+            core.halt.store(true, Ordering::Release);
+            core.nudge();
+        }
+        // Wait for the core to retire (it may be the caller's own core: sleep, so the
+        // caller is handed over too).
+        let core = &shared.cores[id];
+        while core.state() == CoreState::Leaving && !shared.shutdown.load(Ordering::Acquire) {
+            crate::thread::sleep(Duration::from_micros(100));
+        }
+        Ok(())
+    }
+
+    /// Stops every core and abandons the threads still alive.
+    fn shut_down(&self) {
+        let shared = &self.shared;
+        {
+            let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
+            if shared.shutdown.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+        for c in shared.started() {
+            c.halt.store(true, Ordering::Release);
+            c.nudge();
+        }
+        for c in shared.started() {
+            let h = c.os_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(h) = h {
+                let _ = h.join();
+            }
+        }
+        abandon_all(shared);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let me = Arc::as_ptr(&self.handle.shared);
+        if let Some(t) = thread::current_tcb() {
+            // SAFETY: the running thread's core is alive.
+            let mine = unsafe { (*(*t).core.get()).shared_ptr() };
+            assert!(
+                !std::ptr::eq(mine, me),
+                "a spindle Runtime was dropped by one of its own threads: drop it on the OS \
+                 thread that built it (its cores could never stop)"
+            );
+        }
+        self.handle.shut_down();
+    }
+}
+
+/// The body of a core's OS thread: pin, run the scheduler until halted, then retire
+/// (removal) or stop (shutdown).
+fn core_main(handle: Handle, id: usize, cpu: Option<usize>, mask: Vec<usize>) {
+    let shared = handle.shared();
+    let core = &shared.cores[id];
+    match cpu {
+        // Pinning is best effort: a CPU set that changed since `build` leaves the core
+        // unpinned rather than failing it.
+        Some(cpu) => {
+            let _ = topology::pin_current(cpu);
+        }
+        None => {
+            let _ = topology::confine_current(&mask);
+        }
+    }
+    let _alt = AltStack::install();
+    loop {
+        if core.halt.load(Ordering::Acquire) {
+            break;
+        }
+        // SAFETY: this is the core's scheduler context, on its own OS thread.
+        if !unsafe { core.run_next() } && !core.halt.load(Ordering::Acquire) {
+            core.idle();
+        }
+    }
+    // SAFETY: scheduler context: complete the switch that brought us back.
+    unsafe { core.finish_switch() };
+    if core.state() == CoreState::Leaving && !shared.shutdown.load(Ordering::Acquire) {
+        retire(shared, core);
+    }
+}
+
+/// The leaving core's side of removal (see the module docs).
+fn retire(shared: &Shared, core: &Core) {
+    // Grace period: every other started core passes a schedule point.
+    let mut waiting: Vec<(usize, u64)> = shared
+        .started()
+        .iter()
+        .filter(|c| c.id != core.id && matches!(c.state(), CoreState::Active | CoreState::Leaving))
+        .map(|c| (c.id, c.epoch.load(Ordering::Acquire)))
+        .collect();
+    for &(id, _) in &waiting {
+        shared.cores[id].nudge();
+    }
+    while !waiting.is_empty() {
+        if shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        waiting.retain(|&(id, e0)| {
+            let c = &shared.cores[id];
+            matches!(c.state(), CoreState::Active | CoreState::Leaving)
+                && c.epoch.load(Ordering::Acquire) == e0
+        });
+        // SAFETY: scheduler context of `core`: keep taking in while we wait.
+        unsafe { core.take_in(&mut *core.local()) };
+        core.bump_epoch();
+        std::thread::yield_now();
+    }
+    // SAFETY: scheduler context of `core`, after the grace period.
+    unsafe {
+        core.close_inbox();
+        core.evacuate();
+    }
+    core.halt.store(false, Ordering::Relaxed);
+    core.set_state(CoreState::Retired);
+}
+
+/// Runs `f` as the main thread of a new runtime with the default configuration
+/// ([`Runtime::new`]), and returns its value. When `f` returns, the runtime shuts
+/// down: threads still alive are abandoned (see the module docs of `runtime`). A panic
+/// in `f` is resumed on the caller after the runtime is torn down.
 ///
 /// # Panics
 ///
-/// If called from inside a spindle thread (use `spawn` there), or if the main thread's
-/// stack cannot be allocated.
+/// If called from inside a spindle thread (use `spawn` there), or if the runtime or
+/// the main thread cannot be started.
 ///
 /// # Examples
 ///
@@ -66,55 +1033,20 @@ impl Shared {
 /// ```
 pub fn run<F, R>(f: F) -> R
 where
-    F: FnOnce() -> R,
+    F: FnOnce() -> R + Send,
+    R: Send,
 {
     assert!(
         thread::current_tcb().is_none(),
         "spindle::run called from inside a spindle thread: use spindle::spawn there"
     );
-    let shared = Shared::new(1, DEFAULT_IDLE_SPIN);
-    let core = &shared.cores[0];
-    let _alt = AltStack::install();
-    let opts = SpawnOpts {
-        name: Some(Name::Static("main")),
-        stack_size: MAIN_STACK_SIZE,
-        priority: thread::DEFAULT_PRIORITY,
-        main: true,
+    let rt = match Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => panic!("spindle::run: {e}"),
     };
-    // SAFETY: we are about to become core 0's OS thread and nothing else runs it; `f`
-    // may borrow from our stack, which is sound because we do not return before the
-    // main thread has finished and its result has been read.
-    let (index, generation) = match unsafe { thread::spawn_raw(core, f, opts) } {
-        Ok(v) => v,
-        Err(e) => panic!("spindle::run: cannot start the main thread: {e}"),
-    };
-    let slot = table().get(index).expect("main slot");
-    loop {
-        // SAFETY: this is core 0's scheduler context.
-        let ran = unsafe { core.run_next() };
-        if slot
-            .word
-            .flags_if(generation)
-            .is_some_and(|f| f & F_DONE != 0)
-        {
-            break;
-        }
-        if !ran {
-            core.idle();
-        }
-    }
-    // SAFETY: F_DONE was observed (acquire): the result of type
-    // `std::thread::Result<R>` is written and nobody else reads it.
-    let result: std::thread::Result<R> =
-        unsafe { crate::thread::slot::read_result(slot.result.get()) };
-    // SAFETY: core 0's scheduler context; main is done and its result taken: last owner.
-    unsafe {
-        core.finish_switch();
-        slot.release(F_DONE | F_HANDLE_GONE | F_JOINED);
-    }
-    table().free(index);
-    abandon_all(&shared);
-    match result {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f)));
+    drop(rt);
+    match r {
         Ok(v) => v,
         Err(payload) => std::panic::resume_unwind(payload),
     }
@@ -124,20 +1056,21 @@ where
 pub const ABANDONED: &str = "spindle: the runtime shut down before this thread finished";
 
 /// Abandons every thread still alive and hands the stacks back to the process pool.
-fn abandon_all(shared: &Arc<Shared>) {
-    let core = &shared.cores[0];
-    let me = Arc::as_ptr(shared) as usize;
+/// Runs after every core's OS thread has finished.
+fn abandon_all(shared: &Shared) {
+    let pool_core = &shared.cores[0];
+    let me = shared as *const Shared as usize;
     for index in 0..table().allocated() {
         let Some(slot) = table().get(index) else {
             continue;
         };
         let flags = slot.word.flags();
-        // Relaxed: our own threads' owner was written on this OS thread; other
-        // runtimes' slots never carry our address.
+        // Relaxed: our threads' owner was written by our cores, whose OS threads we
+        // joined; other runtimes' slots never carry our address.
         if flags & F_LIVE == 0 || flags & F_DONE != 0 || slot.owner.load(Ordering::Relaxed) != me {
             continue;
         }
-        // SAFETY: our core stopped, so this thread never runs again; its TCB is ours.
+        // SAFETY: our cores stopped, so this thread never runs again; its TCB is ours.
         unsafe {
             let tcb: *mut Tcb = *slot.tcb.get();
             // It will never sleep again: later wakes must only leave tokens.
@@ -145,19 +1078,21 @@ fn abandon_all(shared: &Arc<Shared>) {
             slot.word.cancel_block(Channel::Internal, generation);
             slot.word.cancel_block(Channel::Park, generation);
             ((*tcb).vtable.write_abandoned)(slot.result.get());
-            Tcb::discard(tcb, &mut (*core.local()).pool);
+            Tcb::discard(tcb, &mut (*pool_core.local()).pool);
             let (old, joiner) = slot.finish();
             if old & F_HANDLE_GONE != 0 {
                 slot.release(old | F_DONE);
-                table().free(index);
+                table().free_remote(index);
             }
             thread::wake(joiner);
         }
     }
-    // SAFETY: we are core 0's OS thread and nothing runs on it any more: pool and list are ours.
-    unsafe {
-        (*core.local()).pool.drain_to_spare();
-        table().give_back(&mut (*core.local()).free_slots);
+    for c in shared.started() {
+        // SAFETY: every core's OS thread has finished: their pools and lists are ours.
+        unsafe {
+            (*c.local()).pool.drain_to_spare();
+            table().give_back(&mut (*c.local()).free_slots);
+        }
     }
 }
 

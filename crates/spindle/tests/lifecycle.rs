@@ -242,13 +242,26 @@ fn every_stack_size_class_is_usable_to_near_its_size() {
 fn threads_left_at_shutdown_are_abandoned_and_their_handles_say_so() {
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
-    let (parked, never_ran) = spindle::run(move || {
+    let rt = spindle::Runtime::builder().cores(1).build().unwrap();
+    let (parked, never_ran, spinner) = rt.block_on(move || {
         let parked = spindle::spawn(spindle::park);
         spindle::yield_now(); // it parks
         let c = Counted(d);
-        let never_ran = spindle::spawn(move || drop(c));
-        (parked, never_ran)
+        // Least urgent: it never runs, because the spinner (more urgent) holds the
+        // only core from the moment main exits until the shutdown halts it.
+        let never_ran = Builder::new().priority(0).spawn(move || drop(c)).unwrap();
+        let spinner = Builder::new()
+            .priority(10)
+            .spawn(|| {
+                loop {
+                    spindle::preempt_point();
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap();
+        (parked, never_ran, spinner)
     });
+    drop(rt);
     assert_eq!(
         drops.load(Ordering::Relaxed),
         1,
@@ -257,6 +270,7 @@ fn threads_left_at_shutdown_are_abandoned_and_their_handles_say_so() {
     let e = parked.join().unwrap_err();
     assert_eq!(e.downcast_ref::<&str>(), Some(&spindle::ABANDONED));
     assert!(never_ran.join().is_err());
+    assert!(spinner.join().is_err());
 }
 
 #[test]

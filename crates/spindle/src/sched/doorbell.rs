@@ -52,16 +52,33 @@ impl Doorbell {
     }
 
     /// Announces that the core is about to sleep. Returns false if work arrived and
-    /// the core must not sleep.
-    pub(crate) fn prepare_sleep(&self) -> bool {
+    /// the core must not sleep: `pending` was set, or `has_work` (which looks at the
+    /// exchange slots addressed to this core) found something.
+    pub(crate) fn prepare_sleep(&self, has_work: impl FnOnce() -> bool) -> bool {
         self.sleeping.store(1, Ordering::Relaxed);
-        // StoreLoad: pairs with the fence in `ring` (see the module docs).
+        // StoreLoad: pairs with the fence in `ring` / `wake_if_sleeping` (module docs).
         fence(Ordering::SeqCst);
-        if self.pending.load(Ordering::Relaxed) {
+        if self.pending.load(Ordering::Relaxed) || has_work() {
             self.sleeping.store(0, Ordering::Relaxed);
             return false;
         }
         true
+    }
+
+    /// The sender's half for work published elsewhere (an exchange slot): after the
+    /// publishing store, a full fence, then wake the core if it sleeps or is about to.
+    /// Returns true if it issued a futex wake.
+    pub(crate) fn wake_if_sleeping(&self) -> bool {
+        // StoreLoad: orders the caller's publication before reading `sleeping`; pairs
+        // with the fence in `prepare_sleep`.
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) == 1
+            && self.sleeping.swap(0, Ordering::Relaxed) == 1
+        {
+            self.wake();
+            return true;
+        }
+        false
     }
 
     /// Marks the core awake again. Relaxed: only the core reads its own flag back.
@@ -103,7 +120,7 @@ mod loom_doorbell {
                 let d = d.clone();
                 thread::spawn(move || d.ring())
             };
-            let sleeps = d.prepare_sleep();
+            let sleeps = d.prepare_sleep(|| false);
             let woke = sender.join().unwrap();
             if sleeps {
                 // The core sleeps only if a wake is owed to it.

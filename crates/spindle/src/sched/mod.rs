@@ -19,15 +19,20 @@
 //! after its `switch` returns, a new thread at its entry, and the scheduler loop.
 
 pub(crate) mod doorbell;
+pub(crate) mod exchange;
 pub(crate) mod runq;
 
 use std::cell::UnsafeCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
+
 use crate::arch::{self, Context};
+use crate::loom::Ordering;
 use crate::runtime::Shared;
 use crate::stack::StackPool;
 use crate::thread::slot::{Channel, Wake, table};
@@ -39,6 +44,16 @@ use runq::RunQueue;
 /// memory of the rest is released (the blocks stay pooled).
 const POOL_KEEP: usize = 256;
 
+/// Most cores a runtime can have over its lifetime (retired cores are reused by
+/// `add_core` of the same type). One bit per core in a `u64` mask.
+pub(crate) const MAX_CORES: usize = 64;
+
+/// Most core types a runtime can have.
+pub(crate) const MAX_TYPES: usize = 16;
+
+/// The level a core publishes while it runs no thread: less urgent than any thread.
+pub(crate) const IDLE_LEVEL: u8 = u8::MAX;
+
 /// What the next context does with the thread that switched out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum After {
@@ -48,11 +63,13 @@ pub(crate) enum After {
     Sleep,
     /// It exited: return its stack block to the pool.
     Exit,
+    /// It moves to the core with this id: hand it over through the exchange slot.
+    Migrate(usize),
 }
 
 /// A pending timer: wake `(index, generation)` on `chan` at `deadline`.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Timer {
+pub(crate) struct Timer {
     deadline: Instant,
     index: u32,
     generation: u32,
@@ -64,12 +81,38 @@ struct Timer {
 pub struct CoreStats {
     /// Context switches made by this core.
     pub switches: u64,
-    /// Threads spawned onto this core.
+    /// Threads spawned onto this core from this core.
     pub spawned: u64,
     /// Threads that finished on this core.
     pub exited: u64,
     /// Times the core slept in the kernel because nothing was runnable.
     pub idle_sleeps: u64,
+    /// Threads this core took in from other cores' exchange slots.
+    pub taken_in: u64,
+    /// Threads this core handed to other cores through exchange slots.
+    pub sent_out: u64,
+    /// Threads handed to this core by OS threads through its injection queue.
+    pub injected: u64,
+}
+
+/// A core's outgoing list for one destination (its dispatcher list): touched by the
+/// core alone, linked through the TCBs' `next`.
+#[derive(Clone, Copy)]
+pub(crate) struct OutList {
+    head: *mut Tcb,
+    tail: *mut Tcb,
+    len: u32,
+    /// Most urgent level in the list (to ask the destination to reschedule).
+    min_level: u8,
+}
+
+impl OutList {
+    const EMPTY: OutList = OutList {
+        head: std::ptr::null_mut(),
+        tail: std::ptr::null_mut(),
+        len: 0,
+        min_level: IDLE_LEVEL,
+    };
 }
 
 /// State touched only by the core's own OS thread.
@@ -85,9 +128,46 @@ pub(crate) struct CoreLocal {
     prev_after: After,
     pub(crate) pool: StackPool,
     pub(crate) free_slots: Vec<u32>,
-    /// Threads owned by this core that have not exited.
-    pub(crate) live: usize,
+    /// Dispatcher lists, one per destination core, and the mask of non-empty ones.
+    out: Box<[OutList]>,
+    out_mask: u64,
+    /// Last values stored to the published load figures (to store only on change).
+    load_seen: u32,
+    level_seen: u8,
+    epoch: u64,
     pub(crate) stats: CoreStats,
+}
+
+/// What other OS threads hand a core through its injection queue.
+#[derive(Default)]
+struct Inbox {
+    threads: Vec<TcbPtr>,
+    timers: Vec<Timer>,
+    /// Set by a leaving core once it stopped taking injections.
+    closed: bool,
+}
+
+/// Life cycle of a core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum CoreState {
+    /// Never started.
+    Unused = 0,
+    /// Running and eligible for placement.
+    Active = 1,
+    /// Being removed: takes nothing new, hands its threads to the others.
+    Leaving = 2,
+    /// Removed; its OS thread is gone. `add_core` of its type may restart it.
+    Retired = 3,
+}
+
+/// Figures a core publishes for placement, with relaxed stores (single writer).
+#[derive(Default)]
+pub(crate) struct Published {
+    /// Runnable threads, plus one if a thread is running.
+    pub(crate) load: AtomicU32,
+    /// Level of the running thread, `IDLE_LEVEL` if none.
+    pub(crate) level: AtomicU8,
 }
 
 /// One core: a scheduler bound to one OS thread.
@@ -95,11 +175,31 @@ pub(crate) struct Core {
     pub(crate) id: usize,
     shared: *const Shared,
     local: UnsafeCell<CoreLocal>,
-    /// Threads handed to this core by other OS threads.
-    inject: Mutex<Vec<TcbPtr>>,
-    doorbell: Doorbell,
+    /// Threads and timers handed to this core by OS threads that are not its peers.
+    inject: Mutex<Inbox>,
+    pub(crate) doorbell: Doorbell,
     /// How long the idle loop spins before sleeping in the kernel.
     spin: Duration,
+    /// `CoreState` as a byte.
+    state: AtomicU8,
+    /// The core's type index (set before the core first starts).
+    pub(crate) ty: AtomicUsize,
+    /// The CPU it is pinned to, `usize::MAX` if unpinned.
+    pub(crate) cpu: AtomicUsize,
+    /// Asks the core to go to its scheduler context at its next schedule point
+    /// (shutdown, or removal).
+    pub(crate) halt: AtomicBool,
+    /// A reschedule request: a more urgent thread was sent to this core.
+    pub(crate) resched: AtomicBool,
+    pub(crate) published: CachePadded<Published>,
+    /// Bumped at every schedule point and idle-loop round; a leaving core waits for
+    /// every other core's epoch to move (see `runtime`).
+    pub(crate) epoch: CachePadded<AtomicU64>,
+    /// Live threads per type counted on this core: spawned here minus exited here
+    /// (single writer; the sum over all cores is the live count of a type).
+    pub(crate) typed: [AtomicI64; MAX_TYPES],
+    /// The OS thread running this core.
+    pub(crate) os_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// A TCB pointer in transit to its core's injection queue.
@@ -128,18 +228,58 @@ impl Core {
                 prev_after: After::Sleep,
                 pool: StackPool::default(),
                 free_slots: Vec::new(),
-                live: 0,
+                out: vec![OutList::EMPTY; MAX_CORES].into_boxed_slice(),
+                out_mask: 0,
+                load_seen: 0,
+                level_seen: IDLE_LEVEL,
+                epoch: 0,
                 stats: CoreStats::default(),
             }),
-            inject: Mutex::new(Vec::new()),
+            inject: Mutex::new(Inbox::default()),
             doorbell: Doorbell::new(),
             spin,
+            state: AtomicU8::new(CoreState::Unused as u8),
+            ty: AtomicUsize::new(0),
+            cpu: AtomicUsize::new(usize::MAX),
+            halt: AtomicBool::new(false),
+            resched: AtomicBool::new(false),
+            published: CachePadded::new(Published {
+                load: AtomicU32::new(0),
+                level: AtomicU8::new(IDLE_LEVEL),
+            }),
+            epoch: CachePadded::new(AtomicU64::new(0)),
+            typed: std::array::from_fn(|_| AtomicI64::new(0)),
+            os_thread: Mutex::new(None),
         }
+    }
+
+    /// The runtime this core belongs to.
+    #[inline(always)]
+    pub(crate) fn shared(&self) -> &Shared {
+        // SAFETY: a core lives inside its `Shared`, which outlives it.
+        unsafe { &*self.shared }
     }
 
     /// Address of the runtime this core belongs to.
     pub(crate) fn shared_ptr(&self) -> *const Shared {
         self.shared
+    }
+
+    /// The core's life-cycle state.
+    #[inline]
+    pub(crate) fn state(&self) -> CoreState {
+        // SeqCst: the removal protocol orders this load against the leaving core's
+        // store (see `runtime`); on x86 it is a plain load.
+        match self.state.load(Ordering::SeqCst) {
+            1 => CoreState::Active,
+            2 => CoreState::Leaving,
+            3 => CoreState::Retired,
+            _ => CoreState::Unused,
+        }
+    }
+
+    pub(crate) fn set_state(&self, s: CoreState) {
+        self.state.store(s as u8, Ordering::SeqCst);
     }
 
     /// The core-local state.
@@ -153,13 +293,22 @@ impl Core {
         self.local.get()
     }
 
+    /// Counts a thread of type `ty` born (+1) or gone (-1) on this core. Only the
+    /// core's own OS thread calls this (single writer: load + store, no RMW).
+    #[inline]
+    pub(crate) fn count_typed(&self, ty: u8, delta: i64) {
+        let c = &self.typed[ty as usize];
+        c.store(c.load(Ordering::Relaxed) + delta, Ordering::Relaxed);
+    }
+
     /// Switches from `me` to the next runnable thread, or to the scheduler context.
     /// Returns when `me` runs again (never, for `After::Exit`).
     ///
     /// # Safety
     ///
     /// Must run on `me`'s stack, `me` must be this core's current thread, and its state
-    /// must already be `Runnable` (Requeue), `Sleeping` (Sleep) or `Zombie` (Exit).
+    /// must already be `Runnable` (Requeue, Migrate), `Sleeping` (Sleep) or `Zombie`
+    /// (Exit).
     pub(crate) unsafe fn schedule(&self, me: *mut Tcb, after: After) {
         let l = self.local();
         // SAFETY: we are this core's current thread (caller), so we own `l`; each
@@ -174,7 +323,12 @@ impl Core {
                 (*l).prev.is_null(),
                 "schedule: previous switch not finished"
             );
-            self.poll(&mut *l);
+            if self.poll(&mut *l) {
+                // Shutdown or removal: the scheduler context takes over.
+                (*l).current = std::ptr::null_mut();
+                self.switch_out(me, after, &raw const (*l).sched_ctx);
+                return;
+            }
             if after == After::Requeue && (*l).runq.top_level().is_none_or(|top| top > (*me).level)
             {
                 // Nothing at least as urgent is waiting: keep running.
@@ -201,20 +355,6 @@ impl Core {
         }
     }
 
-    /// Switches from `me` straight to the scheduler context (the main thread's exit).
-    ///
-    /// # Safety
-    ///
-    /// As for [`Core::schedule`].
-    pub(crate) unsafe fn schedule_to_scheduler(&self, me: *mut Tcb, after: After) {
-        let l = self.local();
-        // SAFETY: as in `schedule`.
-        unsafe {
-            (*l).current = std::ptr::null_mut();
-            self.switch_out(me, after, &raw const (*l).sched_ctx);
-        }
-    }
-
     /// # Safety
     ///
     /// As for [`Core::schedule`]; `to` is a resumable context of this core.
@@ -224,11 +364,14 @@ impl Core {
         // SAFETY: we own `l` (caller); no reference to it survives the switch. `me`
         // stays valid: its block is freed only by `finish_switch` after the switch.
         unsafe {
+            if (*l).current.is_null() {
+                self.publish_level(&mut *l, IDLE_LEVEL);
+            }
             (*l).prev = me;
             (*l).prev_after = after;
             (*l).stats.switches += 1;
             arch::switch((*me).ctx.get(), to);
-            // Resumed: some context switched back to us, on the core that owns us.
+            // Resumed: some context switched back to us, on the core that owns us now.
             (*(*me).core.get()).finish_switch();
         }
     }
@@ -247,11 +390,20 @@ impl Core {
                 arch::init_context(&mut *(*n).ctx.get(), (*n).stack_top, (*n).entry, n as usize);
             }
             (*n).set_state(State::Running);
+            self.publish_level(&mut *self.local(), (*n).level);
+        }
+    }
+
+    #[inline(always)]
+    fn publish_level(&self, l: &mut CoreLocal, level: u8) {
+        if l.level_seen != level {
+            l.level_seen = level;
+            self.published.level.store(level, Ordering::Relaxed);
         }
     }
 
     /// Completes the switch that just brought this context in: requeues, leaves
-    /// asleep, or frees the thread that switched out.
+    /// asleep, frees, or sends away the thread that switched out.
     ///
     /// # Safety
     ///
@@ -273,37 +425,194 @@ impl Core {
                 After::Sleep => {}
                 After::Exit => {
                     (*prev).set_state(State::Unused);
+                    self.count_typed((*prev).ty, -1);
                     (*l).pool.put((*prev).class as usize, Tcb::block_base(prev));
-                    (*l).live -= 1;
                     (*l).stats.exited += 1;
+                }
+                After::Migrate(dst) => {
+                    self.push_out(&mut *l, dst, prev);
+                    self.flush(&mut *l);
                 }
             }
         }
     }
 
-    /// Takes in injected threads and fires due timers.
+    /// The work of a schedule point, before picking: take in from the exchange slots,
+    /// send out, take injected threads, fire timers, publish the load figures.
+    /// Returns true if the core must go to its scheduler context (halt).
     #[inline(always)]
-    fn poll(&self, l: &mut CoreLocal) {
-        if self.doorbell.pending() {
-            self.drain_inject(l);
+    fn poll(&self, l: &mut CoreLocal) -> bool {
+        self.take_in(l);
+        if l.out_mask != 0 {
+            self.flush(l);
+        }
+        if self.doorbell.pending() && self.drain_inject(l) {
+            return true;
         }
         if !l.timers.is_empty() {
             self.fire_timers(l, Instant::now());
         }
+        if self.resched.load(Ordering::Relaxed) {
+            self.resched.store(false, Ordering::Relaxed);
+        }
+        let load = l.runq.len() as u32 + u32::from(!l.current.is_null());
+        if load != l.load_seen {
+            l.load_seen = load;
+            self.published.load.store(load, Ordering::Relaxed);
+        }
+        l.epoch += 1;
+        // Release: orders this core's earlier slot offers before the new epoch, for a
+        // leaving core that waits on it.
+        self.epoch.store(l.epoch, Ordering::Release);
+        false
     }
 
+    /// Takes in every list the other cores left in the exchange slots addressed to
+    /// this core. No read-modify-write instruction (checked by `tests/no_rmw.rs`).
+    #[inline(never)]
+    pub(crate) fn take_in(&self, l: &mut CoreLocal) {
+        let shared = self.shared();
+        let n = shared.hwm.load(Ordering::Relaxed);
+        for src in 0..n {
+            let mut t = shared.slots.take(self.id, src);
+            while !t.is_null() {
+                // SAFETY: `take` handed the list to us: its threads are ours now, and
+                // the sender's writes to them are visible (acquire).
+                unsafe {
+                    let next = (*t).next.get();
+                    (*t).core.set(self);
+                    // Embryos (remote spawns) and runnable threads (migrations) keep
+                    // their state; threads woken by another core arrive asleep.
+                    if (*t).state() == State::Sleeping {
+                        (*t).set_state(State::Runnable);
+                    }
+                    l.runq.push(t);
+                    l.stats.taken_in += 1;
+                    t = next;
+                }
+            }
+        }
+    }
+
+    /// Appends `t` to the dispatcher list for core `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `t` is a runnable (or embryo) thread that this core owns and that is on no list.
+    #[inline]
+    pub(crate) unsafe fn push_out(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb) {
+        let list = &mut l.out[dst];
+        // SAFETY: `t` is ours and on no list; a non-empty list's tail is ours too.
+        unsafe {
+            (*t).next.set(std::ptr::null_mut());
+            if list.head.is_null() {
+                list.head = t;
+            } else {
+                (*list.tail).next.set(t);
+            }
+            list.min_level = list.min_level.min((*t).level);
+        }
+        list.tail = t;
+        list.len += 1;
+        l.out_mask |= 1 << dst;
+    }
+
+    /// Offers every non-empty dispatcher list to its destination's exchange slot and
+    /// returns the mask of destinations that got one. Lists whose slot is still full
+    /// stay local. No read-modify-write instruction (checked by `tests/no_rmw.rs`).
+    #[inline(never)]
+    pub(crate) fn send_out(&self, l: &mut CoreLocal) -> u64 {
+        let shared = self.shared();
+        let mut pending = l.out_mask;
+        let mut sent = 0;
+        while pending != 0 {
+            let dst = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            let to = &shared.cores[dst];
+            if to.state() != CoreState::Active {
+                // Leaving or gone: the list goes elsewhere (cold path).
+                sent |= self.reroute(l, dst);
+                continue;
+            }
+            let list = l.out[dst];
+            if shared.slots.offer(self.id, dst, list.head) {
+                if list.min_level < to.published.level.load(Ordering::Relaxed) {
+                    // Release: the list is visible to whoever sees the request.
+                    to.resched.store(true, Ordering::Release);
+                }
+                l.stats.sent_out += u64::from(list.len);
+                l.out[dst] = OutList::EMPTY;
+                l.out_mask &= !(1 << dst);
+                sent |= 1 << dst;
+            }
+        }
+        sent
+    }
+
+    /// Sends out what can be sent, then wakes the destinations that sleep.
+    #[inline]
+    pub(crate) fn flush(&self, l: &mut CoreLocal) {
+        let sent = self.send_out(l);
+        if sent != 0 {
+            self.ring_sent(sent);
+        }
+    }
+
+    /// Wakes the cores in `mask` that sleep in the kernel (the doorbell protocol, with
+    /// its full fence: outside the slot functions).
+    #[inline(never)]
+    fn ring_sent(&self, mut mask: u64) {
+        let shared = self.shared();
+        while mask != 0 {
+            let dst = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            shared.cores[dst].doorbell.wake_if_sleeping();
+        }
+    }
+
+    /// Moves the dispatcher list for a core that is no longer active to other cores
+    /// of its threads' types. Returns 0 (nothing was published).
     #[cold]
-    fn drain_inject(&self, l: &mut CoreLocal) {
-        let batch = {
+    #[inline(never)]
+    fn reroute(&self, l: &mut CoreLocal, dst: usize) -> u64 {
+        let list = std::mem::replace(&mut l.out[dst], OutList::EMPTY);
+        l.out_mask &= !(1 << dst);
+        let mut t = list.head;
+        while !t.is_null() {
+            // SAFETY: the threads of our dispatcher list are ours.
+            unsafe {
+                let next = (*t).next.get();
+                let to = self.shared().place_woken((*t).ty, Some(self.id));
+                if to == self.id {
+                    make_runnable(self, l, t);
+                } else {
+                    self.push_out(l, to, t);
+                }
+                t = next;
+            }
+        }
+        0
+    }
+
+    /// Takes injected threads and timers. Returns true if the core is asked to halt.
+    #[cold]
+    fn drain_inject(&self, l: &mut CoreLocal) -> bool {
+        let (threads, timers) = {
             let mut q = self.inject.lock().unwrap_or_else(|e| e.into_inner());
             self.doorbell.clear();
-            std::mem::take(&mut *q)
+            (
+                std::mem::take(&mut q.threads),
+                std::mem::take(&mut q.timers),
+            )
         };
-        for TcbPtr(t) in batch {
-            // SAFETY: injected TCBs are owned by this core and were blocked; the
-            // injector won their wake CAS, so nobody else enqueues them.
-            unsafe { make_runnable(l, t) };
+        for TcbPtr(t) in threads {
+            l.stats.injected += 1;
+            // SAFETY: injected TCBs were handed to this core (a won wake, or a spawn)
+            // and nobody else enqueues them.
+            unsafe { make_runnable(self, l, t) };
         }
+        l.timers.extend(timers.into_iter().map(Reverse));
+        self.halt.load(Ordering::Acquire)
     }
 
     fn fire_timers(&self, l: &mut CoreLocal, now: Instant) {
@@ -322,9 +631,35 @@ impl Core {
             };
             // A timer never leaves a token: it only wakes a thread still blocked.
             if slot.word.cancel_block(chan, t.generation) {
-                // SAFETY: we cleared BLOCKED, so the thread is alive, asleep, owned
-                // by this core (timers are core-local), and ours to enqueue.
-                unsafe { make_runnable(l, *slot.tcb.get()) };
+                // SAFETY: we cleared BLOCKED, so the thread is alive, asleep, and ours
+                // to enqueue.
+                unsafe { self.enqueue_woken_here(l, *slot.tcb.get()) };
+            }
+        }
+    }
+
+    /// Makes a thread whose wake this core won runnable: here if it lives here, else
+    /// through the exchange slot of the core it lives on.
+    ///
+    /// # Safety
+    ///
+    /// As for [`make_runnable`], except that `t` may live on any core of this runtime.
+    unsafe fn enqueue_woken_here(&self, l: &mut CoreLocal, t: *mut Tcb) {
+        // SAFETY: `t` is asleep and ours to enqueue (caller); its core is stable.
+        unsafe {
+            let home = &*(*t).core.get();
+            let to = if std::ptr::eq(home, self) {
+                self.id
+            } else if home.state() == CoreState::Active {
+                home.id
+            } else {
+                self.shared().place_woken((*t).ty, Some(self.id))
+            };
+            if to == self.id {
+                make_runnable(self, l, t);
+            } else {
+                self.push_out(l, to, t);
+                self.flush(l);
             }
         }
     }
@@ -345,14 +680,61 @@ impl Core {
         };
     }
 
-    /// Hands a woken thread to this core from another OS thread.
-    pub(crate) fn inject(&self, t: *mut Tcb) {
-        self.inject
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(TcbPtr(t));
+    /// Hands a thread to this core from an OS thread that is not one of its peers
+    /// (a foreign thread, or a core of another runtime). Returns the thread back if
+    /// this core no longer takes injections (it is leaving).
+    pub(crate) fn inject(&self, t: *mut Tcb) -> Result<(), *mut Tcb> {
+        {
+            let mut q = self.inject.lock().unwrap_or_else(|e| e.into_inner());
+            if q.closed {
+                return Err(t);
+            }
+            q.threads.push(TcbPtr(t));
+        }
         if self.doorbell.ring() {
             self.doorbell.wake();
+        }
+        Ok(())
+    }
+
+    /// Hands timers to this core (from a leaving core). Returns them if it is leaving too.
+    pub(crate) fn inject_timers(&self, timers: Vec<Timer>) -> Result<(), Vec<Timer>> {
+        {
+            let mut q = self.inject.lock().unwrap_or_else(|e| e.into_inner());
+            if q.closed {
+                return Err(timers);
+            }
+            q.timers.extend(timers);
+        }
+        if self.doorbell.ring() {
+            self.doorbell.wake();
+        }
+        Ok(())
+    }
+
+    /// Rings the doorbell: the core looks at its inbox and halt flag soon, waking if
+    /// it sleeps.
+    pub(crate) fn nudge(&self) {
+        if self.doorbell.ring() {
+            self.doorbell.wake();
+        }
+    }
+
+    /// Whether anything addressed to this core waits in an exchange slot.
+    fn slots_pending(&self) -> bool {
+        let shared = self.shared();
+        shared
+            .slots
+            .any_for(self.id, shared.hwm.load(Ordering::Relaxed))
+    }
+
+    /// Bumps the epoch from the scheduler context (idle rounds, removal waits).
+    pub(crate) fn bump_epoch(&self) {
+        let l = self.local();
+        // SAFETY: called on this core's OS thread, in its scheduler context.
+        unsafe {
+            (*l).epoch += 1;
+            self.epoch.store((*l).epoch, Ordering::Release);
         }
     }
 
@@ -362,10 +744,22 @@ impl Core {
         let l = self.local();
         // SAFETY: called from this core's scheduler context.
         let next_deadline = unsafe { (*l).timers.peek().map(|Reverse(t)| t.deadline) };
+        // SAFETY: as above.
+        let sending = unsafe { (*l).out_mask != 0 };
         let start = Instant::now();
         loop {
-            if self.doorbell.pending() {
+            if self.doorbell.pending() || self.slots_pending() {
                 return;
+            }
+            if sending {
+                // SAFETY: as above.
+                let done = unsafe {
+                    self.flush(&mut *l);
+                    (*l).out_mask == 0
+                };
+                if done {
+                    return;
+                }
             }
             let now = Instant::now();
             if next_deadline.is_some_and(|d| d <= now) {
@@ -374,6 +768,7 @@ impl Core {
             if now.duration_since(start) >= self.spin {
                 break;
             }
+            self.bump_epoch();
             for _ in 0..64 {
                 std::hint::spin_loop();
             }
@@ -386,8 +781,13 @@ impl Core {
                 (*l).pool.trim(POOL_KEEP);
             }
         }
-        if self.doorbell.prepare_sleep() {
-            let timeout = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if self.doorbell.prepare_sleep(|| self.slots_pending()) {
+            let mut timeout = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if sending {
+                // A destination's slot is still full: look again soon.
+                let retry = Duration::from_micros(200);
+                timeout = Some(timeout.map_or(retry, |t| t.min(retry)));
+            }
             if timeout != Some(Duration::ZERO) {
                 self.doorbell.sleep(timeout);
             }
@@ -395,6 +795,7 @@ impl Core {
             // SAFETY: as above.
             unsafe { (*l).stats.idle_sleeps += 1 };
         }
+        self.bump_epoch();
     }
 
     /// Runs the next runnable thread from the scheduler context, if any; returns when
@@ -408,7 +809,9 @@ impl Core {
         // SAFETY: we are the scheduler context of this core; references are brief.
         unsafe {
             self.finish_switch();
-            self.poll(&mut *l);
+            if self.poll(&mut *l) || self.halt.load(Ordering::Relaxed) {
+                return false;
+            }
             let Some(n) = (*l).runq.pop() else {
                 return false;
             };
@@ -426,39 +829,140 @@ impl Core {
         // SAFETY: called on this core's OS thread; a plain copy.
         unsafe { (*self.local()).stats }
     }
+
+    /// Closes the injection queue (a leaving core) and takes what is in it.
+    ///
+    /// # Safety
+    ///
+    /// Called from this core's scheduler context.
+    pub(crate) unsafe fn close_inbox(&self) {
+        {
+            let mut q = self.inject.lock().unwrap_or_else(|e| e.into_inner());
+            q.closed = true;
+        }
+        let l = self.local();
+        // SAFETY: scheduler context of this core (caller).
+        unsafe { self.drain_inject(&mut *l) };
+    }
+
+    /// Reopens the injection queue (a retired core being restarted).
+    pub(crate) fn reopen_inbox(&self) {
+        let mut q = self.inject.lock().unwrap_or_else(|e| e.into_inner());
+        q.closed = false;
+    }
+
+    /// Hands every runnable thread and every timer of this (leaving) core to the
+    /// active cores, through the exchange slots (threads) and their inboxes (timers).
+    /// Returns when every dispatcher list has been taken by its destination.
+    ///
+    /// # Safety
+    ///
+    /// Called from this core's scheduler context, after the removal grace period.
+    pub(crate) unsafe fn evacuate(&self) {
+        let l = self.local();
+        let shared = self.shared();
+        // SAFETY: scheduler context of this core (caller): `l` is ours; the threads on
+        // our run queue are ours.
+        unsafe {
+            self.finish_switch();
+            self.take_in(&mut *l);
+            self.drain_inject(&mut *l);
+            while let Some(t) = (*l).runq.pop() {
+                let to = shared.place_woken((*t).ty, None);
+                self.push_out(&mut *l, to, t);
+            }
+            let timers: Vec<Timer> = std::mem::take(&mut (*l).timers)
+                .into_iter()
+                .map(|Reverse(t)| t)
+                .collect();
+            let mut timers = timers;
+            while !timers.is_empty() {
+                let to = shared.place_woken(self.ty.load(Ordering::Relaxed) as u8, None);
+                match shared.cores[to].inject_timers(timers) {
+                    Ok(()) => break,
+                    Err(back) => {
+                        timers = back;
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            while (*l).out_mask != 0 {
+                self.flush(&mut *l);
+                self.bump_epoch();
+                std::thread::yield_now();
+            }
+            self.publish_level(&mut *l, IDLE_LEVEL);
+            self.published.load.store(0, Ordering::Relaxed);
+            (*l).load_seen = 0;
+            (*l).pool.drain_to_spare();
+            table().give_back(&mut (*l).free_slots);
+        }
+    }
 }
 
-/// Moves a woken thread onto its core's run queue.
+/// Moves a woken, injected or rerouted thread onto `core`'s run queue.
 ///
 /// # Safety
 ///
-/// `t` must be a sleeping thread owned by the core of `l`, and the caller must have
-/// won the wake (cleared its `BLOCKED` bit) so no one else enqueues it.
+/// `t` must be a sleeping thread whose wake the caller won (cleared its `BLOCKED`
+/// bit), or an embryo or runnable thread handed to the caller, so no one else
+/// enqueues it; and `l` must be `core`'s local state, used on
+/// `core`'s OS thread.
 #[inline(always)]
-pub(crate) unsafe fn make_runnable(l: &mut CoreLocal, t: *mut Tcb) {
+pub(crate) unsafe fn make_runnable(core: &Core, l: &mut CoreLocal, t: *mut Tcb) {
     // SAFETY: per the contract, `t` is valid and ours to enqueue.
     unsafe {
-        (*t).set_state(State::Runnable);
+        (*t).core.set(core);
+        // Embryos and runnable threads (rerouted) keep their state.
+        if (*t).state() == State::Sleeping {
+            (*t).set_state(State::Runnable);
+        }
         l.runq.push(t);
     }
 }
 
-/// Makes a thread runnable after a successful wake: on its core's run queue if we run
-/// on that core, else through its core's injection queue.
+/// Makes a thread runnable after a successful wake: on the caller's run queue if the
+/// thread lives on the caller's core, through the exchange slot if the caller is a
+/// thread on another core of the same runtime, else through the injection queue of the
+/// thread's core.
 ///
 /// # Safety
 ///
 /// The caller won the wake of `t` (`Wake::MustEnqueue`), so `t` is alive and asleep.
 pub(crate) unsafe fn enqueue_woken(t: *mut Tcb) {
     // SAFETY: `t` is alive (caller); its core pointer is stable while it sleeps.
-    let core = unsafe { &*(*t).core.get() };
+    let home = unsafe { &*(*t).core.get() };
     // SAFETY: the running thread's TCB is valid while it runs; we only read its core.
-    let here = crate::thread::current_tcb().map(|me| unsafe { (*me).core.get() });
-    if here.is_some_and(|c| std::ptr::eq(c, core)) {
-        // SAFETY: we run on `t`'s core, so we own its local state; the reference is brief.
-        unsafe { make_runnable(&mut *core.local(), t) }
+    let here = crate::thread::current_tcb().map(|me| unsafe { &*(*me).core.get() });
+    match here {
+        Some(c) if std::ptr::eq(c.shared_ptr(), home.shared_ptr()) => {
+            // SAFETY: we run on `c`, so its local state is ours for this call.
+            unsafe { c.enqueue_woken_here(&mut *c.local(), t) }
+        }
+        _ => inject_anywhere(t, home),
+    }
+}
+
+/// Hands `t` to `home` (or, if it is leaving, to another core of its type) through the
+/// injection queue.
+fn inject_anywhere(mut t: *mut Tcb, home: &Core) {
+    let shared = home.shared();
+    let mut to = if home.state() == CoreState::Active {
+        home.id
     } else {
-        core.inject(t);
+        // SAFETY: `t` is ours to enqueue (caller chain); reading its type.
+        shared.place_woken(unsafe { (*t).ty }, None)
+    };
+    loop {
+        match shared.cores[to].inject(t) {
+            Ok(()) => return,
+            Err(back) => {
+                t = back;
+                // SAFETY: as above.
+                to = shared.place_woken(unsafe { (*t).ty }, None);
+                std::thread::yield_now();
+            }
+        }
     }
 }
 

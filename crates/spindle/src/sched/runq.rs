@@ -78,7 +78,7 @@ impl RunQueue {
     }
 
     /// Number of queued threads.
-    #[cfg(test)]
+    #[inline(always)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -111,6 +111,7 @@ mod tests {
                     generation: 0,
                     level: l,
                     class: 0,
+                    ty: 0,
                     entry: never,
                     name: None,
                     vtable: &VT,

@@ -23,14 +23,15 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::arch;
 use crate::error::SpawnError;
-use crate::sched::{self, After, Core};
-use crate::stack::{self, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
+use crate::runtime::{CoreError, Handle, Shared};
+use crate::sched::{self, After, Core, CoreState};
+use crate::stack::{self, MAX_STACK_SIZE, MIN_STACK_SIZE, StackPool};
 use slot::{
     Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, Joiner, ResultBuf, Slot, Wake,
     joiner_word, table,
@@ -338,7 +339,8 @@ pub fn sleep(dur: Duration) {
     }
 }
 
-/// Spawns a thread on the current core and returns its handle.
+/// Spawns a thread on the least loaded core of the caller's core type and returns its
+/// handle.
 ///
 /// # Panics
 ///
@@ -364,7 +366,99 @@ where
     }
 }
 
-/// Thread attributes: name, stack size, priority.
+/// Spawns a thread on core `core` of the caller's runtime.
+///
+/// # Panics
+///
+/// With the message of the [`SpawnError`] (for example, no such core); use
+/// [`Builder::core`] to get the error instead.
+///
+/// # Examples
+///
+/// ```
+/// let rt = spindle::Runtime::builder().cores(2).build().unwrap();
+/// rt.block_on(|| {
+///     let h = spindle::spawn_on(1, || spindle::current_core());
+///     assert_eq!(h.join().unwrap(), Some(1));
+/// });
+/// ```
+pub fn spawn_on<F, T>(core: usize, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match Builder::new().core(core).spawn(f) {
+        Ok(h) => h,
+        Err(e) => panic!("spindle::spawn_on failed: {e}"),
+    }
+}
+
+/// The id of the core the running spindle thread is on, or `None` on an OS thread.
+pub fn current_core() -> Option<usize> {
+    // SAFETY: the running thread's core is alive while it runs.
+    current_tcb().map(|me| unsafe { (*(*me).core.get()).id })
+}
+
+/// Moves the running thread to core `core` of its runtime: it continues there, after
+/// the destination takes it in from its exchange slot. Moving to the current core does
+/// nothing. The thread takes the destination's core type.
+///
+/// # Errors
+///
+/// [`CoreError::NotInRuntime`] on an OS thread, [`CoreError::NoSuchCore`] if the core
+/// is not running. The thread stays where it is then.
+///
+/// # Examples
+///
+/// ```
+/// let rt = spindle::Runtime::builder().cores(2).build().unwrap();
+/// rt.block_on(|| {
+///     spindle::migrate_to(1).unwrap();
+///     assert_eq!(spindle::current_core(), Some(1));
+///     assert!(spindle::migrate_to(99).is_err());
+/// });
+/// ```
+pub fn migrate_to(core: usize) -> Result<(), CoreError> {
+    let me = current_tcb().ok_or(CoreError::NotInRuntime)?;
+    // SAFETY: `me` runs on its core, which is alive; we are its OS thread.
+    unsafe {
+        let here = &*(*me).core.get();
+        let shared = here.shared();
+        let to = shared
+            .cores
+            .get(core)
+            .filter(|c| c.id < shared.hwm.load(Ordering::Acquire) && c.state() == CoreState::Active)
+            .ok_or(CoreError::NoSuchCore { core })?;
+        if to.id == here.id {
+            return Ok(());
+        }
+        let ty = to.ty.load(Ordering::Relaxed) as u8;
+        if ty != (*me).ty {
+            here.count_typed((*me).ty, -1);
+            here.count_typed(ty, 1);
+            (*me).ty = ty;
+        }
+        (*me).set_state(State::Runnable);
+        here.schedule(me, After::Migrate(core));
+    }
+    Ok(())
+}
+
+/// A preemption point: if the core was asked to reschedule (a more urgent thread was
+/// sent to it) or has injected work waiting, lets the scheduler run; else returns at
+/// once (one or two loads). Long computations call it in their loops so that urgent
+/// threads are not kept waiting. On an OS thread it does nothing.
+pub fn preempt_point() {
+    if let Some(me) = current_tcb() {
+        // SAFETY: the running thread's core is alive while it runs.
+        let core = unsafe { &*(*me).core.get() };
+        if core.resched.load(Ordering::Acquire) || core.doorbell.pending() {
+            yield_now();
+        }
+    }
+}
+
+/// Thread attributes: name, stack size, priority, and where the thread runs.
 ///
 /// # Examples
 ///
@@ -388,10 +482,14 @@ pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
     priority: Option<u8>,
+    core: Option<usize>,
+    core_type: Option<String>,
 }
 
 impl Builder {
-    /// A builder with the defaults: unnamed, 64 KiB stack, priority 32.
+    /// A builder with the defaults: unnamed, the runtime's default stack size (64 KiB
+    /// unless configured), priority 32, placed on the least loaded core of the
+    /// caller's type.
     pub fn new() -> Builder {
         Builder::default()
     }
@@ -417,29 +515,49 @@ impl Builder {
         self
     }
 
+    /// Runs the thread on core `core` (its id in [`Handle::cores`](crate::Handle::cores)).
+    pub fn core(mut self, core: usize) -> Builder {
+        self.core = Some(core);
+        self
+    }
+
+    /// Runs the thread on the least loaded core of the type named `name`.
+    pub fn core_type(mut self, name: impl Into<String>) -> Builder {
+        self.core_type = Some(name.into());
+        self
+    }
+
     fn opts(&self) -> Result<SpawnOpts, SpawnError> {
-        let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
-        validate_stack_size(stack_size)?;
+        if let Some(size) = self.stack_size {
+            validate_stack_size(size)?;
+        }
         let priority = self.priority.unwrap_or(DEFAULT_PRIORITY);
         if priority > MAX_PRIORITY {
             return Err(SpawnError::Priority {
                 requested: priority,
             });
         }
+        let target = match (self.core, &self.core_type) {
+            (Some(c), _) => Target::Core(c),
+            (None, Some(t)) => Target::Type(t.clone()),
+            (None, None) => Target::Any,
+        };
         Ok(SpawnOpts {
             name: self.name.as_deref().map(|n| Name::Shared(Arc::from(n))),
-            stack_size,
+            stack_size: self.stack_size,
             priority,
             main: false,
+            target,
         })
     }
 
-    /// Spawns the thread on the current core.
+    /// Spawns the thread in the caller's runtime.
     ///
     /// # Errors
     ///
-    /// [`SpawnError`] when an attribute is out of range, memory runs out, or the caller
-    /// is not in a runtime. The closure is dropped and nothing else changes.
+    /// [`SpawnError`] when an attribute is out of range, the core or type does not
+    /// exist, memory runs out, or the caller is not in a runtime. The closure is
+    /// dropped and nothing else changes.
     pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -447,20 +565,34 @@ impl Builder {
     {
         let opts = self.opts()?;
         let me = current_tcb().ok_or(SpawnError::NoRuntime)?;
-        // SAFETY: `me` runs on its core, so the core is alive and we are its OS thread.
-        let core = unsafe { &*(*me).core.get() };
-        let level = level_of(opts.priority);
-        // SAFETY: we run on `core`'s OS thread; `F` and `T` are 'static and Send.
-        let (index, generation) = unsafe { spawn_raw(core, f, opts)? };
-        let slot = table().get(index).expect("spawned slot");
-        // SAFETY: the slot's TCB was written by spawn_raw and the thread has not run.
-        let thread = Thread::of(unsafe { *slot.tcb.get() });
-        debug_assert_eq!(thread.id, ThreadId { index, generation });
-        preempt_for(level);
-        Ok(JoinHandle {
-            thread,
-            _result: PhantomData,
-        })
+        // SAFETY: `me` runs on its core, so the core and its runtime are alive.
+        let shared = unsafe { (*(*me).core.get()).shared() };
+        // SAFETY: `F` and `T` are 'static and Send.
+        unsafe { spawn_unchecked(shared, f, opts) }
+    }
+
+    /// Spawns the thread in the runtime of `handle`, from any thread.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::spawn`], and [`SpawnError::ShutDown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::builder().cores(1).build().unwrap();
+    /// // From the OS thread that built the runtime:
+    /// let h = spindle::Builder::new().name("bg").spawn_in(rt.handle(), || 5).unwrap();
+    /// assert_eq!(h.join().unwrap(), 5);
+    /// ```
+    pub fn spawn_in<F, T>(self, handle: &Handle, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let opts = self.opts()?;
+        // SAFETY: `F` and `T` are 'static and Send.
+        unsafe { spawn_unchecked(handle.shared(), f, opts) }
     }
 }
 
@@ -477,48 +609,185 @@ fn level_of(priority: u8) -> u8 {
     MAX_PRIORITY - priority
 }
 
+/// Where a spawn puts the thread.
+pub(crate) enum Target {
+    /// The least loaded core of the caller's type.
+    Any,
+    /// This core.
+    Core(usize),
+    /// The least loaded core of this type.
+    Type(String),
+}
+
 /// Validated spawn attributes.
 pub(crate) struct SpawnOpts {
     pub(crate) name: Option<Name>,
-    pub(crate) stack_size: usize,
+    /// `None`: the runtime's default.
+    pub(crate) stack_size: Option<usize>,
     pub(crate) priority: u8,
     pub(crate) main: bool,
+    pub(crate) target: Target,
 }
 
-/// Creates a thread on `core`: a stack block from the core's pool, a join slot, the
-/// TCB at the block top and the closure beneath it, state `Embryo`, on the run queue.
-/// The context is built later, by the core, when it first runs the thread.
+/// Stack blocks and join slots for spawns by OS threads that are not cores.
+static FOREIGN: Mutex<Option<(StackPool, Vec<u32>)>> = Mutex::new(None);
+
+/// Spawns a thread into `shared`: picks its core, builds it from the caller's core's
+/// pool (or a process-wide one for OS threads), and hands it over — onto the local run
+/// queue, through the exchange slot, or through the target core's injection queue.
 ///
 /// # Safety
 ///
-/// Must run on `core`'s OS thread (a thread of the core, or its scheduler context).
-/// If `F` or `T` are not `'static` or not `Send`, the caller must guarantee the thread
-/// finishes, on this OS thread, before anything they borrow goes away.
-pub(crate) unsafe fn spawn_raw<F, T>(
-    core: &Core,
+/// If `F` or `T` are not `'static` or not `Send`, the caller must guarantee that the
+/// thread finishes (it is joined) before anything they borrow goes away, and that
+/// sending them to another OS thread is sound.
+pub(crate) unsafe fn spawn_unchecked<F, T>(
+    shared: &Shared,
     f: F,
     opts: SpawnOpts,
-) -> Result<(u32, u32), SpawnError>
+) -> Result<JoinHandle<T>, SpawnError>
 where
     F: FnOnce() -> T,
 {
-    let l = core.local();
-    let class = stack::class_of(opts.stack_size);
-    let oom = |errno| SpawnError::OutOfMemory {
-        stack_size: opts.stack_size,
-        errno,
+    if shared.shutdown.load(Ordering::Acquire) {
+        return Err(SpawnError::ShutDown);
+    }
+    // SAFETY: the running thread's core is alive while it runs.
+    let here: Option<&Core> = current_tcb()
+        .map(|me| unsafe { &*(*me).core.get() })
+        .filter(|c| std::ptr::eq(c.shared_ptr(), shared));
+    let level = level_of(opts.priority);
+    let (ty, dst) = match &opts.target {
+        Target::Core(id) => {
+            let c = shared
+                .cores
+                .get(*id)
+                .filter(|c| {
+                    c.id < shared.hwm.load(Ordering::Acquire) && c.state() == CoreState::Active
+                })
+                .ok_or(SpawnError::NoSuchCore { core: *id })?;
+            (c.ty.load(Ordering::Relaxed), c.id)
+        }
+        Target::Type(name) => {
+            let ty = shared
+                .type_index(name)
+                .ok_or_else(|| SpawnError::NoSuchType { name: name.clone() })?;
+            let dst = shared
+                .place(ty, level, here.map(|c| c.id))
+                .ok_or_else(|| SpawnError::NoCoreOfType { name: name.clone() })?;
+            (ty, dst)
+        }
+        Target::Any => {
+            // SAFETY: `current_tcb` is the running thread when `here` is set.
+            let ty = here.map_or(0, |_| unsafe { (*current_tcb().unwrap_unchecked()).ty }
+                as usize);
+            let dst = shared.place(ty, level, here.map(|c| c.id)).ok_or_else(|| {
+                SpawnError::NoCoreOfType {
+                    name: shared.types[ty].name.clone(),
+                }
+            })?;
+            (ty, dst)
+        }
     };
-    // SAFETY: we are the core's OS thread (caller); the references are brief.
-    let base = unsafe { (*l).pool.get(class) }.map_err(|e| oom(e.raw_os_error().unwrap_or(0)))?;
-    // SAFETY: we are the core's OS thread (caller) and the free list is borrowed briefly.
-    let Some(index) = table().alloc(unsafe { &mut (*l).free_slots }) else {
-        // SAFETY: as above; the block was never used.
-        unsafe { (*l).pool.put(class, base) };
+    let stack_size = opts.stack_size.unwrap_or(shared.default_stack);
+    let (index, generation) = match here {
+        Some(core) => {
+            let l = core.local();
+            // SAFETY: we run on `core`'s OS thread; its pool and free list are ours for
+            // this call and no reference survives it.
+            let (t, index, generation) = unsafe {
+                build(
+                    &mut (*l).pool,
+                    &mut (*l).free_slots,
+                    shared,
+                    f,
+                    &opts,
+                    stack_size,
+                    ty,
+                )?
+            };
+            core.count_typed(ty as u8, 1);
+            // SAFETY: as above; `t` is a fresh embryo that nobody else knows.
+            unsafe {
+                (*l).stats.spawned += 1;
+                if dst == core.id {
+                    (*t).core.set(core);
+                    (*l).runq.push(t);
+                } else {
+                    (*t).core.set(&shared.cores[dst]);
+                    core.push_out(&mut *l, dst, t);
+                    core.flush(&mut *l);
+                }
+            }
+            (index, generation)
+        }
+        None => {
+            let (t, index, generation) = {
+                let mut g = FOREIGN.lock().unwrap_or_else(|e| e.into_inner());
+                let (pool, slots) = g.get_or_insert_with(Default::default);
+                // SAFETY: the process-wide pool and list are ours under the lock.
+                unsafe { build(pool, slots, shared, f, &opts, stack_size, ty)? }
+            };
+            shared.foreign_typed[ty].fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `t` is a fresh embryo; its core is set by the core taking it in.
+            unsafe { (*t).core.set(&shared.cores[dst]) };
+            let mut to = dst;
+            let mut t = t;
+            while let Err(back) = shared.cores[to].inject(t) {
+                t = back;
+                to = shared.place_woken(ty as u8, None);
+                std::thread::yield_now();
+            }
+            (index, generation)
+        }
+    };
+    // The handle is made from what we know, not from the TCB: on another core the
+    // thread may already have run and exited.
+    let thread = Thread {
+        id: ThreadId { index, generation },
+        name: opts.name.clone(),
+    };
+    if here.is_some_and(|c| c.id == dst) {
+        preempt_for(level);
+    }
+    Ok(JoinHandle {
+        thread,
+        _result: PhantomData,
+    })
+}
+
+/// Builds a thread: a stack block from `pool`, a join slot, the TCB at the block top
+/// and the closure beneath it, state `Embryo`. The caller hands it to a core. The
+/// context is built later, by the core, when it first runs the thread.
+///
+/// # Safety
+///
+/// `pool` and `free_slots` are the caller's own for the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn build<F, T>(
+    pool: &mut StackPool,
+    free_slots: &mut Vec<u32>,
+    shared: &Shared,
+    f: F,
+    opts: &SpawnOpts,
+    stack_size: usize,
+    ty: usize,
+) -> Result<(*mut Tcb, u32, u32), SpawnError>
+where
+    F: FnOnce() -> T,
+{
+    let class = stack::class_of(stack_size);
+    let oom = |errno| SpawnError::OutOfMemory { stack_size, errno };
+    let base = pool
+        .get(class)
+        .map_err(|e| oom(e.raw_os_error().unwrap_or(0)))?;
+    let Some(index) = table().alloc(free_slots) else {
+        pool.put(class, base);
         return Err(oom(0));
     };
     let slot = table().get(index).expect("allocated slot");
     let generation = slot.word.generation();
-    let tcb = Tcb::at_top_of(base, opts.stack_size);
+    let tcb = Tcb::at_top_of(base, stack_size);
     // SAFETY: the block is ours (from the pool) and its top page is writable; the slot
     // is ours (freshly allocated) and not yet visible to anyone.
     unsafe {
@@ -528,8 +797,9 @@ where
             generation,
             level: level_of(opts.priority),
             class: class as u8,
+            ty: ty as u8,
             entry: thread_entry::<F, T>,
-            name: opts.name,
+            name: opts.name.clone(),
             vtable: &VtableOf::<F, T>::VTABLE,
             main: opts.main,
         }));
@@ -542,19 +812,15 @@ where
         };
         (*tcb).closure = closure as *mut u8;
         (*tcb).stack_top = closure.min(tcb as usize) & !(arch::STACK_ALIGNMENT - 1);
-        (*tcb).core.set(core);
         *slot.tcb.get() = tcb;
         *slot.drop_result.get() = Some(slot::drop_result::<std::thread::Result<T>>);
-        // Relaxed: read only by this runtime's shutdown scan, on this OS thread.
+        // Relaxed: read by this runtime's shutdown scan after its cores stopped.
         slot.owner
-            .store(core.shared_ptr() as usize, Ordering::Relaxed);
+            .store(shared as *const Shared as usize, Ordering::Relaxed);
         slot.word.activate();
         (*tcb).set_state(State::Embryo);
-        (*l).runq.push(tcb);
-        (*l).live += 1;
-        (*l).stats.spawned += 1;
     }
-    Ok((index, generation))
+    Ok((tcb, index, generation))
 }
 
 const fn inline_closure<F>() -> bool {
@@ -638,11 +904,7 @@ unsafe fn exit(me: *mut Tcb) -> ! {
         }
         wake(joiner);
         (*me).set_state(State::Zombie);
-        if (*me).main {
-            core.schedule_to_scheduler(me, After::Exit);
-        } else {
-            core.schedule(me, After::Exit);
-        }
+        core.schedule(me, After::Exit);
     }
     // A zombie is never switched back into.
     std::process::abort()

@@ -174,7 +174,7 @@ impl SlotWord {
     }
 
     /// Flags, if the generation is still `generation`.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn flags_if(&self, generation: u32) -> Option<u32> {
         let w = self.0.load(Ordering::Acquire);
         (gen_of(w) == generation).then_some(flags_of(w))

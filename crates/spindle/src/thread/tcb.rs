@@ -81,6 +81,8 @@ pub(crate) struct Tcb {
     pub(crate) level: u8,
     /// Stack size class.
     pub(crate) class: u8,
+    /// Index of the core type the thread belongs to (the type of its core).
+    pub(crate) ty: u8,
     /// First-run entry point and its argument (the TCB address), used while `Embryo`.
     pub(crate) entry: unsafe extern "C" fn(usize) -> !,
     /// Initial stack top (16-aligned, below the TCB and the stored closure).
@@ -91,7 +93,7 @@ pub(crate) struct Tcb {
     pub(crate) name: Option<Name>,
     /// Type-erased operations on the closure and result types.
     pub(crate) vtable: &'static ThreadVtable,
-    /// The main thread of `run`: its exit goes straight to the scheduler context.
+    /// The main thread of `run` / `block_on`.
     pub(crate) main: bool,
 }
 
@@ -119,6 +121,7 @@ pub(crate) struct TcbInit {
     pub(crate) generation: u32,
     pub(crate) level: u8,
     pub(crate) class: u8,
+    pub(crate) ty: u8,
     pub(crate) entry: unsafe extern "C" fn(usize) -> !,
     pub(crate) name: Option<Name>,
     pub(crate) vtable: &'static ThreadVtable,
@@ -171,6 +174,7 @@ impl Tcb {
             generation: p.generation,
             level: p.level,
             class: p.class,
+            ty: p.ty,
             entry: p.entry,
             stack_top: 0,
             closure: std::ptr::null_mut(),
