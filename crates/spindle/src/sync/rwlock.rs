@@ -19,8 +19,9 @@ const PARKED: u32 = 2;
 const READER: u32 = 4;
 const READERS: u32 = !(WRITER | PARKED);
 
-/// Notification: the lock was released; try again.
-const RETRY: u32 = 1;
+/// Notification: the lock was taken on your behalf (a read lock for a reader, the
+/// write lock for a writer); you hold it.
+const HANDOFF: u32 = 1;
 
 #[derive(Debug, Default)]
 struct Queues {
@@ -33,7 +34,8 @@ struct Queues {
 /// Any number of readers or one writer hold it at a time. It prefers writers: once a
 /// writer waits, new readers queue behind it, so a stream of readers cannot starve
 /// writers. When the lock is released, a waiting writer is woken first (one); when no
-/// writer waits, all waiting readers are woken together. Waiting spindle threads sleep
+/// writer waits, all waiting readers are woken together. The lock is handed to the
+/// woken threads (taken on their behalf), so they cannot be overtaken. Waiting spindle threads sleep
 /// (their core runs others); OS threads block in the kernel. Uncontended `read`,
 /// `write` and their releases are one atomic instruction each (plus a load for `read`).
 ///
@@ -289,13 +291,15 @@ impl<T: ?Sized> RwLock<T> {
             }
             let node = q.readers.push(0, false);
             drop(q);
-            node.wait(None);
+            // Woken only by a handoff: the read lock is ours.
+            let v = node.wait(None);
+            debug_assert_eq!(v, HANDOFF);
+            return;
         }
     }
 
     #[cold]
     fn write_slow(&self) {
-        let mut woken = false;
         loop {
             let mut q = lock(&self.queues);
             let s = self.state.load(Ordering::Relaxed);
@@ -319,10 +323,12 @@ impl<T: ?Sized> RwLock<T> {
             {
                 continue;
             }
-            let node = q.writers.push(0, woken);
+            let node = q.writers.push(0, false);
             drop(q);
-            node.wait(None);
-            woken = true;
+            // Woken only by a handoff: the write lock is ours.
+            let v = node.wait(None);
+            debug_assert_eq!(v, HANDOFF);
+            return;
         }
     }
 
@@ -346,25 +352,50 @@ impl<T: ?Sized> RwLock<T> {
         }
     }
 
-    /// The lock became free with PARKED set: wake a writer, or else all readers.
+    /// The lock became free with PARKED set: hand it to the first waiting writer, or
+    /// else to every waiting reader at once. Handing over (taking the lock on the
+    /// waiters' behalf before waking them) means a woken writer cannot be overtaken
+    /// by readers, and FIFO order among writers holds.
     #[cold]
     fn wake_slow(&self) {
         let mut q = lock(&self.queues);
-        let s = self.state.load(Ordering::Relaxed);
-        if s & (WRITER | READERS) != 0 {
-            // Someone took the lock meanwhile; PARKED is still set, so their release
-            // wakes the queue.
-            return;
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if s & (WRITER | READERS) != 0 {
+                // Someone took the lock meanwhile (`try_write`, or a reader while no
+                // writer waits); PARKED is still set, so their release wakes the queue.
+                return;
+            }
+            let (take, wakes_writer) = if !q.writers.is_empty() {
+                (WRITER, true)
+            } else {
+                let n = u32::try_from(q.readers.len())
+                    .ok()
+                    .filter(|&n| n < READERS / READER)
+                    .expect("RwLock: too many readers");
+                (n * READER, false)
+            };
+            let rest_empty = if wakes_writer {
+                q.writers.len() == 1 && q.readers.is_empty()
+            } else {
+                true
+            };
+            let new = (s + take) & if rest_empty { !PARKED } else { !0 };
+            // AcqRel: acquires the previous holders' releases and publishes them, with
+            // the lock itself, to the waiters (through the notification's release).
+            match self
+                .state
+                .compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(cur) => s = cur,
+            }
         }
-        let mut wake: Vec<Notify> = Vec::new();
-        if let Some(n) = q.writers.notify_one(RETRY) {
-            wake.push(n);
+        let wake: Vec<Notify> = if let Some(n) = q.writers.notify_one(HANDOFF) {
+            vec![n]
         } else {
-            wake = q.readers.notify_all(RETRY);
-        }
-        if q.writers.is_empty() && q.readers.is_empty() {
-            self.state.fetch_and(!PARKED, Ordering::Relaxed);
-        }
+            q.readers.notify_all(HANDOFF)
+        };
         drop(q);
         wake_all(wake);
     }
