@@ -58,8 +58,7 @@ fn mutex_counts_from_spindle_threads() {
                 })
                 .collect();
             hs.into_iter().for_each(|h| h.join().unwrap());
-            let v = *m.lock().unwrap();
-            v
+            *m.lock().unwrap()
         });
         assert_eq!(n, 5000);
     });
@@ -154,8 +153,7 @@ fn mutex_spindle_and_os_threads_contend() {
             hs.into_iter().for_each(|h| h.join().unwrap());
             wg.wait(); // parks this spindle thread, not the core
             os.into_iter().for_each(|h| h.join().unwrap());
-            let v = *m.lock().unwrap();
-            v
+            *m.lock().unwrap()
         });
         assert_eq!(total, 2000 + 2000);
     });
