@@ -29,6 +29,7 @@ mod loom;
 mod runtime;
 mod sched;
 pub mod stack;
+pub mod sync;
 mod sys;
 mod thread;
 pub mod topology;

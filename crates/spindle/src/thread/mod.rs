@@ -226,13 +226,11 @@ fn block(me: *mut Tcb, chan: Channel) {
 /// Used by the runtime's own blocking types (`sync`, `join`): they block on the
 /// thread's internal channel, so they never consume or leave a user's park token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // used by `sync`
 pub(crate) struct Waiter {
     index: u32,
     generation: u32,
 }
 
-#[allow(dead_code)] // used by `sync`
 impl Waiter {
     /// The running spindle thread, or `None` on an OS thread.
     #[inline]
@@ -263,7 +261,6 @@ impl Waiter {
 /// # Panics
 ///
 /// On an OS thread (callers block OS threads themselves).
-#[allow(dead_code)] // used by `sync`
 pub(crate) fn block_internal(deadline: Option<Instant>) {
     let me = current_tcb().expect("block_internal called on an OS thread");
     if let Some(d) = deadline {
