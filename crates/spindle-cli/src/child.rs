@@ -14,9 +14,11 @@
 //! {"runtime":"tokio","depth":6,"sum":499999500000,"wall_ns":...,"vm_hwm_kib":...,"rss_start_kib":...}
 //! ```
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,31 +46,88 @@ pub fn spindle_exe() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Runs `spindle bench-child ARGS..` and returns its stdout.
+/// How long a child may take before it is killed.
+pub const TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `spindle bench-child ARGS..` and returns its stdout. Kills the child if it
+/// runs longer than [`TIME_LIMIT`].
 ///
 /// # Errors
 ///
-/// A message if the binary cannot be found or run, or the child fails (its stderr
-/// included).
+/// A message if the binary cannot be found or run, or the child fails or times out
+/// (with the gist of its stderr: the lines that are not backtrace).
 pub fn run(args: &[String]) -> Result<String, String> {
     let exe = spindle_exe()
         .ok_or("cannot find the spindle binary (build it, or set SPINDLE_EXE to its path)")?;
-    let out = Command::new(&exe)
+    let what = format!("`{} {SUBCOMMAND} {}`", exe.display(), args.join(" "));
+    let mut child = Command::new(&exe)
         .arg(SUBCOMMAND)
         .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        return Err(format!(
-            "`{} {SUBCOMMAND} {}` failed ({}): {}",
-            exe.display(),
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let t0 = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if t0.elapsed() < TIME_LIMIT => thread::sleep(Duration::from_millis(2)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    match status {
+        Some(s) if s.success() => Ok(stdout),
+        Some(s) => Err(format!("{what} failed ({s}): {}", gist(&stderr))),
+        None => Err(format!(
+            "{what} killed after {} s: {}",
+            TIME_LIMIT.as_secs(),
+            gist(&stderr)
+        )),
     }
-    Ok(stdout)
+}
+
+/// The first few distinct lines of a child's stderr that are not backtrace.
+fn gist(stderr: &str) -> String {
+    let mut lines: Vec<&str> = Vec::new();
+    for line in stderr.lines().map(str::trim_end) {
+        let noise = line.is_empty()
+            || line.starts_with(char::is_whitespace)
+            || line.starts_with("stack backtrace")
+            || line.starts_with("note:");
+        if !noise && !lines.contains(&line) && lines.len() < 3 {
+            lines.push(line);
+        }
+    }
+    lines.join(" | ")
 }
 
 /// What a timed child reports.

@@ -205,7 +205,13 @@ pub fn run(
     out
 }
 
-/// Ratio of `value` to the first outcome's, where both are known.
+/// The base of the ratios: the first outcome that has a run (the first runtime of
+/// [`ALL`] unless it failed).
+pub fn base(outcomes: &[Outcome]) -> Option<&Outcome> {
+    outcomes.iter().find(|o| !o.runs.is_empty())
+}
+
+/// Ratio of `value` to the base's, where both are known.
 fn ratio(first: Option<f64>, value: Option<f64>) -> Option<f64> {
     match (first, value) {
         (Some(f), Some(v)) if f > 0.0 => Some(v / f),
@@ -216,7 +222,7 @@ fn ratio(first: Option<f64>, value: Option<f64>) -> Option<f64> {
 /// The JSON records of a skynet run: `ns_per_op` is the median wall time per thread
 /// of the tree, `ops` the thread count.
 pub fn records(outcomes: &[Outcome], depth: u32) -> Vec<Record> {
-    let first = outcomes.first();
+    let first = base(outcomes);
     let first_wall = first.and_then(Outcome::wall_ms);
     let first_hwm = first.and_then(Outcome::hwm_kib).map(|h| h.0 as f64);
     outcomes
@@ -249,6 +255,9 @@ pub fn records(outcomes: &[Outcome], depth: u32) -> Vec<Record> {
             if let Some(r) = ratio(first_hwm, hwm.map(|h| h.0 as f64)) {
                 extra.insert("vm_hwm_vs_first".into(), json!(r));
             }
+            if let Some(f) = first {
+                extra.insert("first".into(), json!(f.entry.runtime.name()));
+            }
             extra.insert(
                 "sum_ok".into(),
                 json!(!o.runs.is_empty() && o.runs.iter().all(|r| r.sum == expected_sum(depth))),
@@ -279,13 +288,17 @@ pub fn print_table(outcomes: &[Outcome], depth: u32, wall: Duration) {
         threads(depth),
         expected_sum(depth),
         outcomes.iter().map(|o| o.runs.len()).max().unwrap_or(0),
-        outcomes[0].entry.runtime.name()
+        base(outcomes).map_or("-", |o| o.entry.runtime.name())
     );
     println!(
-        "{:<12} {:<11} {:>10} {:>9} {:>13} {:>9}",
+        "{:<20} {:<11} {:>10} {:>9} {:>13} {:>9}",
         "skynet", "runtime", "wall ms", "vs first", "peak RSS MiB", "vs first"
     );
-    let first = &outcomes[0];
+    let first = base(outcomes);
+    let (first_wall, first_hwm) = (
+        first.and_then(Outcome::wall_ms),
+        first.and_then(Outcome::hwm_kib).map(|h| h.0 as f64),
+    );
     for o in outcomes {
         let wall_ms = o.wall_ms();
         let hwm = o.hwm_kib().map(|h| h.0 as f64);
@@ -296,13 +309,13 @@ pub fn print_table(outcomes: &[Outcome], depth: u32, wall: Duration) {
             .as_deref()
             .map_or(String::new(), |e| format!("  failed: {e}"));
         println!(
-            "{:<12} {:<11} {:>10} {:>9} {:>13} {:>9}{note}",
+            "{:<20} {:<11} {:>10} {:>9} {:>13} {:>9}{note}",
             "",
             o.entry.runtime.name(),
             wall_ms.map_or("-".into(), |ms| format!("{ms:.1}")),
-            r(first.wall_ms(), wall_ms),
+            r(first_wall, wall_ms),
             hwm.map_or("-".into(), |k| format!("{:.1}", k / 1024.0)),
-            r(first.hwm_kib().map(|h| h.0 as f64), hwm),
+            r(first_hwm, hwm),
         );
     }
     println!("skynet done in {:.1} s", wall.as_secs_f64());
