@@ -4,10 +4,15 @@
 //! until one batch takes about [`Options::target`]; this also warms it up). Then come
 //! [`Options::reps`] repetitions, and within each repetition the runtimes run one
 //! after the other in [`Runtime::ALL`](crate::workloads::Runtime::ALL) order (rep 1:
-//! spindle, std, corosensei, may, tokio; rep 2: the same...), so that slow drifts of
+//! spindle, raw, std, ..., tokio; rep 2: the same...), so that slow drifts of
 //! the machine hit every runtime alike. A repetition times one batch and yields one
 //! sample, in ns per operation; a report gives the median, the extremes and the
 //! spread.
+//!
+//! Workloads run through [`Workload::measure`], so the ones that need a process of
+//! their own ([`Workload::in_child`]) get one per batch. Pinning outcomes and sampled
+//! cross-CPU hops ([`affinity::HopSampler`]) are collected per repetition (not during
+//! calibration) and reported as `pinned` and `crossed_cores_pct` / `hops_sampled`.
 
 use std::time::Duration;
 

@@ -136,7 +136,10 @@ fn skynet_small_tree_reports_wall_time_and_peak_memory() {
     assert!(ok, "skynet failed: {err}");
     let rs = results(&out);
     let runtimes: Vec<&str> = rs.iter().map(|r| r["runtime"].as_str().unwrap()).collect();
-    assert_eq!(runtimes, ["may", "tokio"]);
+    assert!(
+        runtimes.contains(&"may") && runtimes.contains(&"tokio"),
+        "{runtimes:?}"
+    );
     for r in &rs {
         assert_eq!(r["bench"], "skynet");
         assert_eq!(r["leaves"], 1000);
