@@ -4,10 +4,15 @@
 //! until one batch takes about [`Options::target`]; this also warms it up). Then come
 //! [`Options::reps`] repetitions, and within each repetition the runtimes run one
 //! after the other in [`Runtime::ALL`](crate::workloads::Runtime::ALL) order (rep 1:
-//! spindle, std, corosensei, may, tokio; rep 2: the same...), so that slow drifts of
+//! spindle, raw, std, ..., tokio; rep 2: the same...), so that slow drifts of
 //! the machine hit every runtime alike. A repetition times one batch and yields one
 //! sample, in ns per operation; a report gives the median, the extremes and the
 //! spread.
+//!
+//! Workloads run through [`Workload::measure`], so the ones that need a process of
+//! their own ([`Workload::in_child`]) get one per batch. Pinning outcomes and sampled
+//! cross-CPU hops ([`affinity::HopSampler`]) are collected per repetition (not during
+//! calibration) and reported as `pinned` and `crossed_cores_pct` / `hops_sampled`.
 
 use std::time::Duration;
 
@@ -17,7 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::affinity;
 use crate::million::MillionReport;
 use crate::stats::Summary;
-use crate::workloads::{self, Bench, Runtime, Workload, WorkloadFn};
+use crate::workloads::{self, Bench, Runtime, Workload};
 
 /// How much measuring to do.
 #[derive(Debug, Clone)]
@@ -81,9 +86,19 @@ pub struct Measurement {
     pub samples: Vec<f64>,
     /// For workloads that pin OS threads: whether every pinning worked.
     pub pinned: Option<bool>,
+    /// For workloads that sample where their messages went: (hops that crossed CPUs,
+    /// hops sampled), over the repetitions.
+    pub hops: Option<(u64, u64)>,
 }
 
 impl Measurement {
+    /// The share of sampled hops that crossed CPUs, in percent.
+    pub fn crossed_pct(&self) -> Option<f64> {
+        self.hops
+            .filter(|h| h.1 > 0)
+            .map(|(crossed, sampled)| crossed as f64 * 100.0 / sampled as f64)
+    }
+
     /// Median, extremes, spread.
     pub fn summary(&self) -> Summary {
         Summary::of(&self.samples).unwrap_or(Summary {
@@ -100,7 +115,7 @@ impl Measurement {
 /// with three batches of the current estimate, keeping the fastest per-op time seen.
 /// The refinement doubles as warm-up, and keeps a slow first run (cold caches, fresh
 /// memory, a disturbed batch) from shrinking every later batch.
-pub fn calibrate(run: WorkloadFn, target: Duration) -> u64 {
+pub fn calibrate(run: impl Fn(u64) -> Duration, target: Duration) -> u64 {
     const MAX_OPS: u64 = 1 << 36;
     let ops_for = |per_op: f64| {
         let ops = if per_op > 0.0 {
@@ -151,12 +166,15 @@ pub fn run(opts: &Options, mut step: impl FnMut(u64, &str)) -> Vec<Measurement> 
                 w.runtime.name()
             ));
             affinity::take_pinned();
-            let ops = calibrate(w.run, opts.target);
+            let ops = calibrate(|n| w.measure(n), opts.target);
+            // Calibration's hops are not counted: only the repetitions'.
+            affinity::take_hops();
             ms.push(Measurement {
                 workload: w,
                 ops,
                 samples: Vec::with_capacity(opts.reps),
                 pinned: w.pins.then(|| affinity::take_pinned().unwrap_or(false)),
+                hops: None,
             });
         }
         for rep in 1..=opts.reps {
@@ -168,11 +186,15 @@ pub fn run(opts: &Options, mut step: impl FnMut(u64, &str)) -> Vec<Measurement> 
                     w.runtime.name(),
                     opts.reps
                 ));
-                let d = (w.run)(m.ops);
+                let d = w.measure(m.ops);
                 m.samples.push(d.as_nanos() as f64 / m.ops as f64);
                 if w.pins {
                     let ok = affinity::take_pinned().unwrap_or(false);
                     m.pinned = Some(m.pinned.unwrap_or(true) && ok);
+                }
+                if let Some((crossed, sampled)) = affinity::take_hops() {
+                    let (c, s) = m.hops.unwrap_or((0, 0));
+                    m.hops = Some((c + crossed, s + sampled));
                 }
             }
         }
@@ -184,9 +206,11 @@ pub fn run(opts: &Options, mut step: impl FnMut(u64, &str)) -> Vec<Measurement> 
 /// One result line of the JSON report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
-    /// Bench name (`switch`, `spawn_join`, `park_unpark`, `current`, `million`).
+    /// Bench name (`switch`, `spawn_join`, `park_unpark`, `current`,
+    /// `cross_core_pingpong`, `remote_spawn`, `migration`, `million`, `skynet`).
     pub bench: String,
-    /// Runtime name (`spindle`, `std`, `corosensei`, `may`, `tokio`).
+    /// Runtime name (`spindle`, `raw`, `std`, `std_park`, `corosensei`, `may`,
+    /// `tokio`, `std_mutex`, `crossbeam`).
     pub runtime: String,
     /// Median ns per operation.
     pub ns_per_op: f64,
@@ -200,7 +224,7 @@ pub struct Record {
 /// The JSON document `spindle bench --json` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// One record per workload, then the million run if any.
+    /// One record per workload, then the million run and the skynet runs if any.
     pub results: Vec<Record>,
 }
 
@@ -231,6 +255,13 @@ pub fn records(measurements: &[Measurement]) -> Vec<Record> {
             }
             if let Some(p) = m.pinned {
                 extra.insert("pinned".into(), json!(p));
+            }
+            if let (Some(pct), Some((_, sampled))) = (m.crossed_pct(), m.hops) {
+                extra.insert("crossed_cores_pct".into(), json!(pct));
+                extra.insert("hops_sampled".into(), json!(sampled));
+            }
+            if m.workload.bench == Bench::Migration && s.median > 0.0 {
+                extra.insert("items_per_s".into(), json!(1e9 / s.median));
             }
             extra.insert("samples_ns_per_op".into(), json!(m.samples));
             Record {

@@ -7,11 +7,15 @@
 //! operations took, setup excluded. See [`workloads`] for what each one measures.
 //!
 //! Call [`workloads::init_peers`] once at process start, before any workload runs: it
-//! configures the process-global `may` scheduler (one worker).
+//! configures the process-global `may` scheduler (one worker). Workloads that need
+//! another configuration, and whole-process figures (skynet's peak memory), run in a
+//! fresh `spindle` process: see [`child`] and [`skynet`].
 
 pub mod affinity;
 pub mod bench;
+pub mod child;
 pub mod mem;
 pub mod million;
+pub mod skynet;
 pub mod stats;
 pub mod workloads;

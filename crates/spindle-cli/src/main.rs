@@ -1,5 +1,6 @@
 //! `spindle`: a short tour of the runtime (no arguments), and `spindle bench`, which
-//! compares spindle with OS threads, corosensei, may and tokio.
+//! compares spindle with OS threads, corosensei, may, tokio and crossbeam, and with
+//! raw cache-line floors for the cross-core benches.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use spindle_cli::bench::{self, Measurement, Options, Report};
 use spindle_cli::million::{self, MillionReport};
 use spindle_cli::workloads::on_spindle::inside;
 use spindle_cli::workloads::{self, Bench};
+use spindle_cli::{child, skynet};
 
 #[derive(Parser)]
 #[command(
@@ -29,8 +31,22 @@ struct Cli {
 enum Command {
     /// A short tour: spawn, switch, park, join, and how fast (the default).
     Tour,
-    /// Compare spindle with std threads, corosensei, may and tokio.
+    /// Compare spindle with std threads, corosensei, may, tokio and crossbeam.
     Bench(BenchArgs),
+    /// Internal: one measurement in a fresh process, for `spindle bench`.
+    #[command(name = child::SUBCOMMAND, hide = true)]
+    Child {
+        #[command(subcommand)]
+        what: ChildCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChildCommand {
+    /// Run workload NAME (`bench/runtime`) for N operations; print its time as JSON.
+    Timed { name: String, n: u64 },
+    /// Build the skynet tree of DEPTH levels once on RUNTIME; print time and peak RSS.
+    Skynet { runtime: String, depth: u32 },
 }
 
 #[derive(Args)]
@@ -54,23 +70,51 @@ struct BenchArgs {
     /// Thread count of the million run (implies --million).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Also build the 1,000,000-leaf skynet tree on each runtime, 3 fresh processes
+    /// each, and report wall time and peak memory; `--filter skynet` runs only it.
+    #[arg(long)]
+    skynet: bool,
+    /// Levels of the skynet tree below the root (default 6: 10^6 leaves; implies
+    /// --skynet).
+    #[arg(long, value_name = "D", hide = true)]
+    skynet_depth: Option<u32>,
 }
 
 fn main() -> ExitCode {
-    workloads::init_peers();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Tour) {
         Command::Tour => {
+            workloads::init_peers();
             tour();
             ExitCode::SUCCESS
         }
-        Command::Bench(args) => match run_bench(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("spindle bench: {e}");
-                ExitCode::FAILURE
+        Command::Bench(args) => {
+            workloads::init_peers();
+            match run_bench(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("spindle bench: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
+        // A child configures the peers itself (may's worker count differs).
+        Command::Child { what } => {
+            let line = match what {
+                ChildCommand::Timed { name, n } => child::serve_timed(&name, n),
+                ChildCommand::Skynet { runtime, depth } => skynet::serve_child(&runtime, depth),
+            };
+            match line {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("spindle {}: {e}", child::SUBCOMMAND);
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -215,25 +259,41 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         opts.reps = reps.max(1);
     }
     opts.filter = args.filter.clone();
-    // `--filter million` selects the million run alone.
+    // `--filter million` selects the million run alone, `--filter skynet` the skynet
+    // runs alone (no workload name contains "skynet").
     let only_million = args.filter.as_deref() == Some("million");
     let million = args.million || args.threads.is_some() || only_million;
     let threads = args.threads.unwrap_or(million::DEFAULT_THREADS);
+    let skynet_on = args.skynet
+        || args.skynet_depth.is_some()
+        || args
+            .filter
+            .as_deref()
+            .is_some_and(|f| f.starts_with("skynet"));
+    let depth = args.skynet_depth.unwrap_or(skynet::DEFAULT_DEPTH);
+    let skynet_selects = |e: &skynet::Entry| opts.selects("skynet", e.runtime.name());
+    let skynets = if skynet_on {
+        skynet::ALL.iter().filter(|e| skynet_selects(e)).count()
+    } else {
+        0
+    };
     let workloads = if only_million {
         0
     } else {
         opts.workloads().len()
     };
-    if workloads == 0 && !million {
+    if workloads == 0 && !million && skynets == 0 {
         return Err(format!(
-            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, million, or a runtime name)",
+            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, million, skynet, or a runtime name)",
             args.filter.unwrap_or_default()
         ));
     }
 
     let hidden = args.json || !std::io::stderr().is_terminal();
     let steps = if workloads > 0 { opts.steps() } else { 0 };
-    let pb = progress_bar(steps + if million { 3 } else { 0 }, hidden);
+    let million_steps = if million { 3 } else { 0 };
+    let skynet_steps = (skynets * skynet::DEFAULT_RUNS) as u64;
+    let pb = progress_bar(steps + million_steps + skynet_steps, hidden);
     let wall = Instant::now();
     let measurements = if workloads > 0 {
         bench::run(&opts, |done, next| {
@@ -254,11 +314,24 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     } else {
         None
     };
+    let skynet_wall = Instant::now();
+    let skynet_outcomes = if skynets > 0 {
+        let mut done = steps + million_steps;
+        skynet::run(depth, skynet::DEFAULT_RUNS, skynet_selects, |next| {
+            pb.set_message(next.to_owned());
+            pb.set_position(done);
+            done += 1;
+        })
+    } else {
+        Vec::new()
+    };
+    let skynet_wall = skynet_wall.elapsed();
     pb.finish_and_clear();
 
     if args.json {
         let mut results = bench::records(&measurements);
         results.extend(million_report.as_ref().map(bench::million_record));
+        results.extend(skynet::records(&skynet_outcomes, depth));
         let json = serde_json::to_string_pretty(&Report { results })
             .map_err(|e| format!("cannot encode the report: {e}"))?;
         println!("{json}");
@@ -267,6 +340,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         if let Some(r) = &million_report {
             print_million(r);
         }
+        skynet::print_table(&skynet_outcomes, depth, skynet_wall);
         println!("\nbench done in {:.1} s", wall.elapsed().as_secs_f64());
     }
     Ok(())
@@ -300,7 +374,7 @@ fn print_table(ms: &[Measurement], opts: &Options) {
             continue;
         }
         println!(
-            "\n{:<12} {:<11} {:>10} {:>10} {:>10} {:>7} {:>11} {:>11}",
+            "\n{:<20} {:<11} {:>10} {:>10} {:>10} {:>7} {:>11} {:>11}",
             bench.name(),
             "runtime",
             "ns/op",
@@ -313,12 +387,15 @@ fn print_table(ms: &[Measurement], opts: &Options) {
         for m in rows {
             let s = m.summary();
             let ratio = bench::vs_spindle(m, ms).map_or("-".into(), |r| format!("{r:.2}x"));
-            let note = match m.pinned {
-                Some(false) => "  (not pinned)",
-                _ => "",
+            let mut note = match m.pinned {
+                Some(false) => "  (not pinned)".to_owned(),
+                _ => String::new(),
             };
+            if let Some(pct) = m.crossed_pct() {
+                note += &format!("  (crossed CPUs in {pct:.1}% of sampled hops)");
+            }
             println!(
-                "{:<12} {:<11} {:>10} {:>10} {:>10} {:>6.0}% {:>11} {:>11}{note}",
+                "{:<20} {:<11} {:>10} {:>10} {:>10} {:>6.0}% {:>11} {:>11}{note}",
                 "",
                 m.workload.runtime.name(),
                 fmt_ns(s.median),

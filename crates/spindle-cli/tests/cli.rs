@@ -78,3 +78,75 @@ fn million_reports_threads_memory_and_guard_mode() {
         "{m}"
     );
 }
+
+#[test]
+fn cross_core_raw_floor_reports_pinning_in_json() {
+    let (ok, out, err) = spindle(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--reps",
+        "2",
+        "--filter",
+        "cross_core_pingpong/raw",
+    ]);
+    assert!(ok, "bench failed: {err}");
+    let rs = results(&out);
+    assert_eq!(rs.len(), 1, "{rs:?}");
+    let r = &rs[0];
+    assert_eq!(r["bench"], "cross_core_pingpong");
+    assert_eq!(r["runtime"], "raw");
+    assert!(r["ns_per_op"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["pinned"].is_boolean(), "{r}");
+}
+
+/// The may workloads of the cross-core benches run in a child process (may's worker
+/// count is process-wide), and report how many of their hops crossed CPUs.
+#[test]
+fn child_process_workload_reports_sampled_hops() {
+    let (ok, out, err) = spindle(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--reps",
+        "1",
+        "--filter",
+        "cross_core_pingpong/may",
+    ]);
+    assert!(ok, "bench failed: {err}");
+    let rs = results(&out);
+    assert_eq!(rs.len(), 1, "{rs:?}");
+    let r = &rs[0];
+    assert!(r["ns_per_op"].as_f64().unwrap() > 0.0, "{r}");
+    let pct = r["crossed_cores_pct"].as_f64().expect("crossed_cores_pct");
+    assert!((0.0..=100.0).contains(&pct), "{r}");
+    assert!(r["hops_sampled"].as_u64().unwrap() > 0, "{r}");
+}
+
+#[test]
+fn skynet_small_tree_reports_wall_time_and_peak_memory() {
+    let (ok, out, err) = spindle(&[
+        "bench",
+        "--json",
+        "--filter",
+        "skynet",
+        "--skynet-depth",
+        "3",
+    ]);
+    assert!(ok, "skynet failed: {err}");
+    let rs = results(&out);
+    let runtimes: Vec<&str> = rs.iter().map(|r| r["runtime"].as_str().unwrap()).collect();
+    assert!(
+        runtimes.contains(&"may") && runtimes.contains(&"tokio"),
+        "{runtimes:?}"
+    );
+    for r in &rs {
+        assert_eq!(r["bench"], "skynet");
+        assert_eq!(r["leaves"], 1000);
+        assert_eq!(r["ops"], 1111);
+        assert_eq!(r["runs"], 3, "{r}");
+        assert_eq!(r["sum_ok"], true, "{r}");
+        assert!(r["wall_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["vm_hwm_kib"].as_u64().unwrap() > 0, "{r}");
+    }
+}

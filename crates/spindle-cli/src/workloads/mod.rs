@@ -1,9 +1,9 @@
-//! The benchmark workloads: four operations, each on spindle and on its peers.
+//! The benchmark workloads: seven operations, each on spindle and on its peers.
 //!
 //! Every workload is a [`WorkloadFn`]: it performs `n` operations and returns the time
 //! they took, with setup (building a runtime, spawning helper OS threads, allocating a
 //! stack) left out of the timed part where it can be. That shape serves both
-//! `spindle bench` and criterion's `iter_custom`.
+//! `spindle bench` and criterion's `iter_custom` (both call [`Workload::measure`]).
 //!
 //! | bench | one operation |
 //! |---|---|
@@ -11,15 +11,35 @@
 //! | `spawn_join` | spawn a thread that does nothing, and join it |
 //! | `park_unpark` | a round trip: A unparks B and parks, B unparks A and parks |
 //! | `current` | get a handle to the running thread (and drop it) |
+//! | `cross_core_pingpong` | a round trip of a token between two threads on two CPUs |
+//! | `remote_spawn` | from a spawn aimed at another core to the new thread's first instruction |
+//! | `migration` | one work item moved from one core to the other (many in flight) |
 //!
 //! The peers are used the way their documentation recommends: `may` with one worker
 //! (see [`init_peers`]), tokio with a `current_thread` runtime, corosensei with a
 //! reused stack, and `std` with OS threads pinned to one CPU where one core matters.
+//! The cross-core benches pin OS threads to two CPUs ([`crate::affinity::cross_cpus`])
+//! and check where they ran; their `raw` floor is two pinned OS threads talking
+//! through one cache line ([`on_raw`]). Tokio there runs a `multi_thread` runtime with
+//! two workers, and may two workers — may's worker count is process-global, so those
+//! workloads run in a fresh `spindle` process ([`Workload::in_child`], see
+//! [`crate::child`]). Neither can be told where to run a task, so they sample how
+//! many messages really crossed CPUs ([`crate::affinity::HopSampler`]).
+//!
+//! The 1,000,000-thread skynet tree is not a [`WorkloadFn`]: it runs once per fresh
+//! process so that its peak memory can be read; see [`crate::skynet`].
 
+use std::hint::spin_loop;
+use std::sync::{Barrier, OnceLock};
+use std::thread::{self, Thread};
 use std::time::Duration;
+
+use crate::affinity;
 
 pub mod on_corosensei;
 pub mod on_may;
+pub mod on_queues;
+pub mod on_raw;
 pub mod on_spindle;
 pub mod on_std;
 pub mod on_tokio;
@@ -39,15 +59,24 @@ pub enum Bench {
     ParkUnpark,
     /// Handle of the running thread.
     Current,
+    /// Round trip of a token between two threads on two different CPUs.
+    CrossCorePingpong,
+    /// From a spawn aimed at another core to the first instruction of the new thread.
+    RemoteSpawn,
+    /// Work items (threads) moved between two cores; one op is one item moved once.
+    Migration,
 }
 
 impl Bench {
     /// Every bench, in report order.
-    pub const ALL: [Bench; 4] = [
+    pub const ALL: [Bench; 7] = [
         Bench::Switch,
         Bench::SpawnJoin,
         Bench::ParkUnpark,
         Bench::Current,
+        Bench::CrossCorePingpong,
+        Bench::RemoteSpawn,
+        Bench::Migration,
     ];
 
     /// The name used on the command line and in reports.
@@ -57,43 +86,76 @@ impl Bench {
             Bench::SpawnJoin => "spawn_join",
             Bench::ParkUnpark => "park_unpark",
             Bench::Current => "current",
+            Bench::CrossCorePingpong => "cross_core_pingpong",
+            Bench::RemoteSpawn => "remote_spawn",
+            Bench::Migration => "migration",
         }
     }
 }
+
+/// The benches whose spindle workload is not written yet (it needs the multi-core
+/// runtime). Each is to get a `Spindle` entry at the head of its rows in [`ALL`] and
+/// leave this list; the unit tests check both ways.
+pub const AWAITING_SPINDLE: &[Bench] = &[
+    Bench::CrossCorePingpong,
+    Bench::RemoteSpawn,
+    Bench::Migration,
+];
 
 /// The runtimes compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Runtime {
     /// This project.
     Spindle,
-    /// OS threads from `std::thread`.
+    /// The floor of a cross-core bench: two OS threads pinned to two CPUs, talking
+    /// through one cache line ([`on_raw`]).
+    Raw,
+    /// OS threads from `std::thread` (with `std::sync::mpsc` where a bench passes
+    /// messages).
     Std,
+    /// OS threads handing off through `std::thread::park`/`unpark`.
+    StdPark,
     /// Bare `corosensei` coroutines (no scheduler): the floor for a stackful switch.
     Corosensei,
-    /// `may` stackful coroutines on one worker.
+    /// `may` stackful coroutines: on one worker, or two in the cross-core benches.
     May,
-    /// Tokio tasks on a `current_thread` runtime.
+    /// Tokio tasks: on a `current_thread` runtime, or a two-worker `multi_thread` one
+    /// in the cross-core benches.
     Tokio,
+    /// Two pinned OS threads moving items through a `std::sync::Mutex<VecDeque>` per
+    /// direction.
+    StdMutex,
+    /// Two pinned OS threads moving items through a `crossbeam_deque::Injector` per
+    /// direction.
+    Crossbeam,
 }
 
 impl Runtime {
     /// Every runtime, in the order they run within a repetition and appear in reports.
-    pub const ALL: [Runtime; 5] = [
+    pub const ALL: [Runtime; 9] = [
         Runtime::Spindle,
+        Runtime::Raw,
         Runtime::Std,
+        Runtime::StdPark,
         Runtime::Corosensei,
         Runtime::May,
         Runtime::Tokio,
+        Runtime::StdMutex,
+        Runtime::Crossbeam,
     ];
 
     /// The name used in reports.
     pub fn name(self) -> &'static str {
         match self {
             Runtime::Spindle => "spindle",
+            Runtime::Raw => "raw",
             Runtime::Std => "std",
+            Runtime::StdPark => "std_park",
             Runtime::Corosensei => "corosensei",
             Runtime::May => "may",
             Runtime::Tokio => "tokio",
+            Runtime::StdMutex => "std_mutex",
+            Runtime::Crossbeam => "crossbeam",
         }
     }
 }
@@ -111,6 +173,36 @@ pub struct Workload {
     pub run: WorkloadFn,
     /// Whether it pins OS threads (its report then says whether pinning worked).
     pub pins: bool,
+    /// Whether [`Workload::measure`] runs it in a fresh `spindle` process, configured
+    /// by [`init_child_peers`] (may with two workers), instead of in this one.
+    pub in_child: bool,
+}
+
+impl Workload {
+    /// `bench/runtime`, as `--filter` matches it.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.bench.name(), self.runtime.name())
+    }
+
+    /// Performs `n` operations and returns the time they took: runs [`Workload::run`]
+    /// here, or in a child process if [`Workload::in_child`] (whose sampled hops and
+    /// pinning outcome are recorded here, as if it had run here).
+    ///
+    /// # Panics
+    ///
+    /// If the child process cannot be run or fails (see [`crate::child::timed`]).
+    pub fn measure(&self, n: u64) -> Duration {
+        if self.in_child {
+            crate::child::timed(self, n).unwrap_or_else(|e| panic!("{}: {e}", self.name()))
+        } else {
+            (self.run)(n)
+        }
+    }
+}
+
+/// The workload named `bench/runtime`.
+pub fn find(name: &str) -> Option<&'static Workload> {
+    ALL.iter().find(|w| w.name() == name)
 }
 
 const fn w(bench: Bench, runtime: Runtime, op: &'static str, run: WorkloadFn) -> Workload {
@@ -120,12 +212,20 @@ const fn w(bench: Bench, runtime: Runtime, op: &'static str, run: WorkloadFn) ->
         op,
         run,
         pins: false,
+        in_child: false,
     }
 }
 
 const fn pinned(workload: Workload) -> Workload {
     Workload {
         pins: true,
+        ..workload
+    }
+}
+
+const fn in_child(workload: Workload) -> Workload {
+    Workload {
+        in_child: true,
         ..workload
     }
 }
@@ -243,6 +343,72 @@ pub const ALL: &[Workload] = {
             "tokio::task::try_id() inside a task",
             on_tokio::current,
         ),
+        pinned(w(
+            CrossCorePingpong,
+            Raw,
+            "round trip of a turn counter on one cache line: two OS threads pinned to two CPUs, spinning",
+            on_raw::cross_core_pingpong,
+        )),
+        pinned(w(
+            CrossCorePingpong,
+            Std,
+            "round trip of a message through two std::sync::mpsc channels: two OS threads pinned to two CPUs",
+            on_std::cross_core_pingpong,
+        )),
+        pinned(w(
+            CrossCorePingpong,
+            StdPark,
+            "round trip of thread::park/unpark: two OS threads pinned to two CPUs",
+            on_std::cross_core_park,
+        )),
+        in_child(w(
+            CrossCorePingpong,
+            May,
+            "round trip of a message through two may::sync::mpsc channels between two coroutines, 2 workers",
+            on_may::cross_core_pingpong,
+        )),
+        w(
+            CrossCorePingpong,
+            Tokio,
+            "round trip of a message through two tokio::sync::mpsc channels (capacity 1) between two tasks, multi_thread runtime, 2 workers",
+            on_tokio::cross_core_pingpong,
+        ),
+        pinned(w(
+            RemoteSpawn,
+            Raw,
+            "hand a timestamp through one cache line to an OS thread spinning on another CPU, until it reads the clock",
+            on_raw::remote_spawn,
+        )),
+        w(
+            RemoteSpawn,
+            Std,
+            "std::thread::spawn (unpinned) until the new thread reads the clock; joined before the next",
+            on_std::remote_spawn,
+        ),
+        in_child(w(
+            RemoteSpawn,
+            May,
+            "coroutine::spawn from a coroutine until the new one reads the clock, 2 workers; joined before the next",
+            on_may::remote_spawn,
+        )),
+        w(
+            RemoteSpawn,
+            Tokio,
+            "tokio::spawn from a task until the new task's first poll reads the clock, multi_thread runtime, 2 workers; awaited before the next",
+            on_tokio::remote_spawn,
+        ),
+        pinned(w(
+            Migration,
+            StdMutex,
+            "move one item (a Box<u64>, touched on arrival) to the other CPU through a Mutex<VecDeque> per direction; 64 items in flight, two OS threads pinned to two CPUs",
+            on_queues::migration_mutex,
+        )),
+        pinned(w(
+            Migration,
+            Crossbeam,
+            "move one item (a Box<u64>, touched on arrival) to the other CPU through a crossbeam_deque::Injector per direction (push/steal); 64 items in flight, two OS threads pinned to two CPUs",
+            on_queues::migration_injector,
+        )),
     ]
 };
 
@@ -256,6 +422,81 @@ pub fn of(bench: Bench) -> impl Iterator<Item = &'static Workload> {
 /// configuration: before the scheduler is first used.
 pub fn init_peers() {
     on_may::init();
+}
+
+/// Like [`init_peers`], for a child process that runs the [`Workload::in_child`]
+/// workloads: `may` gets two workers (it pins them to the first two CPUs).
+pub fn init_child_peers() {
+    on_may::init_with(2);
+}
+
+/// Spins until `done()` holds. After a few thousand spins it also yields the CPU on
+/// every try, so that two spinning threads that share one CPU (pinning failed) still
+/// make progress.
+pub(crate) fn spin_until(mut done: impl FnMut() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        if spins < 1 << 12 {
+            spins += 1;
+            spin_loop();
+        } else {
+            thread::yield_now();
+        }
+    }
+}
+
+/// Runs `a` and `b` on two new OS threads, pinned to `cpus[0]` and `cpus[1]`, each
+/// given the other's handle once both are pinned; returns what they return. Records
+/// with [`affinity::record_pinned`] whether each was pinned, and ran where it was
+/// pinned from start to end.
+fn pair_on<RA, RB>(
+    cpus: [Option<usize>; 2],
+    a: impl FnOnce(&Thread) -> RA + Send,
+    b: impl FnOnce(&Thread) -> RB + Send,
+) -> (RA, RB)
+where
+    RA: Send,
+    RB: Send,
+{
+    let handles: [OnceLock<Thread>; 2] = [OnceLock::new(), OnceLock::new()];
+    let ready = Barrier::new(2);
+    let start = |me: usize| {
+        affinity::pin_and_check(cpus[me]);
+        handles[me].set(thread::current()).expect("handle set once");
+        ready.wait();
+        handles[1 - me].get().expect("peer handle set").clone()
+    };
+    thread::scope(|s| {
+        let tb = s.spawn(|| {
+            let r = b(&start(1));
+            affinity::check_still_on(cpus[1]);
+            r
+        });
+        let ta = s.spawn(|| {
+            let r = a(&start(0));
+            affinity::check_still_on(cpus[0]);
+            r
+        });
+        let ra = ta.join().expect("thread A panicked");
+        let rb = tb.join().expect("thread B panicked");
+        (ra, rb)
+    })
+}
+
+/// [`pair_on`] with both threads on the bench CPU ([`affinity::bench_cpu`]); returns
+/// what `a` returns.
+fn pinned_pair<R: Send>(a: impl FnOnce(&Thread) -> R + Send, b: impl FnOnce(&Thread) + Send) -> R {
+    let cpu = affinity::bench_cpu();
+    pair_on([cpu, cpu], a, b).0
+}
+
+/// [`pair_on`] with the threads on two different CPUs ([`affinity::cross_cpus`]).
+fn cross_pair<RA: Send, RB: Send>(
+    a: impl FnOnce(&Thread) -> RA + Send,
+    b: impl FnOnce(&Thread) -> RB + Send,
+) -> (RA, RB) {
+    let cpus = affinity::cross_cpus();
+    pair_on([cpus.map(|c| c.0), cpus.map(|c| c.1)], a, b)
 }
 
 /// Half of `n`, rounded up, at least 1: the share of each of two ping-pong partners.
@@ -278,13 +519,50 @@ mod tests {
 
     #[test]
     fn table_is_complete_and_ordered() {
+        use Runtime::*;
         for bench in Bench::ALL {
             let runtimes: Vec<_> = of(bench).map(|w| w.runtime).collect();
-            assert_eq!(runtimes.first(), Some(&Runtime::Spindle), "{bench:?}");
             assert!(runtimes.is_sorted(), "{bench:?}: {runtimes:?}");
-            assert!(runtimes.contains(&Runtime::Std));
+            let mut deduped = runtimes.clone();
+            deduped.dedup();
+            assert_eq!(deduped, runtimes, "{bench:?}: a runtime twice");
+            // Spindle heads every bench, except those still awaiting their entry
+            // (which must not have one: then they leave AWAITING_SPINDLE).
+            let awaiting = AWAITING_SPINDLE.contains(&bench);
+            assert_eq!(
+                runtimes.first() == Some(&Spindle),
+                !awaiting,
+                "{bench:?}: {runtimes:?}, awaiting spindle: {awaiting}"
+            );
+            // Something to compare spindle with: at least two peers.
+            let peers = runtimes.iter().filter(|&&r| r != Spindle).count();
+            assert!(peers >= 2, "{bench:?}: {runtimes:?}");
+        }
+        let has = |bench, rts: &[Runtime]| {
+            let runtimes: Vec<_> = of(bench).map(|w| w.runtime).collect();
+            rts.iter().all(|r| runtimes.contains(r))
+        };
+        for bench in [Bench::Switch, Bench::SpawnJoin, Bench::ParkUnpark] {
+            assert!(has(bench, &[Std, May, Tokio]), "{bench:?}");
+        }
+        assert!(has(Bench::CrossCorePingpong, &[Raw, Std, May, Tokio]));
+        assert!(has(Bench::RemoteSpawn, &[Raw, Std, Tokio]));
+        assert!(has(Bench::Migration, &[StdMutex, Crossbeam]));
+        // The cross-core benches' OS-thread workloads pin, and say so.
+        let cross = [
+            Bench::CrossCorePingpong,
+            Bench::RemoteSpawn,
+            Bench::Migration,
+        ];
+        for w in ALL.iter().filter(|w| cross.contains(&w.bench)) {
+            let os_threads = matches!(w.runtime, Raw | StdMutex | Crossbeam)
+                || (w.bench == Bench::CrossCorePingpong && matches!(w.runtime, Std | StdPark));
+            assert_eq!(w.pins, os_threads, "{}", w.name());
+            assert_eq!(find(&w.name()).map(Workload::name), Some(w.name()));
         }
         assert!(ALL.is_sorted_by_key(|w| w.bench));
+        assert!(Bench::ALL.is_sorted());
+        assert!(Runtime::ALL.is_sorted());
     }
 
     #[test]
@@ -296,14 +574,16 @@ mod tests {
         assert_eq!(scale(d, 10, 10), d);
     }
 
-    /// Every workload runs and does its work, at small counts.
+    /// Every workload runs and does its work, at small counts. The `in_child` ones run
+    /// here too (on may's one worker, so not across cores): the child process itself
+    /// is covered by the CLI tests.
     #[test]
     fn every_workload_runs() {
         init_peers();
         for w in ALL {
             for n in [1, 2, 101] {
                 let d = (w.run)(n);
-                assert!(d > Duration::ZERO, "{:?}/{:?} n={n}", w.bench, w.runtime);
+                assert!(d > Duration::ZERO, "{} n={n}", w.name());
             }
         }
     }

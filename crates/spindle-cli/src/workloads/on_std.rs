@@ -1,42 +1,17 @@
-//! The OS-thread workloads (`std::thread`). The two-thread ones pin both threads to
-//! one CPU ([`crate::affinity::bench_cpu`]) so that they compare with single-core
-//! runtimes: a handoff is then a real switch on that CPU.
+//! The OS-thread workloads (`std::thread`). The two-thread ones of the single-core
+//! benches pin both threads to one CPU ([`crate::affinity::bench_cpu`]) so that they
+//! compare with single-core runtimes: a handoff is then a real switch on that CPU. The
+//! cross-core ones pin their two threads to two CPUs
+//! ([`crate::affinity::cross_cpus`]).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Barrier, OnceLock};
-use std::thread::{self, Thread};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{half, pingpong, scale};
-use crate::affinity;
-
-/// Runs `a` and `b` on two new OS threads pinned to the bench CPU, each given the
-/// other's handle once both are pinned; returns what `a` returns. Records whether
-/// pinning worked with [`affinity::record_pinned`].
-fn pinned_pair<A, B>(a: A, b: B) -> Duration
-where
-    A: FnOnce(&Thread) -> Duration + Send,
-    B: FnOnce(&Thread) + Send,
-{
-    let cpu = affinity::bench_cpu();
-    let handles: [OnceLock<Thread>; 2] = [OnceLock::new(), OnceLock::new()];
-    let ready = Barrier::new(2);
-    let start = |me: usize| {
-        let ok = cpu.is_some_and(affinity::pin_current);
-        affinity::record_pinned(ok);
-        handles[me].set(thread::current()).expect("handle set once");
-        ready.wait();
-        handles[1 - me].get().expect("peer handle set").clone()
-    };
-    thread::scope(|s| {
-        let tb = s.spawn(|| b(&start(1)));
-        let ta = s.spawn(|| a(&start(0)));
-        let d = ta.join().expect("thread A panicked");
-        tb.join().expect("thread B panicked");
-        d
-    })
-}
+use super::{cross_pair, half, pingpong, pinned_pair, scale};
+use crate::affinity::HopSampler;
 
 /// `futex(FUTEX_WAIT_PRIVATE)`: sleeps while `*word == expected` (or returns at once).
 fn futex_wait(word: &AtomicU32, expected: u32) {
@@ -128,4 +103,64 @@ pub fn current(n: u64) -> Duration {
         black_box(thread::current());
     }
     t0.elapsed()
+}
+
+/// `n` round trips of a message between two OS threads pinned to two CPUs, through
+/// two `std::sync::mpsc` channels: A sends and waits for the answer, B answers.
+pub fn cross_core_pingpong(n: u64) -> Duration {
+    let (to_b, from_a) = mpsc::channel::<u64>();
+    let (to_a, from_b) = mpsc::channel::<u64>();
+    cross_pair(
+        move |_| {
+            let t0 = Instant::now();
+            for i in 0..n {
+                to_b.send(i).expect("B hung up");
+                from_b.recv().expect("B hung up");
+            }
+            t0.elapsed()
+        },
+        move |_| {
+            for i in from_a.iter() {
+                to_a.send(i).expect("A hung up");
+            }
+        },
+    )
+    .0
+}
+
+/// `n` park/unpark round trips between two OS threads pinned to two CPUs.
+pub fn cross_core_park(n: u64) -> Duration {
+    let turn = AtomicU64::new(0);
+    cross_pair(
+        |b| {
+            let t0 = Instant::now();
+            pingpong::side_a(&turn, n, || b.unpark(), thread::park);
+            t0.elapsed()
+        },
+        |a| pingpong::side_b(&turn, n, || a.unpark(), thread::park),
+    )
+    .0
+}
+
+/// `n` times, one after the other: `std::thread::spawn` from the calling thread
+/// (unpinned: a pinned spawner's child would inherit its CPU) a thread whose first
+/// action is to read the clock, and join it. Returns the sum of the times from just
+/// before `spawn` to that reading; every spawn is sampled for whether the new thread
+/// started on another CPU than the spawner's.
+pub fn remote_spawn(n: u64) -> Duration {
+    let mut sampler = HopSampler::new();
+    let mut total = Duration::ZERO;
+    for _ in 0..n {
+        let from = HopSampler::cpu_stamp();
+        let t0 = Instant::now();
+        let (t1, crossed) = thread::spawn(move || {
+            let t1 = Instant::now();
+            (t1, HopSampler::cpu_stamp() != from)
+        })
+        .join()
+        .expect("spawned thread panicked");
+        total += t1 - t0;
+        sampler.count(crossed);
+    }
+    total
 }
