@@ -69,14 +69,20 @@ struct Gate {
 ///
 /// A message if spawning fails (the threads spawned so far are still joined), if a
 /// join fails, or if `/proc/self/status` has no `VmRSS`.
-pub fn run(threads: usize, mut phase: impl FnMut(&'static str)) -> Result<MillionReport, String> {
+pub fn run(
+    threads: usize,
+    mut phase: impl FnMut(&'static str) + Send,
+) -> Result<MillionReport, String> {
     let wall = Instant::now();
     let mut report = spindle::run(|| inside(threads, &mut phase))?;
     report.wall = wall.elapsed();
     Ok(report)
 }
 
-fn inside(threads: usize, phase: &mut dyn FnMut(&'static str)) -> Result<MillionReport, String> {
+fn inside(
+    threads: usize,
+    phase: &mut (dyn FnMut(&'static str) + Send),
+) -> Result<MillionReport, String> {
     let gate = Arc::new(Gate {
         parked: AtomicUsize::new(0),
         release: AtomicBool::new(false),
