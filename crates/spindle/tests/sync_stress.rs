@@ -28,6 +28,16 @@ fn with_watchdog<R>(name: &str, secs: u64, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Runs `f` as the main thread of a 4-core runtime (more cores than this machine may
+/// have CPUs: contention between cores is real, and so is preemption by the OS).
+fn on_four_cores<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    spindle::Runtime::builder()
+        .cores(4)
+        .build()
+        .expect("4-core runtime")
+        .block_on(f)
+}
+
 const OS_THREADS: usize = 3;
 const SPINDLE_THREADS: usize = 64;
 
@@ -40,7 +50,7 @@ fn mixed(
     let spindle_body = Arc::new(spindle_body);
     let os_body = Arc::new(os_body);
     let wg = Arc::new(WaitGroup::new());
-    spindle::run(|| {
+    on_four_cores(|| {
         wg.add(OS_THREADS);
         let os: Vec<_> = (0..OS_THREADS)
             .map(|i| {
@@ -151,7 +161,7 @@ fn stress_mpmc_exactly_once() {
             let count = Arc::new(AtomicU64::new(0));
             let wg = Arc::new(WaitGroup::new());
             let producers = 4u64; // 2 spindle + 2 OS
-            spindle::run(|| {
+            on_four_cores(|| {
                 wg.add(4);
                 let mut os = Vec::new();
                 // OS producers 0, 1; OS consumers 2.
@@ -234,7 +244,7 @@ fn stress_condvar_ping_pong() {
             }
         };
         let wg = Arc::new(WaitGroup::new());
-        spindle::run(|| {
+        on_four_cores(|| {
             wg.add(2);
             let os: Vec<_> = [1u64, 3]
                 .into_iter()
@@ -286,7 +296,7 @@ fn stress_condvar_timeouts_racing_notifies() {
         let produced = Arc::new(AtomicBool::new(false));
         let p2 = produced.clone();
         let wg = Arc::new(WaitGroup::new());
-        spindle::run(|| {
+        on_four_cores(|| {
             wg.add(1);
             let producer = {
                 let wg = wg.clone();
