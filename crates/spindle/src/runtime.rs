@@ -712,7 +712,7 @@ impl Handle {
     ///
     /// # Panics
     ///
-    /// With the [`SpawnError`] message if the spawn fails (use
+    /// With the [`SpawnError`](crate::SpawnError) message if the spawn fails (use
     /// [`Builder::spawn_in`](crate::Builder::spawn_in) to get the
     /// [`SpawnError`](crate::SpawnError)).
     pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>

@@ -107,7 +107,7 @@ fn ten_thousand_threads_survive_random_core_churn() {
     let mut removed = 0;
     while finished.load(Ordering::Relaxed) < THREADS {
         let cores = handle.cores();
-        if cores.len() > 2 && rng.next() % 2 == 0 {
+        if cores.len() > 2 && rng.next().is_multiple_of(2) {
             let victim = cores[(rng.next() as usize) % cores.len()].id;
             handle.remove_core(victim).unwrap();
             removed += 1;

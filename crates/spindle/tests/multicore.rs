@@ -84,13 +84,13 @@ fn pinned_cores_run_on_their_cpus() {
     let pinned: Vec<_> = infos.iter().map(|c| c.cpu).collect();
     assert_eq!(pinned, [Some(cpus[0]), Some(cpus[1])]);
     rt.block_on(|| {
-        for c in 0..2 {
+        for (c, &cpu) in pinned.iter().enumerate() {
             let on = spindle::spawn_on(c, || {
                 (spindle::current_core(), spindle::topology::current_cpu())
             })
             .join()
             .unwrap();
-            assert_eq!(on, (Some(c), pinned[c]));
+            assert_eq!(on, (Some(c), cpu));
         }
     });
 }
