@@ -311,6 +311,15 @@ fn spawns_spread_over_the_least_loaded_cores() {
     _w.store(true, Ordering::Relaxed);
 }
 
+/// A few microseconds of computation between two preemption points: longer than a
+/// cache line takes to cross cores, so "within two preemption points" measures the
+/// protocol, not the coherence latency of this machine.
+fn work() {
+    for _ in 0..256 {
+        std::hint::spin_loop();
+    }
+}
+
 /// A more urgent thread spawned while every core runs a low-priority spinner that
 /// calls `preempt_point()` starts within two of that spinner's preemption points.
 #[test]
@@ -333,6 +342,7 @@ fn urgent_spawn_preempts_a_spinner_at_its_next_preempt_point() {
                             return;
                         }
                         mine.store(mine.load(Ordering::Relaxed) + 1, Ordering::Release);
+                        work();
                         spindle::preempt_point();
                     }
                 })
@@ -385,6 +395,7 @@ fn urgent_remote_spawn_raises_a_reschedule_request() {
         .spawn_in(rt.handle(), move || {
             while !s2.load(Ordering::Relaxed) {
                 c2.store(c2.load(Ordering::Relaxed) + 1, Ordering::Release);
+                work();
                 spindle::preempt_point();
             }
         })
@@ -399,6 +410,12 @@ fn urgent_remote_spawn_raises_a_reschedule_request() {
         .spawn_in(rt.handle(), move || {
             let mut worst = 0;
             for _ in 0..20 {
+                // Wait until the spinner runs again (the previous urgent thread has
+                // left core 1 and the core published the spinner's level).
+                let seen = cnt.load(Ordering::Acquire);
+                while cnt.load(Ordering::Acquire) < seen + 2 {
+                    spindle::yield_now();
+                }
                 let cs = cnt.clone();
                 // Outranks the spinner on core 1 and the spawner itself on core 0: goes
                 // to core 1, with a reschedule request.
