@@ -1,8 +1,20 @@
-//! The spindle workloads. Each starts a runtime with [`spindle::run`] and times the
-//! work inside it; the functions of [`inside`] do the work on an already running
-//! spindle thread (the tour uses those).
+//! The spindle workloads. The single-core ones start a runtime with [`spindle::run`]
+//! and time the work inside it; the functions of [`inside`] do the work on an already
+//! running spindle thread (the tour uses those). The cross-core ones start a runtime
+//! of two cores pinned to two CPUs ([`two_cores`]) and place their threads with
+//! [`spindle::spawn_on`]; they check with [`current_cpu`] that each thread ran on its
+//! core's CPU and record the outcome with [`affinity::record_pinned`].
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use spindle::topology::current_cpu;
+use spindle::{CoreType, Thread};
+
+use super::on_queues::IN_FLIGHT;
+use super::{pingpong, scale};
+use crate::affinity;
 
 /// `n` switches: two threads yield to each other. See [`inside::switch`].
 pub fn switch(n: u64) -> Duration {
@@ -22,6 +34,211 @@ pub fn park_unpark(n: u64) -> Duration {
 /// `n` calls of [`spindle::current`]. See [`inside::current`].
 pub fn current(n: u64) -> Duration {
     spindle::run(|| inside::current(n))
+}
+
+/// The CPUs of the two cores of [`two_cores`], core 0's first; `None` when the cores
+/// are not pinned.
+type Cpus = Option<[usize; 2]>;
+
+/// A runtime of two cores (ids 0 and 1) pinned to the first two allowed CPUs
+/// ([`affinity::cross_cpus`]), as [`spindle::Runtime::handle`]'s core list confirms;
+/// with fewer than two CPUs (or if pinning fails), two unpinned cores, recorded as
+/// not pinned. Idle cores spin for the default [`spindle::DEFAULT_IDLE_SPIN`] before
+/// sleeping.
+pub fn two_cores() -> (spindle::Runtime, Cpus) {
+    if let Some((a, b)) = affinity::cross_cpus() {
+        let built = spindle::Runtime::builder()
+            .core_type(CoreType::new("bench").cpus([a, b]).cores(2))
+            .pin(true)
+            .build();
+        if let Ok(rt) = built {
+            let cores: Vec<_> = rt.handle().cores().iter().map(|c| (c.id, c.cpu)).collect();
+            if cores == [(0, Some(a)), (1, Some(b))] {
+                return (rt, Some([a, b]));
+            }
+        }
+    }
+    affinity::record_pinned(false);
+    let rt = spindle::Runtime::builder()
+        .cores(2)
+        .pin(false)
+        .build()
+        .expect("cannot build a two-core spindle runtime");
+    (rt, None)
+}
+
+/// Whether the calling spindle thread runs on `core` and that core's CPU.
+fn on_core(cpus: Cpus, core: usize) -> bool {
+    spindle::current_core() == Some(core) && cpus.is_some_and(|c| current_cpu() == Some(c[core]))
+}
+
+/// Runs `a` on core 0 and `b` on core 1 of [`two_cores`], each given the other's
+/// handle once both have started; returns what they return. Records whether both
+/// ran on their cores' CPUs, checked at their start and end.
+fn core_pair<RA, RB>(
+    a: impl FnOnce(&Thread) -> RA + Send + 'static,
+    b: impl FnOnce(&Thread) -> RB + Send + 'static,
+) -> (RA, RB)
+where
+    RA: Send + 'static,
+    RB: Send + 'static,
+{
+    let (rt, cpus) = two_cores();
+    let (ra, rb, ok) = rt.block_on(move || {
+        spindle::spawn_on(0, move || {
+            let mut ok = on_core(cpus, 0);
+            let ready = Arc::new(AtomicBool::new(false));
+            let a_thread = spindle::current();
+            let b = {
+                let ready = Arc::clone(&ready);
+                spindle::spawn_on(1, move || {
+                    let ok = on_core(cpus, 1);
+                    ready.store(true, Ordering::Release);
+                    a_thread.unpark();
+                    let r = b(&a_thread);
+                    (r, ok && on_core(cpus, 1))
+                })
+            };
+            // A spurious return (or the token B leaves) only costs another look.
+            while !ready.load(Ordering::Acquire) {
+                spindle::park();
+            }
+            let b_thread = b.thread().clone();
+            let ra = a(&b_thread);
+            ok &= on_core(cpus, 0);
+            let (rb, b_ok) = b.join().expect("thread B panicked");
+            (ra, rb, ok && b_ok)
+        })
+        .join()
+        .expect("thread A panicked")
+    });
+    if cpus.is_some() {
+        affinity::record_pinned(ok);
+    }
+    (ra, rb)
+}
+
+/// `n` round trips between a thread on core 0 (A) and one on core 1 (B) of
+/// [`two_cores`], by park/unpark and a turn counter ([`pingpong`]): A hands the turn
+/// to B, unparks it and parks; B hands it back, unparks A and parks. Times A's loop.
+pub fn cross_core_pingpong(n: u64) -> Duration {
+    let turn = Arc::new(AtomicU64::new(0));
+    let turn_b = Arc::clone(&turn);
+    core_pair(
+        move |b| {
+            let t0 = Instant::now();
+            pingpong::side_a(&turn, n, || b.unpark(), spindle::park);
+            t0.elapsed()
+        },
+        move |a| pingpong::side_b(&turn_b, n, || a.unpark(), spindle::park),
+    )
+    .0
+}
+
+/// `n` round trips of a message between a thread on core 0 (A) and one on core 1 (B)
+/// of [`two_cores`], through two [`spindle::sync::mpsc`] channels: A sends and waits
+/// for the answer, B answers. Times A's loop.
+pub fn cross_core_channel(n: u64) -> Duration {
+    let (to_b, from_a) = spindle::sync::mpsc::channel::<u64>();
+    let (to_a, from_b) = spindle::sync::mpsc::channel::<u64>();
+    core_pair(
+        move |_| {
+            let t0 = Instant::now();
+            for i in 0..n {
+                to_b.send(i).expect("B hung up");
+                from_b.recv().expect("B hung up");
+            }
+            t0.elapsed()
+        },
+        move |_| {
+            for i in from_a.iter() {
+                to_a.send(i).expect("A hung up");
+            }
+        },
+    )
+    .0
+}
+
+/// `n` times, one after the other, from a thread on core 0 of [`two_cores`]:
+/// [`spindle::spawn_on`] core 1 a thread whose first action is to read the clock, and
+/// join it. Returns the sum of the times from just before the spawn to that reading.
+///
+/// After reading the clock the new thread moves back to core 0 and ends there (not
+/// timed, like the join): a thread's stack block goes to the pool of the core it ends
+/// on, so threads that all ended on core 1 would leave core 0's pool empty and make
+/// every spawn carve (and fault in) a fresh block.
+pub fn remote_spawn(n: u64) -> Duration {
+    let (rt, cpus) = two_cores();
+    let (total, ok) = rt.block_on(move || {
+        spindle::spawn_on(0, move || {
+            let mut ok = on_core(cpus, 0);
+            let mut total = Duration::ZERO;
+            for _ in 0..n {
+                let t0 = Instant::now();
+                let (t1, there) = spindle::spawn_on(1, move || {
+                    let t1 = Instant::now();
+                    let there = on_core(cpus, 1);
+                    spindle::migrate_to(0).expect("core 0 is gone");
+                    (t1, there)
+                })
+                .join()
+                .expect("spawned thread panicked");
+                total += t1.saturating_duration_since(t0);
+                ok &= there;
+            }
+            (total, ok && on_core(cpus, 0))
+        })
+        .join()
+        .expect("spawning thread panicked")
+    });
+    if cpus.is_some() {
+        affinity::record_pinned(ok);
+    }
+    total
+}
+
+/// `n` moves of threads between the two cores of [`two_cores`] (rounded up to a
+/// multiple of [`IN_FLIGHT`]): [`IN_FLIGHT`] threads, all started on core 0, each call
+/// [`spindle::migrate_to`] the other core, back and forth, `n / IN_FLIGHT` times
+/// (rounded up; a share each rather than a shared count, which would bounce one more
+/// cache line between the CPUs on every move). Time runs from the first thread's
+/// start to the last one's end. Each thread checks its CPU after its first and its
+/// last move.
+pub fn migration(n: u64) -> Duration {
+    let k = n.div_ceil(IN_FLIGHT as u64);
+    let (rt, cpus) = two_cores();
+    let (t0, t1, ok) = rt.block_on(move || {
+        spindle::spawn_on(0, move || {
+            // Same priority as this thread: none runs before it joins the first.
+            let movers: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    spindle::spawn_on(0, move || {
+                        let t0 = Instant::now();
+                        let mut ok = true;
+                        for i in 0..k {
+                            let to = if i % 2 == 0 { 1 } else { 0 };
+                            spindle::migrate_to(to).expect("core 0 or 1 is gone");
+                            if i == 0 || i == k - 1 {
+                                ok &= on_core(cpus, to);
+                            }
+                        }
+                        (t0, Instant::now(), ok)
+                    })
+                })
+                .collect();
+            movers
+                .into_iter()
+                .map(|h| h.join().expect("migrating thread panicked"))
+                .reduce(|(a0, a1, a_ok), (b0, b1, b_ok)| (a0.min(b0), a1.max(b1), a_ok && b_ok))
+                .expect("IN_FLIGHT > 0")
+        })
+        .join()
+        .expect("spawning thread panicked")
+    });
+    if cpus.is_some() {
+        affinity::record_pinned(ok);
+    }
+    scale(t1 - t0, k * IN_FLIGHT as u64, n)
 }
 
 /// The workloads proper, to be called on a spindle thread (they panic elsewhere).
