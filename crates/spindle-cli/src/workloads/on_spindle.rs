@@ -119,8 +119,9 @@ where
 }
 
 /// `n` round trips between a thread on core 0 (A) and one on core 1 (B) of
-/// [`two_cores`], by park/unpark and a turn counter ([`pingpong`]): A hands the turn
-/// to B, unparks it and parks; B hands it back, unparks A and parks. Times A's loop.
+/// [`two_cores`], by park/unpark and a turn counter (the `pingpong` protocol the
+/// other park/unpark workloads share): A hands the turn to B, unparks it and parks;
+/// B hands it back, unparks A and parks. Times A's loop.
 pub fn cross_core_pingpong(n: u64) -> Duration {
     let turn = Arc::new(AtomicU64::new(0));
     let turn_b = Arc::clone(&turn);
@@ -239,6 +240,100 @@ pub fn migration(n: u64) -> Duration {
         affinity::record_pinned(ok);
     }
     scale(t1 - t0, k * IN_FLIGHT as u64, n)
+}
+
+/// Stack size of the skynet threads: a node's frames take far less.
+const SKYNET_STACK: usize = 16 * 1024;
+
+/// How the skynet tree is laid out over the cores.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Cores of the runtime.
+    cores: usize,
+    /// Nodes of levels `1..=spread` are spread over the cores by their index within
+    /// their level; deeper ones start on their parent's core.
+    spread: u32,
+}
+
+impl Layout {
+    /// For `cores` cores: spread the top levels until there are at least five
+    /// subtrees per core (one level for two cores), so that the cores stay busy.
+    fn new(cores: usize) -> Layout {
+        let mut spread = 1;
+        while 10usize.pow(spread) < 5 * cores && spread < 9 {
+            spread += 1;
+        }
+        Layout { cores, spread }
+    }
+
+    /// Where a node of `level` with index `index` within its level is spawned, and
+    /// its priority. Spread nodes keep the default priority; below them each level
+    /// is one more urgent than its parent, so that a node spawned on its parent's
+    /// core runs at once and the subtree is built depth first: a core holds one path
+    /// of the tree at a time (with its finished children waiting to be joined)
+    /// instead of every node of a level.
+    fn place(&self, level: u32, index: u64) -> (usize, u8) {
+        if level <= self.spread {
+            (
+                (index % self.cores as u64) as usize,
+                spindle::DEFAULT_PRIORITY,
+            )
+        } else {
+            let here = spindle::current_core().expect("on a spindle thread");
+            let boost = (level - self.spread) as u8;
+            (here, spindle::DEFAULT_PRIORITY + boost)
+        }
+    }
+}
+
+/// The skynet tree under one node of `level`: the sum of the leaves `num..num + size`.
+fn skynet_node(num: u64, size: u64, level: u32, layout: Layout) -> u64 {
+    if size == 1 {
+        return num;
+    }
+    let sub = size / 10;
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            let num = num + i * sub;
+            let (core, priority) = layout.place(level + 1, num / sub);
+            spindle::Builder::new()
+                .core(core)
+                .priority(priority)
+                .stack_size(SKYNET_STACK)
+                .spawn(move || skynet_node(num, sub, level + 1, layout))
+                .expect("cannot spawn a skynet thread")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|h| h.join().expect("skynet thread panicked"))
+        .sum()
+}
+
+/// The skynet tree of `depth` levels below the root (see [`crate::skynet`]) on a
+/// runtime of one core per allowed CPU, pinned: each node spawns its ten children
+/// with [`spindle::Builder`] (16 KiB stacks) and joins them. The nodes of the top
+/// levels are spread over the cores; below them children go to their parent's core
+/// with a priority one above their parent's, so each core builds its subtrees depth
+/// first. Returns the root's sum and the time from spawning the
+/// root to its result (runtime start and shutdown left out).
+pub fn skynet(depth: u32) -> (u64, Duration) {
+    let cpus = affinity::allowed_cpus().len().max(1);
+    let rt = spindle::Runtime::builder()
+        .cores(cpus)
+        .build()
+        .expect("cannot build the spindle runtime");
+    let layout = Layout::new(rt.handle().cores().len());
+    rt.block_on(move || {
+        let t0 = Instant::now();
+        let sum = spindle::Builder::new()
+            .stack_size(SKYNET_STACK)
+            .spawn(move || skynet_node(0, 10u64.pow(depth), 0, layout))
+            .expect("cannot spawn the skynet root")
+            .join()
+            .expect("skynet root panicked");
+        (sum, t0.elapsed())
+    })
 }
 
 /// The workloads proper, to be called on a spindle thread (they panic elsewhere).
