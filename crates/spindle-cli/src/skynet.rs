@@ -22,7 +22,7 @@ use crate::bench::Record;
 use crate::child;
 use crate::mem::status_field_kib;
 use crate::stats::Summary;
-use crate::workloads::{Runtime, on_may, on_tokio};
+use crate::workloads::{Runtime, on_may, on_spindle, on_tokio};
 
 /// Levels below the root of the full tree: 10^6 leaves.
 pub const DEFAULT_DEPTH: u32 = 6;
@@ -49,8 +49,13 @@ pub struct Entry {
 }
 
 /// Every runtime's skynet, in report order (the first is the base of the ratios).
-/// spindle is to be added at the head once its multi-core runtime lands.
 pub const ALL: &[Entry] = &[
+    Entry {
+        runtime: Runtime::Spindle,
+        how: "Builder::spawn 10 children + join each; one pinned core per allowed CPU (not Runtime::new's CPUs-1: measured faster, same peak RSS); root's children spread over the cores, deeper children on their parent's core one priority above it (depth first), 16 KiB stacks",
+        init: nothing,
+        run: on_spindle::skynet,
+    },
     Entry {
         runtime: Runtime::May,
         how: "coroutine::spawn 10 children + join each, may's default config (one worker per CPU)",

@@ -20,7 +20,9 @@
 //! reused stack, and `std` with OS threads pinned to one CPU where one core matters.
 //! The cross-core benches pin OS threads to two CPUs ([`crate::affinity::cross_cpus`])
 //! and check where they ran; their `raw` floor is two pinned OS threads talking
-//! through one cache line ([`on_raw`]). Tokio there runs a `multi_thread` runtime with
+//! through one cache line ([`on_raw`]). Spindle runs them on a runtime of two cores
+//! pinned to those two CPUs ([`on_spindle::two_cores`]), placing its threads with
+//! `spawn_on`; `spindle_chan` is its cross-core ping-pong through its own channels. Tokio there runs a `multi_thread` runtime with
 //! two workers, and may two workers — may's worker count is process-global, so those
 //! workloads run in a fresh `spindle` process ([`Workload::in_child`], see
 //! [`crate::child`]). Neither can be told where to run a task, so they sample how
@@ -96,17 +98,16 @@ impl Bench {
 /// The benches whose spindle workload is not written yet (it needs the multi-core
 /// runtime). Each is to get a `Spindle` entry at the head of its rows in [`ALL`] and
 /// leave this list; the unit tests check both ways.
-pub const AWAITING_SPINDLE: &[Bench] = &[
-    Bench::CrossCorePingpong,
-    Bench::RemoteSpawn,
-    Bench::Migration,
-];
+pub const AWAITING_SPINDLE: &[Bench] = &[];
 
 /// The runtimes compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Runtime {
     /// This project.
     Spindle,
+    /// This project, passing messages through its channels ([`spindle::sync::mpsc`])
+    /// where [`Runtime::Spindle`] uses park/unpark.
+    SpindleChan,
     /// The floor of a cross-core bench: two OS threads pinned to two CPUs, talking
     /// through one cache line ([`on_raw`]).
     Raw,
@@ -132,8 +133,9 @@ pub enum Runtime {
 
 impl Runtime {
     /// Every runtime, in the order they run within a repetition and appear in reports.
-    pub const ALL: [Runtime; 9] = [
+    pub const ALL: [Runtime; 10] = [
         Runtime::Spindle,
+        Runtime::SpindleChan,
         Runtime::Raw,
         Runtime::Std,
         Runtime::StdPark,
@@ -148,6 +150,7 @@ impl Runtime {
     pub fn name(self) -> &'static str {
         match self {
             Runtime::Spindle => "spindle",
+            Runtime::SpindleChan => "spindle_chan",
             Runtime::Raw => "raw",
             Runtime::Std => "std",
             Runtime::StdPark => "std_park",
@@ -345,6 +348,18 @@ pub const ALL: &[Workload] = {
         ),
         pinned(w(
             CrossCorePingpong,
+            Spindle,
+            "round trip of spindle::park/unpark with a turn counter: two threads on two cores pinned to two CPUs (spawn_on)",
+            on_spindle::cross_core_pingpong,
+        )),
+        pinned(w(
+            CrossCorePingpong,
+            SpindleChan,
+            "round trip of a message through two spindle::sync::mpsc channels: two threads on two cores pinned to two CPUs (spawn_on)",
+            on_spindle::cross_core_channel,
+        )),
+        pinned(w(
+            CrossCorePingpong,
             Raw,
             "round trip of a turn counter on one cache line: two OS threads pinned to two CPUs, spinning",
             on_raw::cross_core_pingpong,
@@ -375,6 +390,12 @@ pub const ALL: &[Workload] = {
         ),
         pinned(w(
             RemoteSpawn,
+            Spindle,
+            "spindle::spawn_on from a thread on core 0 to core 1 (cores pinned to two CPUs) until the new thread reads the clock; it then migrates back to core 0 (so its stack returns to the spawner's pool) and is joined before the next",
+            on_spindle::remote_spawn,
+        )),
+        pinned(w(
+            RemoteSpawn,
             Raw,
             "hand a timestamp through one cache line to an OS thread spinning on another CPU, until it reads the clock",
             on_raw::remote_spawn,
@@ -397,6 +418,12 @@ pub const ALL: &[Workload] = {
             "tokio::spawn from a task until the new task's first poll reads the clock, multi_thread runtime, 2 workers; awaited before the next",
             on_tokio::remote_spawn,
         ),
+        pinned(w(
+            Migration,
+            Spindle,
+            "move one thread to the other core: spindle::migrate_to, alternating; 64 threads in flight, two cores pinned to two CPUs",
+            on_spindle::migration,
+        )),
         pinned(w(
             Migration,
             StdMutex,
@@ -548,16 +575,20 @@ mod tests {
         assert!(has(Bench::CrossCorePingpong, &[Raw, Std, May, Tokio]));
         assert!(has(Bench::RemoteSpawn, &[Raw, Std, Tokio]));
         assert!(has(Bench::Migration, &[StdMutex, Crossbeam]));
-        // The cross-core benches' OS-thread workloads pin, and say so.
+        // The cross-core benches' OS-thread workloads pin, and say so; so do spindle's,
+        // whose cores are pinned.
         let cross = [
             Bench::CrossCorePingpong,
             Bench::RemoteSpawn,
             Bench::Migration,
         ];
         for w in ALL.iter().filter(|w| cross.contains(&w.bench)) {
-            let os_threads = matches!(w.runtime, Raw | StdMutex | Crossbeam)
-                || (w.bench == Bench::CrossCorePingpong && matches!(w.runtime, Std | StdPark));
-            assert_eq!(w.pins, os_threads, "{}", w.name());
+            let pins = matches!(
+                w.runtime,
+                Spindle | SpindleChan | Raw | StdMutex | Crossbeam
+            ) || (w.bench == Bench::CrossCorePingpong
+                && matches!(w.runtime, Std | StdPark));
+            assert_eq!(w.pins, pins, "{}", w.name());
             assert_eq!(find(&w.name()).map(Workload::name), Some(w.name()));
         }
         assert!(ALL.is_sorted_by_key(|w| w.bench));

@@ -1,8 +1,20 @@
-//! The spindle workloads. Each starts a runtime with [`spindle::run`] and times the
-//! work inside it; the functions of [`inside`] do the work on an already running
-//! spindle thread (the tour uses those).
+//! The spindle workloads. The single-core ones start a runtime with [`spindle::run`]
+//! and time the work inside it; the functions of [`inside`] do the work on an already
+//! running spindle thread (the tour uses those). The cross-core ones start a runtime
+//! of two cores pinned to two CPUs ([`two_cores`]) and place their threads with
+//! [`spindle::spawn_on`]; they check with [`current_cpu`] that each thread ran on its
+//! core's CPU and record the outcome with [`affinity::record_pinned`].
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use spindle::topology::current_cpu;
+use spindle::{CoreType, Thread};
+
+use super::on_queues::IN_FLIGHT;
+use super::{pingpong, scale};
+use crate::affinity;
 
 /// `n` switches: two threads yield to each other. See [`inside::switch`].
 pub fn switch(n: u64) -> Duration {
@@ -22,6 +34,306 @@ pub fn park_unpark(n: u64) -> Duration {
 /// `n` calls of [`spindle::current`]. See [`inside::current`].
 pub fn current(n: u64) -> Duration {
     spindle::run(|| inside::current(n))
+}
+
+/// The CPUs of the two cores of [`two_cores`], core 0's first; `None` when the cores
+/// are not pinned.
+type Cpus = Option<[usize; 2]>;
+
+/// A runtime of two cores (ids 0 and 1) pinned to the first two allowed CPUs
+/// ([`affinity::cross_cpus`]), as [`spindle::Runtime::handle`]'s core list confirms;
+/// with fewer than two CPUs (or if pinning fails), two unpinned cores, recorded as
+/// not pinned. Idle cores spin for the default [`spindle::DEFAULT_IDLE_SPIN`] before
+/// sleeping.
+pub fn two_cores() -> (spindle::Runtime, Cpus) {
+    if let Some((a, b)) = affinity::cross_cpus() {
+        let built = spindle::Runtime::builder()
+            .core_type(CoreType::new("bench").cpus([a, b]).cores(2))
+            .pin(true)
+            .build();
+        if let Ok(rt) = built {
+            let cores: Vec<_> = rt.handle().cores().iter().map(|c| (c.id, c.cpu)).collect();
+            if cores == [(0, Some(a)), (1, Some(b))] {
+                return (rt, Some([a, b]));
+            }
+        }
+    }
+    affinity::record_pinned(false);
+    let rt = spindle::Runtime::builder()
+        .cores(2)
+        .pin(false)
+        .build()
+        .expect("cannot build a two-core spindle runtime");
+    (rt, None)
+}
+
+/// Whether the calling spindle thread runs on `core` and that core's CPU.
+fn on_core(cpus: Cpus, core: usize) -> bool {
+    spindle::current_core() == Some(core) && cpus.is_some_and(|c| current_cpu() == Some(c[core]))
+}
+
+/// Runs `a` on core 0 and `b` on core 1 of [`two_cores`], each given the other's
+/// handle once both have started; returns what they return. Records whether both
+/// ran on their cores' CPUs, checked at their start and end.
+fn core_pair<RA, RB>(
+    a: impl FnOnce(&Thread) -> RA + Send + 'static,
+    b: impl FnOnce(&Thread) -> RB + Send + 'static,
+) -> (RA, RB)
+where
+    RA: Send + 'static,
+    RB: Send + 'static,
+{
+    let (rt, cpus) = two_cores();
+    let (ra, rb, ok) = rt.block_on(move || {
+        spindle::spawn_on(0, move || {
+            let mut ok = on_core(cpus, 0);
+            let ready = Arc::new(AtomicBool::new(false));
+            let a_thread = spindle::current();
+            let b = {
+                let ready = Arc::clone(&ready);
+                spindle::spawn_on(1, move || {
+                    let ok = on_core(cpus, 1);
+                    ready.store(true, Ordering::Release);
+                    a_thread.unpark();
+                    let r = b(&a_thread);
+                    (r, ok && on_core(cpus, 1))
+                })
+            };
+            // A spurious return (or the token B leaves) only costs another look.
+            while !ready.load(Ordering::Acquire) {
+                spindle::park();
+            }
+            let b_thread = b.thread().clone();
+            let ra = a(&b_thread);
+            ok &= on_core(cpus, 0);
+            let (rb, b_ok) = b.join().expect("thread B panicked");
+            (ra, rb, ok && b_ok)
+        })
+        .join()
+        .expect("thread A panicked")
+    });
+    if cpus.is_some() {
+        affinity::record_pinned(ok);
+    }
+    (ra, rb)
+}
+
+/// `n` round trips between a thread on core 0 (A) and one on core 1 (B) of
+/// [`two_cores`], by park/unpark and a turn counter (the `pingpong` protocol the
+/// other park/unpark workloads share): A hands the turn to B, unparks it and parks;
+/// B hands it back, unparks A and parks. Times A's loop.
+pub fn cross_core_pingpong(n: u64) -> Duration {
+    let turn = Arc::new(AtomicU64::new(0));
+    let turn_b = Arc::clone(&turn);
+    core_pair(
+        move |b| {
+            let t0 = Instant::now();
+            pingpong::side_a(&turn, n, || b.unpark(), spindle::park);
+            t0.elapsed()
+        },
+        move |a| pingpong::side_b(&turn_b, n, || a.unpark(), spindle::park),
+    )
+    .0
+}
+
+/// `n` round trips of a message between a thread on core 0 (A) and one on core 1 (B)
+/// of [`two_cores`], through two [`spindle::sync::mpsc`] channels: A sends and waits
+/// for the answer, B answers. Times A's loop.
+pub fn cross_core_channel(n: u64) -> Duration {
+    let (to_b, from_a) = spindle::sync::mpsc::channel::<u64>();
+    let (to_a, from_b) = spindle::sync::mpsc::channel::<u64>();
+    core_pair(
+        move |_| {
+            let t0 = Instant::now();
+            for i in 0..n {
+                to_b.send(i).expect("B hung up");
+                from_b.recv().expect("B hung up");
+            }
+            t0.elapsed()
+        },
+        move |_| {
+            for i in from_a.iter() {
+                to_a.send(i).expect("A hung up");
+            }
+        },
+    )
+    .0
+}
+
+/// `n` times, one after the other, from a thread on core 0 of [`two_cores`]:
+/// [`spindle::spawn_on`] core 1 a thread whose first action is to read the clock, and
+/// join it. Returns the sum of the times from just before the spawn to that reading.
+///
+/// After reading the clock the new thread moves back to core 0 and ends there (not
+/// timed, like the join): a thread's stack block goes to the pool of the core it ends
+/// on, so threads that all ended on core 1 would leave core 0's pool empty and make
+/// every spawn carve (and fault in) a fresh block.
+pub fn remote_spawn(n: u64) -> Duration {
+    let (rt, cpus) = two_cores();
+    let (total, ok) = rt.block_on(move || {
+        spindle::spawn_on(0, move || {
+            let mut ok = on_core(cpus, 0);
+            let mut total = Duration::ZERO;
+            for _ in 0..n {
+                let t0 = Instant::now();
+                let (t1, there) = spindle::spawn_on(1, move || {
+                    let t1 = Instant::now();
+                    let there = on_core(cpus, 1);
+                    spindle::migrate_to(0).expect("core 0 is gone");
+                    (t1, there)
+                })
+                .join()
+                .expect("spawned thread panicked");
+                total += t1.saturating_duration_since(t0);
+                ok &= there;
+            }
+            (total, ok && on_core(cpus, 0))
+        })
+        .join()
+        .expect("spawning thread panicked")
+    });
+    if cpus.is_some() {
+        affinity::record_pinned(ok);
+    }
+    total
+}
+
+/// `n` moves of threads between the two cores of [`two_cores`] (rounded up to a
+/// multiple of [`IN_FLIGHT`]): [`IN_FLIGHT`] threads, all started on core 0, each call
+/// [`spindle::migrate_to`] the other core, back and forth, `n / IN_FLIGHT` times
+/// (rounded up; a share each rather than a shared count, which would bounce one more
+/// cache line between the CPUs on every move). Time runs from the first thread's
+/// start to the last one's end. Each thread checks its CPU after its first and its
+/// last move.
+pub fn migration(n: u64) -> Duration {
+    let k = n.div_ceil(IN_FLIGHT as u64);
+    let (rt, cpus) = two_cores();
+    let (t0, t1, ok) = rt.block_on(move || {
+        spindle::spawn_on(0, move || {
+            // Same priority as this thread: none runs before it joins the first.
+            let movers: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    spindle::spawn_on(0, move || {
+                        let t0 = Instant::now();
+                        let mut ok = true;
+                        for i in 0..k {
+                            let to = if i % 2 == 0 { 1 } else { 0 };
+                            spindle::migrate_to(to).expect("core 0 or 1 is gone");
+                            if i == 0 || i == k - 1 {
+                                ok &= on_core(cpus, to);
+                            }
+                        }
+                        (t0, Instant::now(), ok)
+                    })
+                })
+                .collect();
+            movers
+                .into_iter()
+                .map(|h| h.join().expect("migrating thread panicked"))
+                .reduce(|(a0, a1, a_ok), (b0, b1, b_ok)| (a0.min(b0), a1.max(b1), a_ok && b_ok))
+                .expect("IN_FLIGHT > 0")
+        })
+        .join()
+        .expect("spawning thread panicked")
+    });
+    if cpus.is_some() {
+        affinity::record_pinned(ok);
+    }
+    scale(t1 - t0, k * IN_FLIGHT as u64, n)
+}
+
+/// Stack size of the skynet threads: a node's frames take far less.
+const SKYNET_STACK: usize = 16 * 1024;
+
+/// How the skynet tree is laid out over the cores.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Cores of the runtime.
+    cores: usize,
+    /// Nodes of levels `1..=spread` are spread over the cores by their index within
+    /// their level; deeper ones start on their parent's core.
+    spread: u32,
+}
+
+impl Layout {
+    /// For `cores` cores: spread the top levels until there are at least five
+    /// subtrees per core (one level for two cores), so that the cores stay busy.
+    fn new(cores: usize) -> Layout {
+        let mut spread = 1;
+        while 10usize.pow(spread) < 5 * cores && spread < 9 {
+            spread += 1;
+        }
+        Layout { cores, spread }
+    }
+
+    /// Where a node of `level` with index `index` within its level is spawned, and
+    /// its priority. Spread nodes keep the default priority; below them each level
+    /// is one more urgent than its parent, so that a node spawned on its parent's
+    /// core runs at once and the subtree is built depth first: a core holds one path
+    /// of the tree at a time (with its finished children waiting to be joined)
+    /// instead of every node of a level.
+    fn place(&self, level: u32, index: u64) -> (usize, u8) {
+        if level <= self.spread {
+            (
+                (index % self.cores as u64) as usize,
+                spindle::DEFAULT_PRIORITY,
+            )
+        } else {
+            let here = spindle::current_core().expect("on a spindle thread");
+            let boost = (level - self.spread) as u8;
+            (here, spindle::DEFAULT_PRIORITY + boost)
+        }
+    }
+}
+
+/// The skynet tree under one node of `level`: the sum of the leaves `num..num + size`.
+fn skynet_node(num: u64, size: u64, level: u32, layout: Layout) -> u64 {
+    if size == 1 {
+        return num;
+    }
+    let sub = size / 10;
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            let num = num + i * sub;
+            let (core, priority) = layout.place(level + 1, num / sub);
+            spindle::Builder::new()
+                .core(core)
+                .priority(priority)
+                .stack_size(SKYNET_STACK)
+                .spawn(move || skynet_node(num, sub, level + 1, layout))
+                .expect("cannot spawn a skynet thread")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|h| h.join().expect("skynet thread panicked"))
+        .sum()
+}
+
+/// The skynet tree of `depth` levels below the root (see [`crate::skynet`]) on a
+/// runtime of one core per allowed CPU, pinned: each node spawns its ten children
+/// with [`spindle::Builder`] (16 KiB stacks) and joins them. The nodes of the top
+/// levels are spread over the cores; below them children go to their parent's core
+/// with a priority one above their parent's, so each core builds its subtrees depth
+/// first. Returns the root's sum and the time from spawning the
+/// root to its result (runtime start and shutdown left out).
+pub fn skynet(depth: u32) -> (u64, Duration) {
+    let cpus = affinity::allowed_cpus().len().max(1);
+    let rt = spindle::Runtime::builder()
+        .cores(cpus)
+        .build()
+        .expect("cannot build the spindle runtime");
+    let layout = Layout::new(rt.handle().cores().len());
+    rt.block_on(move || {
+        let t0 = Instant::now();
+        let sum = spindle::Builder::new()
+            .stack_size(SKYNET_STACK)
+            .spawn(move || skynet_node(0, 10u64.pow(depth), 0, layout))
+            .expect("cannot spawn the skynet root")
+            .join()
+            .expect("skynet root panicked");
+        (sum, t0.elapsed())
+    })
 }
 
 /// The workloads proper, to be called on a spindle thread (they panic elsewhere).
