@@ -293,6 +293,10 @@ pub(crate) fn block_of(addr: usize) -> Option<(usize, usize)> {
     Some((addr & !(size - 1), size))
 }
 
+/// Free blocks of one class a core's pool holds before it spills half of them to the
+/// process-wide spare list.
+pub(crate) const POOL_SPILL: usize = 1024;
+
 /// A core's pool of free blocks, one list per size class. Owned by one core.
 #[derive(Default)]
 pub(crate) struct StackPool {
@@ -327,10 +331,27 @@ impl StackPool {
         Ok(self.free[class].pop().expect("refill produced no block"))
     }
 
-    /// Returns a block to the pool. No system call.
+    /// Returns a block to the pool. No system call. A pool that grew past
+    /// [`POOL_SPILL`] blocks of a class hands half of them to the process-wide spare
+    /// list, where cores that run short take them from: threads spawned on one core
+    /// and finished on another would otherwise pile blocks up on the second while the
+    /// first carves fresh ones.
     #[inline]
     pub(crate) fn put(&mut self, class: usize, block: usize) {
         self.free[class].push(block);
+        if self.free[class].len() > POOL_SPILL {
+            self.spill(class);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, class: usize) {
+        let Ok(arena) = arena() else { return };
+        let list = &mut self.free[class];
+        let keep = list.len() / 2;
+        let mut spare = arena.spare.lock().unwrap_or_else(|e| e.into_inner());
+        spare[class].extend(list.drain(keep..));
     }
 
     /// Number of free blocks held.
@@ -394,6 +415,29 @@ fn release_memory(arena: &Arena, class: usize, mut blocks: Vec<usize>) -> Vec<us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Blocks freed on one core and allocated on another circulate through the spare
+    /// list instead of piling up on the freeing core.
+    #[test]
+    fn a_pool_that_only_receives_spills_to_one_that_only_gives() {
+        let mut giver = StackPool::default();
+        let mut taker = StackPool::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10 * POOL_SPILL {
+            let b = giver.get(0).unwrap();
+            seen.insert(b);
+            taker.put(0, b);
+            assert!(taker.len() <= POOL_SPILL);
+        }
+        // Blocks came back around instead of being carved fresh every time.
+        assert!(
+            seen.len() < 3 * POOL_SPILL,
+            "{} distinct blocks",
+            seen.len()
+        );
+        giver.drain_to_spare();
+        taker.drain_to_spare();
+    }
 
     #[test]
     fn classes_cover_the_range() {
