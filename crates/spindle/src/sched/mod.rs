@@ -747,17 +747,9 @@ impl Core {
         // SAFETY: as above.
         let sending = unsafe { (*l).out_mask != 0 };
         let start = Instant::now();
-        let mut round = 0u32;
         loop {
-            // Look for work after every pause (a PAUSE takes ~9 ns here; a slot check
-            // is a few loads): a thread handed over wakes this core within tens of ns.
             if self.doorbell.pending() || self.slots_pending() {
                 return;
-            }
-            std::hint::spin_loop();
-            round = round.wrapping_add(1);
-            if !round.is_multiple_of(64) {
-                continue;
             }
             if sending {
                 // SAFETY: as above.
@@ -777,6 +769,9 @@ impl Core {
                 break;
             }
             self.bump_epoch();
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
         }
         // About to sleep in the kernel, so not on a hot path: give back the memory of
         // stack blocks this core has not needed recently.
