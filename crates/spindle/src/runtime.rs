@@ -657,8 +657,7 @@ impl Handle {
     /// The runtime of the running spindle thread, or `None` on an OS thread.
     pub fn try_current() -> Option<Handle> {
         let me = thread::current_tcb()?;
-        // SAFETY: `me` runs on its core, whose `Shared` is alive and lives in an Arc
-        // (built by `Arc::new_cyclic`); we add a strong count for the new Arc.
+        // SAFETY: `me` runs on its core, whose `Shared` is alive and lives in an Arc (built by `Arc::new_cyclic`); we add a strong count for the new Arc.
         unsafe {
             let p = (*(*me).core.get()).shared_ptr();
             Arc::increment_strong_count(p);
@@ -695,8 +694,7 @@ impl Handle {
             main: true,
             target: Target::Any,
         };
-        // SAFETY: we join the thread before returning, so whatever `f` and `R` borrow
-        // outlives it; both are Send.
+        // SAFETY: we join the thread before returning, so whatever `f` and `R` borrow outlives it; both are Send.
         let h: JoinHandle<R> = match unsafe { thread::spawn_unchecked(&self.shared, f, opts) } {
             Ok(h) => h,
             Err(e) => panic!("spindle: cannot start the main thread: {e}"),

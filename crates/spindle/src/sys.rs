@@ -15,8 +15,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a live, aligned u32 for the duration of the call; `ts_ptr` is
-    // null or points at a timespec on this stack. FUTEX_WAIT only reads both.
+    // SAFETY: `word` is a live, aligned u32 for the duration of the call; `ts_ptr` is null or points at a timespec on this stack. FUTEX_WAIT only reads both.
     unsafe {
         libc::syscall(
             libc::SYS_futex,

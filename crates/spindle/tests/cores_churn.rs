@@ -7,21 +7,8 @@ use std::time::Duration;
 
 use spindle::{Builder, CoreError, CoreType, Runtime};
 
-fn watchdog(name: &'static str, secs: u64) -> Arc<AtomicBool> {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    std::thread::spawn(move || {
-        for _ in 0..secs * 10 {
-            std::thread::sleep(Duration::from_millis(100));
-            if d.load(Ordering::Relaxed) {
-                return;
-            }
-        }
-        eprintln!("watchdog: {name} still running after {secs} s: a thread was lost");
-        std::process::abort();
-    });
-    done
-}
+mod common;
+use common::watchdog;
 
 /// A tiny deterministic generator (xorshift), so failures replay.
 struct Rng(u64);

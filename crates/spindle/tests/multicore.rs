@@ -6,27 +6,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use spindle::{Builder, ConfigError, CoreError, CoreType, Runtime, SpawnError};
 
-/// Aborts the process if the test is still running after `secs`: a lost wakeup then
-/// fails the run instead of hanging it.
-fn watchdog(name: &'static str, secs: u64) -> Arc<AtomicBool> {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    std::thread::spawn(move || {
-        for _ in 0..secs * 10 {
-            std::thread::sleep(Duration::from_millis(100));
-            if d.load(Ordering::Relaxed) {
-                return;
-            }
-        }
-        eprintln!("watchdog: {name} still running after {secs} s: lost wakeup or lost thread");
-        std::process::abort();
-    });
-    done
-}
+mod common;
+use common::watchdog;
 
 fn cpus() -> Vec<usize> {
     spindle::topology::allowed_cpus()

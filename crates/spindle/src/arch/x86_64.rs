@@ -210,9 +210,7 @@ unsafe extern "C" {
 /// - a panic must never unwind across a switch (thread entries catch panics).
 #[inline]
 pub(crate) unsafe fn switch(from: *mut Context, to: *const Context) {
-    // SAFETY: the caller guarantees both contexts are valid and `to` is resumable;
-    // the asm follows the SysV calling convention, so the compiler treats it as an
-    // ordinary call that preserves exactly the callee-saved registers.
+    // SAFETY: the caller guarantees both contexts are valid and `to` is resumable; the asm follows the SysV calling convention, so the compiler treats it as an ordinary call that preserves exactly the callee-saved registers.
     unsafe { spindle_arch_switch_v1(from, to) }
 }
 

@@ -121,8 +121,7 @@ mod loom_exchange {
                     };
                     assert_eq!(payload, id * 10, "payload written before send not seen");
                     self.got.push(id);
-                    // SAFETY: nodes were leaked from boxes by the model and are
-                    // received once; we free them here.
+                    // SAFETY: nodes were leaked from boxes by the model and are received once; we free them here.
                     drop(unsafe { Box::from_raw(p) });
                     p = next;
                 }

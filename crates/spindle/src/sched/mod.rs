@@ -204,12 +204,10 @@ pub(crate) struct Core {
 
 /// A TCB pointer in transit to its core's injection queue.
 struct TcbPtr(*mut Tcb);
-// SAFETY: the pointer is only dereferenced by the core that owns the TCB, after it
-// took it out of the queue (the queue's mutex orders the hand-off).
+// SAFETY: the pointer is only dereferenced by the core that owns the TCB, after it took it out of the queue (the queue's mutex orders the hand-off).
 unsafe impl Send for TcbPtr {}
 
-// SAFETY: `local` is only accessed by the core's own OS thread (see `local`); the
-// other fields are synchronised (mutex, atomics) or immutable.
+// SAFETY: `local` is only accessed by the core's own OS thread (see `local`); the other fields are synchronised (mutex, atomics) or immutable.
 unsafe impl Sync for Core {}
 // SAFETY: as above; a core is created on one thread and handed to its OS thread.
 unsafe impl Send for Core {}
@@ -311,8 +309,7 @@ impl Core {
     /// (Exit).
     pub(crate) unsafe fn schedule(&self, me: *mut Tcb, after: After) {
         let l = self.local();
-        // SAFETY: we are this core's current thread (caller), so we own `l`; each
-        // reference below ends before the switch.
+        // SAFETY: we are this core's current thread (caller), so we own `l`; each reference below ends before the switch.
         unsafe {
             debug_assert!(
                 (*l).current == me,
@@ -361,8 +358,7 @@ impl Core {
     #[inline(always)]
     unsafe fn switch_out(&self, me: *mut Tcb, after: After, to: *const Context) {
         let l = self.local();
-        // SAFETY: we own `l` (caller); no reference to it survives the switch. `me`
-        // stays valid: its block is freed only by `finish_switch` after the switch.
+        // SAFETY: we own `l` (caller); no reference to it survives the switch. `me` stays valid: its block is freed only by `finish_switch` after the switch.
         unsafe {
             if (*l).current.is_null() {
                 self.publish_level(&mut *l, IDLE_LEVEL);
@@ -412,8 +408,7 @@ impl Core {
     #[inline(always)]
     pub(crate) unsafe fn finish_switch(&self) {
         let l = self.local();
-        // SAFETY: we run on this core's OS thread; `prev` switched out completely (we
-        // are on another stack now), so its TCB and block are ours to requeue or free.
+        // SAFETY: we run on this core's OS thread; `prev` switched out completely (we are on another stack now), so its TCB and block are ours to requeue or free.
         unsafe {
             let prev = (*l).prev;
             if prev.is_null() {
@@ -476,8 +471,7 @@ impl Core {
         for src in 0..n {
             let mut t = shared.slots.take(self.id, src);
             while !t.is_null() {
-                // SAFETY: `take` handed the list to us: its threads are ours now, and
-                // the sender's writes to them are visible (acquire).
+                // SAFETY: `take` handed the list to us: its threads are ours now, and the sender's writes to them are visible (acquire).
                 unsafe {
                     let next = (*t).next.get();
                     (*t).core.set(self);
@@ -607,8 +601,7 @@ impl Core {
         };
         for TcbPtr(t) in threads {
             l.stats.injected += 1;
-            // SAFETY: injected TCBs were handed to this core (a won wake, or a spawn)
-            // and nobody else enqueues them.
+            // SAFETY: injected TCBs were handed to this core (a won wake, or a spawn) and nobody else enqueues them.
             unsafe { make_runnable(self, l, t) };
         }
         l.timers.extend(timers.into_iter().map(Reverse));
@@ -631,8 +624,7 @@ impl Core {
             };
             // A timer never leaves a token: it only wakes a thread still blocked.
             if slot.word.cancel_block(chan, t.generation) {
-                // SAFETY: we cleared BLOCKED, so the thread is alive, asleep, and ours
-                // to enqueue.
+                // SAFETY: we cleared BLOCKED, so the thread is alive, asleep, and ours to enqueue.
                 unsafe { self.enqueue_woken_here(l, *slot.tcb.get()) };
             }
         }
@@ -861,8 +853,7 @@ impl Core {
     pub(crate) unsafe fn evacuate(&self) {
         let l = self.local();
         let shared = self.shared();
-        // SAFETY: scheduler context of this core (caller): `l` is ours; the threads on
-        // our run queue are ours.
+        // SAFETY: scheduler context of this core (caller): `l` is ours; the threads on our run queue are ours.
         unsafe {
             self.finish_switch();
             self.take_in(&mut *l);

@@ -131,8 +131,8 @@ mod tests {
         }
         assert_eq!(q.len(), 6);
         assert_eq!(q.top_level(), Some(0));
-        // SAFETY: popped pointers are the TCBs above.
         let order: Vec<u32> = std::iter::from_fn(|| q.pop())
+            // SAFETY: popped pointers are the TCBs above.
             .map(|t| unsafe { (*t).index })
             .collect();
         assert_eq!(order, vec![4, 1, 5, 0, 2, 3]);

@@ -137,8 +137,7 @@ impl Arena {
             // Over-reserve one span so the base can be aligned to it; alignment keeps
             // the class computation a plain shift.
             let len = total + span;
-            // SAFETY: an anonymous PROT_NONE reservation with no address hint; it
-            // commits no memory and aliases nothing.
+            // SAFETY: an anonymous PROT_NONE reservation with no address hint; it commits no memory and aliases nothing.
             let p = unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),
@@ -157,8 +156,7 @@ impl Arena {
             let base = (start + span - 1) & !(span - 1);
             let head = base - start;
             let tail = len - head - total;
-            // SAFETY: both ranges lie inside the reservation just made and outside the
-            // aligned part we keep; unmapping them affects nothing else.
+            // SAFETY: both ranges lie inside the reservation just made and outside the aligned part we keep; unmapping them affects nothing else.
             unsafe {
                 if head > 0 {
                     libc::munmap(start as *mut libc::c_void, head);
@@ -197,8 +195,7 @@ impl Arena {
             return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
         }
         let start = self.class_base(class) + off;
-        // SAFETY: [start, start + chunk) lies inside our reservation and was never
-        // handed out before (the bump pointer is monotonic).
+        // SAFETY: [start, start + chunk) lies inside our reservation and was never handed out before (the bump pointer is monotonic).
         let rc = unsafe {
             libc::mprotect(
                 start as *mut libc::c_void,

@@ -27,8 +27,7 @@ static INSTALL: Once = Once::new();
 pub(crate) fn install_handler() {
     INSTALL.call_once(|| {
         let mut prev = Box::new(MaybeUninit::<libc::sigaction>::zeroed());
-        // SAFETY: a zeroed sigaction is a valid starting value; we fill in the handler,
-        // flags and an empty mask, then install it, saving the old action in `prev`.
+        // SAFETY: a zeroed sigaction is a valid starting value; we fill in the handler, flags and an empty mask, then install it, saving the old action in `prev`.
         unsafe {
             let mut act: libc::sigaction = std::mem::zeroed();
             act.sa_sigaction = on_segv as *const () as usize;
@@ -99,8 +98,7 @@ impl Drop for AltStack {
             ss_flags: libc::SS_DISABLE,
             ss_size: 0,
         };
-        // SAFETY: disabling the alternate stack we installed, then unmapping it; no
-        // signal handler runs on it at this point (we are on the normal stack).
+        // SAFETY: disabling the alternate stack we installed, then unmapping it; no signal handler runs on it at this point (we are on the normal stack).
         unsafe {
             libc::sigaltstack(&st, std::ptr::null_mut());
             libc::munmap(self.mem, ALT_STACK_SIZE);
@@ -145,9 +143,7 @@ fn report_overflow(base: usize, size: usize) -> ! {
     let tcb = Tcb::at_top_of(base, size);
     let mut buf = Buf::new();
     buf.push(b"thread '");
-    // SAFETY: the fault lies in this block's guard page, so the block is (or was) a
-    // thread's stack and its TCB at the top was initialised at spawn; the name bytes
-    // are an `Arc<str>` the TCB keeps alive while the thread runs.
+    // SAFETY: the fault lies in this block's guard page, so the block is (or was) a thread's stack and its TCB at the top was initialised at spawn; the name bytes are an `Arc<str>` the TCB keeps alive while the thread runs.
     let (name, id) = unsafe { ((*tcb).name_bytes(), (*tcb).id_u64()) };
     buf.push(name.unwrap_or(b"<unnamed>"));
     buf.push(b"' (id ");

@@ -66,8 +66,7 @@ pub struct Mutex<T: ?Sized> {
     data: UnsafeCell<T>,
 }
 
-// SAFETY: the mutex hands out access to `T` to one thread at a time, so it may be sent
-// and shared whenever `T` may be sent.
+// SAFETY: the mutex hands out access to `T` to one thread at a time, so it may be sent and shared whenever `T` may be sent.
 unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 // SAFETY: as above: `&Mutex` only gives exclusive access to `T`, one holder at a time.
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}

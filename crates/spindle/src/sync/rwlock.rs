@@ -65,8 +65,7 @@ pub struct RwLock<T: ?Sized> {
     data: UnsafeCell<T>,
 }
 
-// SAFETY: the lock hands `T` out to one writer (needs `Send`) or to several readers at
-// once (needs `Sync`), like std's RwLock.
+// SAFETY: the lock hands `T` out to one writer (needs `Send`) or to several readers at once (needs `Sync`), like std's RwLock.
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 // SAFETY: as above.
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}

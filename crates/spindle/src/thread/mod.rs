@@ -649,8 +649,8 @@ where
     if shared.shutdown.load(Ordering::Acquire) {
         return Err(SpawnError::ShutDown);
     }
-    // SAFETY: the running thread's core is alive while it runs.
     let here: Option<&Core> = current_tcb()
+        // SAFETY: the running thread's core is alive while it runs.
         .map(|me| unsafe { &*(*me).core.get() })
         .filter(|c| std::ptr::eq(c.shared_ptr(), shared));
     let level = level_of(opts.priority);
@@ -690,8 +690,7 @@ where
     let (index, generation) = match here {
         Some(core) => {
             let l = core.local();
-            // SAFETY: we run on `core`'s OS thread; its pool and free list are ours for
-            // this call and no reference survives it.
+            // SAFETY: we run on `core`'s OS thread; its pool and free list are ours for this call and no reference survives it.
             let (t, index, generation) = unsafe {
                 build(
                     &mut (*l).pool,
@@ -785,8 +784,7 @@ where
     let slot = table().get(index).expect("allocated slot");
     let generation = slot.word.generation();
     let tcb = Tcb::at_top_of(base, stack_size);
-    // SAFETY: the block is ours (from the pool) and its top page is writable; the slot
-    // is ours (freshly allocated) and not yet visible to anyone.
+    // SAFETY: the block is ours (from the pool) and its top page is writable; the slot is ours (freshly allocated) and not yet visible to anyone.
     unsafe {
         tcb.write(Tcb::init(TcbInit {
             slot,
@@ -864,8 +862,7 @@ unsafe fn write_abandoned<T>(buf: *mut ResultBuf) {
 /// with these `F` and `T`.
 unsafe extern "C" fn thread_entry<F: FnOnce() -> T, T>(arg: usize) -> ! {
     let me = arg as *mut Tcb;
-    // SAFETY: we were just switched into on our core: finish that switch first; then
-    // move the closure out of where spawn_raw stored it (exactly once).
+    // SAFETY: we were just switched into on our core: finish that switch first; then move the closure out of where spawn_raw stored it (exactly once).
     let f: F = unsafe {
         (*(*me).core.get()).finish_switch();
         let p = (*me).closure.cast::<F>();
@@ -913,8 +910,7 @@ pub struct JoinHandle<T> {
     _result: PhantomData<T>,
 }
 
-// SAFETY: the handle only moves a `T` out of the slot (after the thread finished), so
-// it is as Send as `T`; the Thread inside is Send + Sync.
+// SAFETY: the handle only moves a `T` out of the slot (after the thread finished), so it is as Send as `T`; the Thread inside is Send + Sync.
 unsafe impl<T: Send> Send for JoinHandle<T> {}
 // SAFETY: `&JoinHandle` gives access to the Thread and `is_finished` only.
 unsafe impl<T> Sync for JoinHandle<T> {}
@@ -939,8 +935,7 @@ impl<T> JoinHandle<T> {
         if slot.word.flags() & F_DONE == 0 {
             wait_done(slot);
         }
-        // SAFETY: F_DONE was observed with acquire: the result is written; the handle
-        // is its only reader and the slot cannot be freed before F_HANDLE_GONE.
+        // SAFETY: F_DONE was observed with acquire: the result is written; the handle is its only reader and the slot cannot be freed before F_HANDLE_GONE.
         let r = unsafe { slot::read_result::<std::thread::Result<T>>(slot.result.get()) };
         // SAFETY: the thread is done and we took its result: we are the last owner.
         unsafe { slot.release(F_DONE | F_HANDLE_GONE | F_JOINED) };

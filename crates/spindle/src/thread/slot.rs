@@ -427,8 +427,7 @@ impl Slot {
     pub(crate) unsafe fn release(&self, flags: u32) {
         debug_assert!(flags & F_DONE != 0, "release: thread not done");
         if flags & F_DONE != 0 && flags & F_JOINED == 0 {
-            // SAFETY: the result was written (F_DONE), never taken (no F_JOINED), and
-            // we are the only side left; drop_result was set at spawn.
+            // SAFETY: the result was written (F_DONE), never taken (no F_JOINED), and we are the only side left; drop_result was set at spawn.
             unsafe {
                 if let Some(d) = *self.drop_result.get() {
                     d(self.result.get());
@@ -442,9 +441,7 @@ impl Slot {
     }
 }
 
-// SAFETY: every UnsafeCell in a slot is accessed under the protocol above: the tcb and
-// drop_result fields are written before the slot is published and then only read; the
-// result is handed from the thread to exactly one reader through F_DONE.
+// SAFETY: every UnsafeCell in a slot is accessed under the protocol above: the tcb and drop_result fields are written before the slot is published and then only read; the result is handed from the thread to exactly one reader through F_DONE.
 unsafe impl Sync for Slot {}
 // SAFETY: as above; a slot holds no thread-bound data (the Waiter is Send).
 unsafe impl Send for Slot {}
@@ -487,8 +484,7 @@ impl SlotTable {
         if p.is_null() {
             return None;
         }
-        // SAFETY: installed chunks hold CHUNK initialised slots and are never freed
-        // before the table.
+        // SAFETY: installed chunks hold CHUNK initialised slots and are never freed before the table.
         Some(unsafe { &*p.add(index as usize & (CHUNK - 1)) })
     }
 

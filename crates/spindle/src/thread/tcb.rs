@@ -224,8 +224,7 @@ impl Tcb {
     /// The join slot.
     #[inline(always)]
     pub(crate) fn slot(&self) -> &Slot {
-        // SAFETY: the slot table outlives every thread of its runtime, and the slot
-        // stays this thread's until both the thread and its handle let go of it.
+        // SAFETY: the slot table outlives every thread of its runtime, and the slot stays this thread's until both the thread and its handle let go of it.
         unsafe { &*self.slot }
     }
 }

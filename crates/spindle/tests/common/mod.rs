@@ -1,0 +1,23 @@
+//! Helpers shared by the multi-core integration tests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Aborts the process if the returned flag is not set within `secs`: a lost wakeup
+/// or a lost thread then fails the run instead of hanging it.
+pub(crate) fn watchdog(name: &'static str, secs: u64) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        for _ in 0..secs * 10 {
+            std::thread::sleep(Duration::from_millis(100));
+            if d.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+        eprintln!("watchdog: {name} still running after {secs} s: lost wakeup or lost thread");
+        std::process::abort();
+    });
+    done
+}
