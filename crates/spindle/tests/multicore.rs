@@ -173,6 +173,47 @@ fn remote_unpark_ping_pong_across_cores() {
     _w.store(true, Ordering::Relaxed);
 }
 
+/// Two cores that both run (one per CPU where there are two), handing a turn back
+/// and forth with park/unpark, so unparks often find the token of an earlier unpark
+/// still set. Such an unpark must still publish the turn it stored (regression: it
+/// returned on a plain load, and the parker took the old token, read the old turn and
+/// slept for good; `loom_unpark_with_token_set_publishes` models it).
+#[test]
+fn unparks_that_find_a_token_still_publish_the_turn() {
+    let _w = watchdog("token coalescing", 120);
+    let rt = Runtime::builder().cores(2).build().unwrap();
+    const ROUNDS: u64 = 300_000;
+    let turns = rt.block_on(|| {
+        spindle::spawn_on(0, || {
+            let turn = Arc::new(AtomicU64::new(0));
+            let a = spindle::current();
+            let t = turn.clone();
+            let b = spindle::spawn_on(1, move || {
+                for i in 0..ROUNDS {
+                    while t.load(Ordering::Acquire) != 2 * i + 1 {
+                        spindle::park();
+                    }
+                    t.store(2 * i + 2, Ordering::Release);
+                    a.unpark();
+                }
+            });
+            for i in 0..ROUNDS {
+                turn.store(2 * i + 1, Ordering::Release);
+                b.thread().unpark();
+                while turn.load(Ordering::Acquire) != 2 * i + 2 {
+                    spindle::park();
+                }
+            }
+            b.join().unwrap();
+            turn.load(Ordering::Relaxed)
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(turns, 2 * ROUNDS);
+    _w.store(true, Ordering::Relaxed);
+}
+
 #[test]
 fn os_threads_spawn_and_unpark_through_the_injection_queues() {
     let _w = watchdog("injection", 60);

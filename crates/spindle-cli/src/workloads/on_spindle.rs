@@ -164,10 +164,9 @@ pub fn cross_core_channel(n: u64) -> Duration {
 /// [`spindle::spawn_on`] core 1 a thread whose first action is to read the clock, and
 /// join it. Returns the sum of the times from just before the spawn to that reading.
 ///
-/// After reading the clock the new thread moves back to core 0 and ends there (not
-/// timed, like the join): a thread's stack block goes to the pool of the core it ends
-/// on, so threads that all ended on core 1 would leave core 0's pool empty and make
-/// every spawn carve (and fault in) a fresh block.
+/// The threads end on core 1, so their stack blocks gather in core 1's pool; core 1
+/// spills the surplus to the process-wide spare list, where core 0's spawns find them
+/// again (no fresh block is carved in the steady state).
 pub fn remote_spawn(n: u64) -> Duration {
     let (rt, cpus) = two_cores();
     let (total, ok) = rt.block_on(move || {
@@ -178,9 +177,7 @@ pub fn remote_spawn(n: u64) -> Duration {
                 let t0 = Instant::now();
                 let (t1, there) = spindle::spawn_on(1, move || {
                     let t1 = Instant::now();
-                    let there = on_core(cpus, 1);
-                    spindle::migrate_to(0).expect("core 0 is gone");
-                    (t1, there)
+                    (t1, on_core(cpus, 1))
                 })
                 .join()
                 .expect("spawned thread panicked");

@@ -761,8 +761,13 @@ impl Core {
                 break;
             }
             self.bump_epoch();
+            // Look for work after every pause (a sender's offer is seen within one
+            // pause, ~40 ns on this kind of CPU), and at the clock only every 64.
             for _ in 0..64 {
                 std::hint::spin_loop();
+                if self.doorbell.pending() || self.slots_pending() {
+                    return;
+                }
             }
         }
         // About to sleep in the kernel, so not on a hot path: give back the memory of

@@ -144,10 +144,13 @@ impl Thread {
         if self.slot().word.wake(Channel::Park, self.id.generation) == Wake::MustEnqueue {
             // SAFETY: we won the wake: the thread is alive and asleep.
             let t = unsafe { *self.slot().tcb.get() };
+            // Read before the handoff: once enqueued, the thread may run (and exit)
+            // on another core at any moment.
+            // SAFETY: as above; the thread is still asleep and ours to enqueue.
+            let level = unsafe { (*t).level };
             // SAFETY: as above.
             unsafe { sched::enqueue_woken(t) };
-            // SAFETY: `t` was just made runnable and is not freed before it runs.
-            preempt_for(unsafe { (*t).level });
+            preempt_for(level);
         }
     }
 }

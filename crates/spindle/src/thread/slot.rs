@@ -242,9 +242,12 @@ impl SlotWord {
             }
             let (new, out) = if f & blocked != 0 {
                 (w & !(blocked as u64), Wake::MustEnqueue)
-            } else if f & token != 0 {
-                return Wake::TokenSet;
             } else {
+                // Set the token, or write the word back unchanged if it is already
+                // set: the write is what publishes our caller's earlier stores to the
+                // thread that takes the token. Returning on a plain load of a set
+                // token loses a wakeup: the sleeper may take the *old* token without
+                // seeing those stores, then sleep (`loom_unpark_with_token_set_publishes`).
                 (w | token as u64, Wake::TokenSet)
             };
             // AcqRel: publishes what the waker wrote before waking (pairs with the
@@ -764,6 +767,48 @@ mod loom_slot {
                 assert_eq!(n, 1, "a sleeping parker is enqueued exactly once");
             } else {
                 assert_eq!(n, 0, "a parker that took the token is never enqueued");
+            }
+        });
+    }
+    /// An unpark that finds the token already set still publishes what its caller
+    /// wrote before it. The parker takes the old token, looks at the flag, and parks
+    /// again if the flag is not set: then the unpark must have enqueued it. (A waker
+    /// that returned on a plain load of a set token lost this wakeup: the parker took
+    /// the old token without seeing the flag store.)
+    #[test]
+    fn loom_unpark_with_token_set_publishes() {
+        loom::model(|| {
+            let w = Arc::new(SlotWord::new());
+            w.activate();
+            let g = w.generation();
+            // An earlier unpark left a token.
+            assert_eq!(w.wake(Channel::Park, g), Wake::TokenSet);
+            let flag = Arc::new(AtomicU32::new(0));
+            let waker = {
+                let (w, flag) = (w.clone(), flag.clone());
+                thread::spawn(move || {
+                    flag.store(1, Ordering::Release);
+                    w.wake(Channel::Park, g)
+                })
+            };
+            // The parker's loop: `while flag == 0 { park() }`, for two rounds.
+            let mut slept = false;
+            for _ in 0..2 {
+                if flag.load(Ordering::Acquire) == 1 {
+                    break;
+                }
+                if w.block(Channel::Park) == Block::MustSleep {
+                    slept = true;
+                    break;
+                }
+            }
+            let woke = waker.join().unwrap();
+            if slept {
+                assert_eq!(
+                    woke,
+                    Wake::MustEnqueue,
+                    "the parker sleeps with nobody to wake it"
+                );
             }
         });
     }
