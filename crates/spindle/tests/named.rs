@@ -15,13 +15,15 @@ fn which_generic(x: u32) -> (u32, &'static str) {
     (x, "generic")
 }
 
+/// The features of `#[target_feature]` are required too: this variant needs AVX2
+/// and FMA.
 #[spindle::thread(name = "which", variant = "avx2")]
+#[target_feature(enable = "fma")]
 fn which_avx2(x: u32) -> (u32, &'static str) {
     (x, "avx2")
 }
 
 #[spindle::thread(name = "which", variant = "avx512f")]
-#[target_feature(enable = "avx512f")]
 fn which_avx512(x: u32) -> (u32, &'static str) {
     (x, "avx512f")
 }
@@ -102,6 +104,31 @@ fn the_most_specific_runnable_variant_runs_on_each_core_type() {
         assert!(h.join().is_err());
     });
     done.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn the_table_holds_every_variant_with_its_features_and_types() {
+    let mut which: Vec<_> = spindle::names::table()
+        .iter()
+        .filter(|e| e.name() == "which")
+        .map(|e| (e.variant(), e.requires().to_vec()))
+        .collect();
+    which.sort();
+    assert_eq!(
+        which,
+        [
+            ("avx2", vec!["avx2", "fma"]),
+            ("avx512f", vec!["avx512f"]),
+            ("generic", vec![]),
+        ]
+    );
+    let boom = spindle::names::table()
+        .iter()
+        .find(|e| e.name() == "boom")
+        .unwrap();
+    assert_eq!(boom.variant(), "generic");
+    assert_eq!((boom.arg_type(), boom.return_type()), ("()", "u8"));
+    assert!(boom.location().contains("named.rs"));
 }
 
 #[test]
