@@ -507,6 +507,7 @@ where
         });
     }
     let mut opts = attrs.opts()?;
+    opts.lazy = true;
     let ty = match &opts.target {
         Target::Core(id) => shared
             .active_core(*id)

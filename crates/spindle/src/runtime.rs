@@ -730,6 +730,7 @@ impl Handle {
             priority: thread::DEFAULT_PRIORITY,
             main: true,
             target: Target::Any,
+            lazy: true,
         };
         // SAFETY: we join the thread before returning, so whatever `f` and `R` borrow outlives it; both are Send.
         let h: JoinHandle<R> = match unsafe { thread::spawn_unchecked(&self.shared, f, opts) } {

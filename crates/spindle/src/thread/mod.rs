@@ -545,6 +545,7 @@ impl Builder {
             priority,
             main: false,
             target,
+            lazy: false,
         })
     }
 
@@ -626,6 +627,9 @@ pub(crate) struct SpawnOpts {
     pub(crate) priority: u8,
     pub(crate) main: bool,
     pub(crate) target: Target,
+    /// Create the thread lazily if its core is not the creating core (named spawns;
+    /// spawns from OS threads outside the runtime are always lazy).
+    pub(crate) lazy: bool,
 }
 
 /// Join slots for spawns by OS threads that are not cores (their threads are built
@@ -701,9 +705,9 @@ where
     let (index, generation) = match here {
         Some(core) => {
             let l = core.local();
-            // A thread for another core is created lazily: only a heap record here,
-            // its stack is taken and first touched by the core that runs it.
-            let (t, index, generation) = if dst == core.id {
+            // A lazy spawn for another core leaves only a heap record here: its
+            // stack is taken and first touched by the core that runs it.
+            let (t, index, generation) = if dst == core.id || !opts.lazy {
                 // SAFETY: we run on `core`'s OS thread; its pool and free list are ours for this call and no reference survives it.
                 unsafe {
                     build(
