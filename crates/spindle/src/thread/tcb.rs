@@ -1,7 +1,9 @@
 //! The thread control block and the thread state machine.
 //!
 //! A TCB lives at the top of its thread's stack block (see `stack`), so `current()`
-//! finds it by rounding the stack pointer up. It holds what the scheduler needs while
+//! finds it by rounding the stack pointer up (a lazily created thread's TCB starts in
+//! a heap record and moves there when its core first runs it: `lazy`, and
+//! `thread::materialize`). It holds what the scheduler needs while
 //! the thread lives; what must outlive the stack (state visible to other threads, the
 //! exit value) is in the join slot.
 //!
