@@ -14,8 +14,10 @@
 pub mod affinity;
 pub mod bench;
 pub mod child;
+pub mod dot;
 pub mod mem;
 pub mod million;
+pub mod named;
 pub mod skynet;
 pub mod stats;
 pub mod workloads;

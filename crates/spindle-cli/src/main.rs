@@ -14,7 +14,7 @@ use spindle_cli::bench::{self, Measurement, Options, Report};
 use spindle_cli::million::{self, MillionReport};
 use spindle_cli::workloads::on_spindle::inside;
 use spindle_cli::workloads::{self, Bench};
-use spindle_cli::{child, skynet};
+use spindle_cli::{child, named, skynet};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,10 @@ enum Command {
     Tour,
     /// Compare spindle with std threads, corosensei, may, tokio and crossbeam.
     Bench(BenchArgs),
+    /// Print the static table of named threads (#[spindle::thread]) in this binary:
+    /// name, variants, required features, argument and return types, and which of
+    /// this machine's core types can run each variant.
+    Names,
     /// Internal: one measurement in a fresh process, for `spindle bench`.
     #[command(name = child::SUBCOMMAND, hide = true)]
     Child {
@@ -88,6 +92,13 @@ fn main() -> ExitCode {
             tour();
             ExitCode::SUCCESS
         }
+        Command::Names => match named::print_names(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spindle names: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Bench(args) => {
             workloads::init_peers();
             match run_bench(args) {
@@ -282,9 +293,21 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     } else {
         opts.workloads().len()
     };
-    if workloads == 0 && !million && skynets == 0 {
+    let named_on = !only_million
+        && [
+            "spindle",
+            "spindle_named",
+            "dot_generic",
+            "dot_avx2+fma",
+            "dot_avx512f",
+            "picked_big",
+            "picked_lite",
+        ]
+        .iter()
+        .any(|r| opts.selects("named_variants", r));
+    if workloads == 0 && !million && skynets == 0 && !named_on {
         return Err(format!(
-            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, million, skynet, or a runtime name)",
+            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, named_variants, million, skynet, or a runtime name)",
             args.filter.unwrap_or_default()
         ));
     }
@@ -293,7 +316,8 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     let steps = if workloads > 0 { opts.steps() } else { 0 };
     let million_steps = if million { 3 } else { 0 };
     let skynet_steps = (skynets * skynet::DEFAULT_RUNS) as u64;
-    let pb = progress_bar(steps + million_steps + skynet_steps, hidden);
+    let named_steps = if named_on { named::steps(&opts) } else { 0 };
+    let pb = progress_bar(steps + named_steps + million_steps + skynet_steps, hidden);
     let wall = Instant::now();
     let measurements = if workloads > 0 {
         bench::run(&opts, |done, next| {
@@ -303,8 +327,18 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     } else {
         Vec::new()
     };
-    let million_report = if million {
+    let named_records = if named_on {
         let mut done = steps;
+        named::run(&opts, |next| {
+            pb.set_message(next.to_owned());
+            pb.set_position(done);
+            done += 1;
+        })
+    } else {
+        Vec::new()
+    };
+    let million_report = if million {
+        let mut done = steps + named_steps;
         let r = million::run(threads, |phase| {
             pb.set_message(format!("million: {phase}"));
             pb.set_position(done);
@@ -316,7 +350,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     };
     let skynet_wall = Instant::now();
     let skynet_outcomes = if skynets > 0 {
-        let mut done = steps + million_steps;
+        let mut done = steps + named_steps + million_steps;
         skynet::run(depth, skynet::DEFAULT_RUNS, skynet_selects, |next| {
             pb.set_message(next.to_owned());
             pb.set_position(done);
@@ -330,6 +364,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
 
     if args.json {
         let mut results = bench::records(&measurements);
+        results.extend(named_records);
         results.extend(million_report.as_ref().map(bench::million_record));
         results.extend(skynet::records(&skynet_outcomes, depth));
         let json = serde_json::to_string_pretty(&Report { results })
@@ -337,6 +372,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         println!("{json}");
     } else {
         print_table(&measurements, &opts);
+        named::print_table(&named_records);
         if let Some(r) = &million_report {
             print_million(r);
         }

@@ -150,3 +150,54 @@ fn skynet_small_tree_reports_wall_time_and_peak_memory() {
         assert!(r["vm_hwm_kib"].as_u64().unwrap() > 0, "{r}");
     }
 }
+
+#[test]
+fn names_prints_the_thread_table() {
+    let (ok, out, err) = spindle(&["names"]);
+    assert!(ok, "names failed: {err}");
+    assert!(out.contains("core types of this machine"), "{out}");
+    let dot: Vec<&str> = out.lines().filter(|l| l.starts_with("dot ")).collect();
+    assert_eq!(dot.len(), 3, "{out}");
+    for variant in ["generic", "avx2+fma", "avx512f"] {
+        assert!(dot.iter().any(|l| l.contains(variant)), "{variant}:\n{out}");
+    }
+    // Argument and return types, and where each variant runs.
+    assert!(
+        dot.iter()
+            .all(|l| l.contains("Arc<[f32]>") && l.contains(" f32 ")),
+        "{out}"
+    );
+    let generic = dot.iter().find(|l| l.contains("generic")).unwrap();
+    assert!(!generic.contains("no core type here"), "{generic}");
+    assert!(out.lines().any(|l| l.starts_with("nop ")), "{out}");
+}
+
+#[test]
+fn named_variants_reports_each_variant_the_picks_and_the_spawn_ratio() {
+    let (ok, out, err) = spindle(&[
+        "bench",
+        "--json",
+        "--reps",
+        "2",
+        "--quick",
+        "--filter",
+        "named_variants",
+    ]);
+    assert!(ok, "bench failed: {err}");
+    let rs = results(&out);
+    let get = |runtime: &str| {
+        rs.iter()
+            .find(|r| r["runtime"] == runtime)
+            .unwrap_or_else(|| panic!("no {runtime} record in {out}"))
+    };
+    for r in &rs {
+        assert_eq!(r["bench"], "named_variants");
+        assert!(r["ns_per_op"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(get("spindle_named")["vs_spindle"].as_f64().unwrap() > 0.0);
+    assert_eq!(get("dot_generic")["variant"], "generic");
+    assert_eq!(get("picked_lite")["variant"], "avx2+fma");
+    assert_eq!(get("picked_lite")["core_type"], "lite");
+    let big = get("picked_big")["variant"].as_str().unwrap();
+    assert!(["avx512f", "avx2+fma"].contains(&big), "{big}");
+}

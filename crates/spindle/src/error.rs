@@ -46,6 +46,31 @@ pub enum SpawnError {
     },
     /// The runtime has shut down.
     ShutDown,
+    /// No `#[spindle::thread]` has this name.
+    UnknownName {
+        /// The name given.
+        name: String,
+        /// The names in the table.
+        known: Vec<String>,
+    },
+    /// The named thread takes or returns other types than the spawn gave.
+    TypeMismatch {
+        /// The thread's name.
+        name: String,
+        /// Its signature, `fn(A) -> R`.
+        expected: String,
+        /// The signature the spawn asked for.
+        given: String,
+    },
+    /// No variant of the named thread can run on the chosen core's type.
+    NoRunnableVariant {
+        /// The thread's name.
+        name: String,
+        /// The core type chosen.
+        core_type: String,
+        /// Each variant with the features that type lacks for it.
+        variants: Vec<String>,
+    },
 }
 
 impl fmt::Display for SpawnError {
@@ -90,6 +115,32 @@ impl fmt::Display for SpawnError {
                 "core type '{name}' has no running core: add one with Handle::add_core(\"{name}\")"
             ),
             SpawnError::ShutDown => f.write_str("the runtime has shut down: build a new one"),
+            SpawnError::UnknownName { name, known } => write!(
+                f,
+                "no named thread '{name}': mark a fn(A) -> R with #[spindle::thread(name = \
+                 \"{name}\", variant = \"generic\")] or use one of {known:?} (`spindle names` \
+                 lists them)"
+            ),
+            SpawnError::TypeMismatch {
+                name,
+                expected,
+                given,
+            } => write!(
+                f,
+                "named thread '{name}' is {expected}, but was spawned as {given}: call \
+                 spawn_named::<A, R> with its argument and return types"
+            ),
+            SpawnError::NoRunnableVariant {
+                name,
+                core_type,
+                variants,
+            } => write!(
+                f,
+                "no variant of named thread '{name}' can run on core type '{core_type}' ({}): \
+                 spawn it on a core type with those features (Builder::core_type), or add a \
+                 `generic` variant",
+                variants.join(", ")
+            ),
         }
     }
 }

@@ -23,9 +23,12 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("spindle runs on Linux only");
 
+extern crate self as spindle;
+
 mod arch;
 mod error;
 mod loom;
+pub mod names;
 mod runtime;
 mod sched;
 pub mod stack;
@@ -35,6 +38,7 @@ mod thread;
 pub mod topology;
 
 pub use error::SpawnError;
+pub use names::spawn_named;
 pub use runtime::{
     ABANDONED, ConfigError, CoreError, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, DEFAULT_TYPE, Handle,
     MAIN_STACK_SIZE, Runtime, RuntimeBuilder, core_stats, run,
@@ -57,3 +61,31 @@ pub use thread::{
 /// # main();
 /// ```
 pub use spindle_macros::main;
+
+/// Registers a `fn(A) -> R` as one variant of a named thread in the static thread
+/// table (see [`names`] and [`spawn_named`]).
+///
+/// Arguments: `name = ".."` (required), `variant = ".."` (default `"generic"`),
+/// `requires = ".."` (comma- or `+`-separated CPU features; default: read from the
+/// variant name, `generic` needing nothing). Features of a `#[target_feature(enable
+/// = ..)]` on the function are added. The function stays callable as usual.
+///
+/// ```
+/// #[spindle::thread(name = "square", variant = "generic")]
+/// fn square(x: u32) -> u32 {
+///     x * x
+/// }
+///
+/// spindle::run(|| {
+///     let h = spindle::spawn_named::<u32, u32>("square", 7, spindle::Builder::new()).unwrap();
+///     assert_eq!(h.variant(), Some("generic"));
+///     assert_eq!(h.join().unwrap(), 49);
+/// });
+/// ```
+pub use spindle_macros::thread;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::names::{Entry, THREADS, call_erased};
+    pub use linkme;
+}

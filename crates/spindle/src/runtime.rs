@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::names::Choices;
 use crate::sched::exchange::Slots;
 use crate::sched::{Core, CoreState, CoreStats, IDLE_LEVEL, MAX_CORES, MAX_TYPES};
 use crate::stack::overflow::AltStack;
@@ -35,7 +36,7 @@ use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
 use crate::thread::slot::{Channel, F_DONE, F_HANDLE_GONE, F_LIVE, table};
 use crate::thread::tcb::{Name, Tcb};
 use crate::thread::{self, JoinHandle, SpawnOpts, Target};
-use crate::topology;
+use crate::topology::{self, FeatureSet};
 
 /// Default spin before an idle core sleeps in the kernel. Waking a sleeping OS thread
 /// costs ~25 µs on the reference machine, so spinning a little longer than that
@@ -66,7 +67,7 @@ pub const DEFAULT_TYPE: &str = "default";
 pub struct CoreType {
     name: String,
     cpus: Option<Vec<usize>>,
-    features: Vec<String>,
+    features: Option<Vec<String>>,
     cores: Option<usize>,
 }
 
@@ -77,7 +78,7 @@ impl CoreType {
         CoreType {
             name: name.into(),
             cpus: None,
-            features: Vec::new(),
+            features: None,
             cores: None,
         }
     }
@@ -89,10 +90,13 @@ impl CoreType {
         self
     }
 
-    /// CPU features the type's CPUs must have (names as in
-    /// [`topology::known_features`](crate::topology::known_features), e.g. `"avx2"`).
+    /// The CPU features of the type (names as in
+    /// [`topology::known_features`](crate::topology::known_features), e.g. `"avx2"`),
+    /// with the features they imply. The machine's CPUs must have them; the set may be
+    /// a subset of what they have (a type `lite` without AVX-512), and named threads
+    /// then run the variants this set allows. Default: every feature of the machine.
     pub fn features<S: Into<String>>(mut self, features: impl IntoIterator<Item = S>) -> CoreType {
-        self.features = features.into_iter().map(Into::into).collect();
+        self.features = Some(features.into_iter().map(Into::into).collect());
         self
     }
 
@@ -166,6 +170,9 @@ pub enum ConfigError {
         /// The OS error message.
         message: String,
     },
+    /// The named-thread table is invalid for this configuration (every offender is
+    /// listed).
+    ThreadTable(crate::names::TableError),
 }
 
 impl fmt::Display for ConfigError {
@@ -217,6 +224,7 @@ impl fmt::Display for ConfigError {
                  {MIN_STACK_SIZE} (16 KiB) to {MAX_STACK_SIZE} (8 MiB)"
             ),
             ConfigError::Os { message } => write!(f, "cannot start a core's OS thread: {message}"),
+            ConfigError::ThreadTable(e) => e.fmt(f),
         }
     }
 }
@@ -309,6 +317,8 @@ impl std::error::Error for CoreError {}
 pub(crate) struct TypeInfo {
     pub(crate) name: String,
     pub(crate) cpus: Vec<usize>,
+    /// Its CPU features, closed under implication.
+    pub(crate) features: FeatureSet,
 }
 
 /// State shared by the cores of one runtime.
@@ -325,11 +335,20 @@ pub(crate) struct Shared {
     /// Threads per type spawned by OS threads outside the runtime.
     pub(crate) foreign_typed: [AtomicI64; MAX_TYPES],
     pub(crate) shutdown: AtomicBool,
+    /// The variant of each named thread to run on each core type.
+    pub(crate) choices: Choices,
     /// Serialises adding and removing cores.
     admin: Mutex<()>,
 }
 
 impl Shared {
+    /// Core `id` if it is started and active.
+    pub(crate) fn active_core(&self, id: usize) -> Option<&Core> {
+        self.cores
+            .get(id)
+            .filter(|c| c.id < self.hwm.load(Ordering::Acquire) && c.state() == CoreState::Active)
+    }
+
     /// The index of the type named `name`.
     pub(crate) fn type_index(&self, name: &str) -> Option<usize> {
         self.types.iter().position(|t| t.name == name)
@@ -460,7 +479,13 @@ impl RuntimeBuilder {
             });
         }
         let mut types = self.types.clone();
-        if types.is_empty() {
+        let detected = topology::detected_types();
+        if types.is_empty() && self.cores.is_none() && detected.len() > 1 {
+            // A hybrid machine: one type per class of CPUs, one core per CPU.
+            for t in detected {
+                types.push(CoreType::new(t.name.clone()).cpus(t.cpus.clone()));
+            }
+        } else if types.is_empty() {
             let cores = self.cores.unwrap_or(allowed.len().saturating_sub(1).max(1));
             let cpus = if allowed.len() > 1 && cores < allowed.len() {
                 allowed[..allowed.len() - 1].to_vec()
@@ -500,7 +525,7 @@ impl RuntimeBuilder {
                     allowed: allowed.clone(),
                 });
             }
-            for feature in &t.features {
+            for feature in t.features.iter().flatten() {
                 match topology::has_feature(feature) {
                     None => {
                         return Err(ConfigError::UnknownFeature {
@@ -518,9 +543,17 @@ impl RuntimeBuilder {
                 }
             }
             counts.push(t.cores.unwrap_or(cpus.len()));
+            let features = match &t.features {
+                Some(f) => FeatureSet::parse(f).unwrap_or_default().closure(),
+                None => detected
+                    .iter()
+                    .find(|d| cpus.iter().all(|c| d.cpus.contains(c)))
+                    .map_or_else(topology::machine_features, |d| d.features),
+            };
             infos.push(TypeInfo {
                 name: t.name.clone(),
                 cpus,
+                features,
             });
         }
         let total: usize = counts.iter().sum();
@@ -533,6 +566,9 @@ impl RuntimeBuilder {
         let pinned = self.pin.unwrap_or_else(|| {
             total <= allowed.len() && infos.iter().zip(&counts).all(|(t, &n)| n <= t.cpus.len())
         });
+        let table_types: Vec<(String, FeatureSet)> =
+            infos.iter().map(|t| (t.name.clone(), t.features)).collect();
+        let choices = crate::names::validate(&table_types).map_err(ConfigError::ThreadTable)?;
         let spin = self.idle_spin;
         let shared = Arc::new_cyclic(|weak| {
             let p = weak.as_ptr();
@@ -545,6 +581,7 @@ impl RuntimeBuilder {
                 default_stack,
                 foreign_typed: std::array::from_fn(|_| AtomicI64::new(0)),
                 shutdown: AtomicBool::new(false),
+                choices,
                 admin: Mutex::new(()),
             }
         });
@@ -693,6 +730,7 @@ impl Handle {
             priority: thread::DEFAULT_PRIORITY,
             main: true,
             target: Target::Any,
+            lazy: true,
         };
         // SAFETY: we join the thread before returning, so whatever `f` and `R` borrow outlives it; both are Send.
         let h: JoinHandle<R> = match unsafe { thread::spawn_unchecked(&self.shared, f, opts) } {

@@ -93,6 +93,9 @@ pub struct CoreStats {
     pub sent_out: u64,
     /// Threads handed to this core by OS threads through its injection queue.
     pub injected: u64,
+    /// Lazily created threads (remote and named spawns) whose stack block this core
+    /// took from its own pool and set up, the first time it ran them.
+    pub built: u64,
 }
 
 /// A core's outgoing list for one destination (its dispatcher list): touched by the
@@ -332,7 +335,7 @@ impl Core {
                 (*me).set_state(State::Running);
                 return;
             }
-            let to: *const Context = match (*l).runq.pop() {
+            let to: *const Context = match self.pop_ready(&mut *l) {
                 Some(n) if n == me => {
                     // Woken while switching out (injected before we left).
                     (*me).set_state(State::Running);
@@ -369,6 +372,28 @@ impl Core {
             arch::switch((*me).ctx.get(), to);
             // Resumed: some context switched back to us, on the core that owns us now.
             (*(*me).core.get()).finish_switch();
+        }
+    }
+
+    /// The next thread of the run queue, with a lazy embryo record moved onto a stack
+    /// block of this core's pool first (an embryo that cannot get a block ends with
+    /// an error and the next one is taken).
+    ///
+    /// # Safety
+    ///
+    /// Called on this core's OS thread with its local state.
+    #[inline(always)]
+    unsafe fn pop_ready(&self, l: &mut CoreLocal) -> Option<*mut Tcb> {
+        loop {
+            let n = l.runq.pop()?;
+            // SAFETY: `n` was on our run queue, so it is ours.
+            if !unsafe { (*n).lazy } {
+                return Some(n);
+            }
+            // SAFETY: as above; `l` is this core's local state.
+            if let Some(t) = unsafe { crate::thread::materialize(self, l, n) } {
+                return Some(t);
+            }
         }
     }
 
@@ -809,7 +834,7 @@ impl Core {
             if self.poll(&mut *l) || self.halt.load(Ordering::Relaxed) {
                 return false;
             }
-            let Some(n) = (*l).runq.pop() else {
+            let Some(n) = self.pop_ready(&mut *l) else {
                 return false;
             };
             self.prepare(n);

@@ -95,10 +95,18 @@ mod tests {
 
     unsafe fn nop_closure(_: *mut u8) {}
     unsafe fn nop_result(_: *mut crate::thread::slot::ResultBuf) {}
+    unsafe fn nop_error(_: *mut crate::thread::slot::ResultBuf, _: Box<dyn std::any::Any + Send>) {}
+    unsafe fn no_block(_: *mut Tcb, _: &mut crate::stack::StackPool) -> Option<*mut Tcb> {
+        None
+    }
     static VT: crate::thread::tcb::ThreadVtable = crate::thread::tcb::ThreadVtable {
         drop_closure: nop_closure,
         write_abandoned: nop_result,
+        write_error: nop_error,
+        materialize: no_block,
+        free_record: nop_record,
     };
+    unsafe fn nop_record(_: *mut Tcb) {}
 
     fn tcbs(levels: &[u8]) -> Vec<Tcb> {
         levels

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crate::arch;
 use crate::error::SpawnError;
 use crate::runtime::{CoreError, Handle, Shared};
-use crate::sched::{self, After, Core, CoreState};
+use crate::sched::{self, After, Core, CoreLocal, CoreState};
 use crate::stack::{self, MAX_STACK_SIZE, MIN_STACK_SIZE, StackPool};
 use slot::{
     Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, Joiner, ResultBuf, Slot, Wake,
@@ -527,7 +527,7 @@ impl Builder {
         self
     }
 
-    fn opts(&self) -> Result<SpawnOpts, SpawnError> {
+    pub(crate) fn opts(&self) -> Result<SpawnOpts, SpawnError> {
         if let Some(size) = self.stack_size {
             validate_stack_size(size)?;
         }
@@ -548,6 +548,7 @@ impl Builder {
             priority,
             main: false,
             target,
+            lazy: false,
         })
     }
 
@@ -617,6 +618,8 @@ pub(crate) enum Target {
     Core(usize),
     /// The least loaded core of this type.
     Type(String),
+    /// The least loaded core of the type with this index (a resolved `Type`).
+    TypeIndex(usize),
 }
 
 /// Validated spawn attributes.
@@ -627,10 +630,14 @@ pub(crate) struct SpawnOpts {
     pub(crate) priority: u8,
     pub(crate) main: bool,
     pub(crate) target: Target,
+    /// Create the thread lazily if its core is not the creating core (named spawns;
+    /// spawns from OS threads outside the runtime are always lazy).
+    pub(crate) lazy: bool,
 }
 
-/// Stack blocks and join slots for spawns by OS threads that are not cores.
-static FOREIGN: Mutex<Option<(StackPool, Vec<u32>)>> = Mutex::new(None);
+/// Join slots for spawns by OS threads that are not cores (their threads are built
+/// lazily: the stack block comes from the target core's pool).
+static FOREIGN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// Spawns a thread into `shared`: picks its core, builds it from the caller's core's
 /// pool (or a process-wide one for OS threads), and hands it over — onto the local run
@@ -677,6 +684,14 @@ where
                 .ok_or_else(|| SpawnError::NoCoreOfType { name: name.clone() })?;
             (ty, dst)
         }
+        Target::TypeIndex(ty) => {
+            let dst = shared
+                .place(*ty, level, here.map(|c| c.id))
+                .ok_or_else(|| SpawnError::NoCoreOfType {
+                    name: shared.types[*ty].name.clone(),
+                })?;
+            (*ty, dst)
+        }
         Target::Any => {
             // SAFETY: `current_tcb` is the running thread when `here` is set.
             let ty = here.map_or(0, |_| unsafe { (*current_tcb().unwrap_unchecked()).ty }
@@ -693,17 +708,24 @@ where
     let (index, generation) = match here {
         Some(core) => {
             let l = core.local();
-            // SAFETY: we run on `core`'s OS thread; its pool and free list are ours for this call and no reference survives it.
-            let (t, index, generation) = unsafe {
-                build(
-                    &mut (*l).pool,
-                    &mut (*l).free_slots,
-                    shared,
-                    f,
-                    &opts,
-                    stack_size,
-                    ty,
-                )?
+            // A lazy spawn for another core leaves only a heap record here: its
+            // stack is taken and first touched by the core that runs it.
+            let (t, index, generation) = if dst == core.id || !opts.lazy {
+                // SAFETY: we run on `core`'s OS thread; its pool and free list are ours for this call and no reference survives it.
+                unsafe {
+                    build(
+                        &mut (*l).pool,
+                        &mut (*l).free_slots,
+                        shared,
+                        f,
+                        &opts,
+                        stack_size,
+                        ty,
+                    )?
+                }
+            } else {
+                // SAFETY: as above, for the free list.
+                unsafe { build_lazy(&mut (*l).free_slots, shared, f, &opts, stack_size, ty)? }
             };
             core.count_typed(ty as u8, 1);
             // SAFETY: as above; `t` is a fresh embryo that nobody else knows.
@@ -722,10 +744,9 @@ where
         }
         None => {
             let (t, index, generation) = {
-                let mut g = FOREIGN.lock().unwrap_or_else(|e| e.into_inner());
-                let (pool, slots) = g.get_or_insert_with(Default::default);
-                // SAFETY: the process-wide pool and list are ours under the lock.
-                unsafe { build(pool, slots, shared, f, &opts, stack_size, ty)? }
+                let mut slots = FOREIGN.lock().unwrap_or_else(|e| e.into_inner());
+                // SAFETY: the process-wide slot list is ours under the lock.
+                unsafe { build_lazy(&mut slots, shared, f, &opts, stack_size, ty)? }
             };
             shared.foreign_typed[ty].fetch_add(1, Ordering::Relaxed);
             // SAFETY: `t` is a fresh embryo; its core is set by the core taking it in.
@@ -751,6 +772,7 @@ where
     }
     Ok(JoinHandle {
         thread,
+        variant: None,
         _result: PhantomData,
     })
 }
@@ -789,18 +811,47 @@ where
     let tcb = Tcb::at_top_of(base, stack_size);
     // SAFETY: the block is ours (from the pool) and its top page is writable; the slot is ours (freshly allocated) and not yet visible to anyone.
     unsafe {
-        tcb.write(Tcb::init(TcbInit {
-            slot,
-            index,
-            generation,
-            level: level_of(opts.priority),
-            class: class as u8,
-            ty: ty as u8,
-            entry: thread_entry::<F, T>,
-            name: opts.name.clone(),
-            vtable: &VtableOf::<F, T>::VTABLE,
-            main: opts.main,
-        }));
+        tcb.write(Tcb::init(tcb_init::<F, T>(
+            slot, index, generation, opts, class, ty,
+        )));
+        store_closure(tcb, f);
+        publish_slot::<T>(tcb, slot, shared);
+    }
+    Ok((tcb, index, generation))
+}
+
+/// The TCB fields a spawn knows.
+fn tcb_init<F: FnOnce() -> T, T>(
+    slot: &'static Slot,
+    index: u32,
+    generation: u32,
+    opts: &SpawnOpts,
+    class: usize,
+    ty: usize,
+) -> TcbInit {
+    TcbInit {
+        slot,
+        index,
+        generation,
+        level: level_of(opts.priority),
+        class: class as u8,
+        ty: ty as u8,
+        entry: thread_entry::<F, T>,
+        name: opts.name.clone(),
+        vtable: &VtableOf::<F, T>::VTABLE,
+        main: opts.main,
+    }
+}
+
+/// Stores the entry closure beneath the TCB at the top of its block (boxed if large)
+/// and sets the initial stack top below it.
+///
+/// # Safety
+///
+/// `tcb` is at the top of a block that is ours, with room for the closure below it.
+unsafe fn store_closure<F>(tcb: *mut Tcb, f: F) {
+    // SAFETY: per the contract, the memory below the TCB is ours.
+    unsafe {
         let closure = if inline_closure::<F>() {
             let at = (tcb as usize - size_of::<F>()) & !(align_of::<F>() - 1);
             (at as *mut F).write(f);
@@ -810,6 +861,17 @@ where
         };
         (*tcb).closure = closure as *mut u8;
         (*tcb).stack_top = closure.min(tcb as usize) & !(arch::STACK_ALIGNMENT - 1);
+    }
+}
+
+/// Makes a new embryo `tcb` known through its slot (for a result type `T`).
+///
+/// # Safety
+///
+/// `slot` is freshly allocated for `tcb` and not yet visible to anyone.
+unsafe fn publish_slot<T>(tcb: *mut Tcb, slot: &Slot, shared: &Shared) {
+    // SAFETY: per the contract the slot is ours.
+    unsafe {
         *slot.tcb.get() = tcb;
         *slot.drop_result.get() = Some(slot::drop_result::<std::thread::Result<T>>);
         // Relaxed: read by this runtime's shutdown scan after its cores stopped.
@@ -818,7 +880,133 @@ where
         slot.word.activate();
         (*tcb).set_state(State::Embryo);
     }
+}
+
+/// A lazily created thread before its first run: the TCB (arch-independent part:
+/// entry, attributes, state `Embryo`) and the closure with its argument, on the heap.
+#[repr(C)]
+struct LazyEmbryo<F> {
+    tcb: Tcb,
+    f: F,
+}
+
+/// Builds a thread lazily: a join slot and a heap record holding the TCB and the
+/// closure, state `Embryo`, no stack block. The core that first picks it takes a
+/// block from its own pool and moves the record there ([`materialize`]), so the
+/// stack is first touched by the CPU that runs the thread.
+///
+/// # Safety
+///
+/// `free_slots` is the caller's own for the call.
+unsafe fn build_lazy<F, T>(
+    free_slots: &mut Vec<u32>,
+    shared: &Shared,
+    f: F,
+    opts: &SpawnOpts,
+    stack_size: usize,
+    ty: usize,
+) -> Result<(*mut Tcb, u32, u32), SpawnError>
+where
+    F: FnOnce() -> T,
+{
+    let class = stack::class_of(stack_size);
+    let Some(index) = table().alloc(free_slots) else {
+        return Err(SpawnError::OutOfMemory {
+            stack_size,
+            errno: 0,
+        });
+    };
+    let slot = table().get(index).expect("allocated slot");
+    let generation = slot.word.generation();
+    let rec = Box::into_raw(Box::new(LazyEmbryo {
+        tcb: Tcb::init(tcb_init::<F, T>(slot, index, generation, opts, class, ty)),
+        f,
+    }));
+    let tcb = rec.cast::<Tcb>();
+    // SAFETY: the record is ours (just allocated) and `repr(C)` puts the TCB first; the slot is fresh.
+    unsafe {
+        (*tcb).lazy = true;
+        publish_slot::<T>(tcb, slot, shared);
+    }
     Ok((tcb, index, generation))
+}
+
+/// Moves a lazy embryo record onto a block of `pool`: the TCB to the block top, the
+/// closure beneath it; frees the record. Returns the TCB's new address, or `None`
+/// (record untouched) if no block could be had.
+///
+/// # Safety
+///
+/// `rec` is a lazy embryo record built by `build_lazy::<F, _>`, owned by the caller.
+unsafe fn materialize_as<F>(rec: *mut Tcb, pool: &mut StackPool) -> Option<*mut Tcb> {
+    let rec = rec.cast::<LazyEmbryo<F>>();
+    // SAFETY: per the contract the record is ours; we move its parts out exactly once and free it without dropping them.
+    unsafe {
+        let class = (*rec).tcb.class as usize;
+        let base = pool.get(class).ok()?;
+        let tcb = Tcb::at_top_of(base, stack::class_size(class));
+        std::ptr::copy_nonoverlapping(&raw const (*rec).tcb, tcb, 1);
+        (*tcb).lazy = false;
+        store_closure(tcb, std::ptr::read(&raw const (*rec).f));
+        *(*tcb).slot().tcb.get() = tcb;
+        std::alloc::dealloc(rec.cast(), std::alloc::Layout::new::<LazyEmbryo<F>>());
+        Some(tcb)
+    }
+}
+
+/// Drops the closure of a lazy embryo record that never ran and frees the record.
+///
+/// # Safety
+///
+/// `rec` is a lazy embryo record built by `build_lazy::<F, _>`, owned by the caller,
+/// whose name was already dropped; it is never used again.
+unsafe fn free_record<F>(rec: *mut Tcb) {
+    let rec = rec.cast::<LazyEmbryo<F>>();
+    // SAFETY: per the contract; the TCB part holds nothing left to drop.
+    unsafe {
+        std::ptr::drop_in_place(&raw mut (*rec).f);
+        std::alloc::dealloc(rec.cast(), std::alloc::Layout::new::<LazyEmbryo<F>>());
+    }
+}
+
+/// The first pick of a lazy embryo on `core`: moves it onto a stack block of the
+/// core's pool. If no block can be had, the thread ends at once with an error (its
+/// `join` returns it) and `None` is returned.
+///
+/// # Safety
+///
+/// `rec` was just popped from `core`'s run queue and is a lazy record; `l` is
+/// `core`'s local state, on `core`'s OS thread.
+pub(crate) unsafe fn materialize(
+    core: &Core,
+    l: &mut CoreLocal,
+    rec: *mut Tcb,
+) -> Option<*mut Tcb> {
+    // SAFETY: per the contract the record is ours.
+    unsafe {
+        if let Some(t) = ((*rec).vtable.materialize)(rec, &mut l.pool) {
+            l.stats.built += 1;
+            return Some(t);
+        }
+        let slot = (*rec).slot();
+        let msg = format!(
+            "spindle: core {} had no memory for a {}-byte stack for this thread: join or drop \
+             finished threads, or use a smaller stack size",
+            core.id,
+            stack::class_size((*rec).class as usize)
+        );
+        ((*rec).vtable.write_error)(slot.result.get(), Box::new(msg));
+        core.count_typed((*rec).ty, -1);
+        let index = (*rec).index;
+        Tcb::discard(rec, &mut l.pool);
+        let (old, joiner) = slot.finish();
+        if old & F_HANDLE_GONE != 0 {
+            slot.release(old | F_DONE);
+            l.free_slots.push(index);
+        }
+        wake(joiner);
+        None
+    }
 }
 
 const fn inline_closure<F>() -> bool {
@@ -831,6 +1019,9 @@ impl<F: FnOnce() -> T, T> VtableOf<F, T> {
     const VTABLE: ThreadVtable = ThreadVtable {
         drop_closure: drop_closure::<F>,
         write_abandoned: write_abandoned::<T>,
+        write_error: write_error::<T>,
+        materialize: materialize_as::<F>,
+        free_record: free_record::<F>,
     };
 }
 
@@ -854,6 +1045,15 @@ unsafe fn drop_closure<F>(p: *mut u8) {
 unsafe fn write_abandoned<T>(buf: *mut ResultBuf) {
     let r: std::thread::Result<T> = Err(crate::runtime::abandoned_payload());
     // SAFETY: the buffer is empty (the thread never finished).
+    unsafe { slot::write_result(buf, r) };
+}
+
+/// # Safety
+///
+/// `buf` is the result buffer of a thread that never wrote it.
+unsafe fn write_error<T>(buf: *mut ResultBuf, payload: Box<dyn std::any::Any + Send>) {
+    let r: std::thread::Result<T> = Err(payload);
+    // SAFETY: the buffer is empty (the thread never ran).
     unsafe { slot::write_result(buf, r) };
 }
 
@@ -910,6 +1110,8 @@ unsafe fn exit(me: *mut Tcb) -> ! {
 /// An owned permission to join a thread. Dropping it detaches the thread.
 pub struct JoinHandle<T> {
     thread: Thread,
+    /// The variant a named spawn picked.
+    pub(crate) variant: Option<&'static str>,
     _result: PhantomData<T>,
 }
 
@@ -922,6 +1124,12 @@ impl<T> JoinHandle<T> {
     /// The thread's handle.
     pub fn thread(&self) -> &Thread {
         &self.thread
+    }
+
+    /// The variant of the named thread that runs, for a handle from
+    /// [`spawn_named`](crate::spawn_named) (`None` for a closure spawn).
+    pub fn variant(&self) -> Option<&'static str> {
+        self.variant
     }
 
     /// Whether the thread has finished (its result is ready).
@@ -1011,6 +1219,7 @@ impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
             .field("thread", &self.thread)
+            .field("variant", &self.variant)
             .finish()
     }
 }

@@ -1,7 +1,9 @@
 //! The thread control block and the thread state machine.
 //!
 //! A TCB lives at the top of its thread's stack block (see `stack`), so `current()`
-//! finds it by rounding the stack pointer up. It holds what the scheduler needs while
+//! finds it by rounding the stack pointer up (a lazily created thread's TCB starts in
+//! a heap record and moves there when its core first runs it: `lazy`, and
+//! `thread::materialize`). It holds what the scheduler needs while
 //! the thread lives; what must outlive the stack (state visible to other threads, the
 //! exit value) is in the join slot.
 //!
@@ -95,6 +97,10 @@ pub(crate) struct Tcb {
     pub(crate) vtable: &'static ThreadVtable,
     /// The main thread of `run` / `block_on`.
     pub(crate) main: bool,
+    /// This TCB is a heap embryo record (a lazy spawn): it has no stack block yet.
+    /// The core that first picks it moves it onto a block of its own pool
+    /// (`thread::materialize`).
+    pub(crate) lazy: bool,
 }
 
 /// A thread name: static names (the main thread's) cost nothing to copy into a
@@ -134,6 +140,14 @@ pub(crate) struct ThreadVtable {
     pub(crate) drop_closure: unsafe fn(*mut u8),
     /// Writes the "abandoned" error as this thread's `std::thread::Result<T>`.
     pub(crate) write_abandoned: unsafe fn(*mut ResultBuf),
+    /// Writes an error (a panic-like payload) as this thread's `std::thread::Result<T>`.
+    pub(crate) write_error: unsafe fn(*mut ResultBuf, Box<dyn std::any::Any + Send>),
+    /// Moves a lazy embryo record onto a stack block from the pool; `None` (record
+    /// untouched) if no block could be had.
+    pub(crate) materialize: unsafe fn(*mut Tcb, &mut StackPool) -> Option<*mut Tcb>,
+    /// Drops the closure of a lazy embryo record and frees the record (its name must
+    /// have been dropped already).
+    pub(crate) free_record: unsafe fn(*mut Tcb),
 }
 
 impl Tcb {
@@ -181,6 +195,7 @@ impl Tcb {
             name: p.name,
             vtable: p.vtable,
             main: p.main,
+            lazy: false,
         }
     }
 
@@ -210,8 +225,14 @@ impl Tcb {
     /// `this` must be a live TCB not running and on no queue that will be used again,
     /// owned by the caller's core.
     pub(crate) unsafe fn discard(this: *mut Tcb, pool: &mut StackPool) {
-        // SAFETY: per the contract we own the TCB and its block.
+        // SAFETY: per the contract we own the TCB and its block (or heap record).
         unsafe {
+            if (*this).lazy {
+                std::ptr::drop_in_place(&raw mut (*this).name);
+                (*this).set_state(State::Unused);
+                ((*this).vtable.free_record)(this);
+                return;
+            }
             if (*this).state() == State::Embryo {
                 ((*this).vtable.drop_closure)((*this).closure);
             }
