@@ -177,7 +177,9 @@ pub(crate) struct Published {
 pub(crate) struct Core {
     pub(crate) id: usize,
     shared: *const Shared,
-    local: UnsafeCell<CoreLocal>,
+    /// On cache lines of its own: the core writes it all the time, and the fields
+    /// other cores read (state, doorbell, flags) must not share a line with it.
+    local: CachePadded<UnsafeCell<CoreLocal>>,
     /// Threads and timers handed to this core by OS threads that are not its peers.
     inject: Mutex<Inbox>,
     pub(crate) doorbell: Doorbell,
@@ -220,7 +222,7 @@ impl Core {
         Core {
             id,
             shared,
-            local: UnsafeCell::new(CoreLocal {
+            local: CachePadded::new(UnsafeCell::new(CoreLocal {
                 runq: RunQueue::default(),
                 timers: BinaryHeap::new(),
                 sched_ctx: Context::default(),
@@ -235,7 +237,7 @@ impl Core {
                 level_seen: IDLE_LEVEL,
                 epoch: 0,
                 stats: CoreStats::default(),
-            }),
+            })),
             inject: Mutex::new(Inbox::default()),
             doorbell: Doorbell::new(),
             spin,
