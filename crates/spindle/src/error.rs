@@ -46,6 +46,12 @@ pub enum SpawnError {
     },
     /// The runtime has shut down.
     ShutDown,
+    /// The target is the service core (the hypercore), which runs maintenance threads
+    /// only.
+    ServiceCore {
+        /// The service core's id.
+        core: usize,
+    },
     /// No `#[spindle::thread]` has this name.
     UnknownName {
         /// The name given.
@@ -105,6 +111,12 @@ impl fmt::Display for SpawnError {
             SpawnError::NoSuchCore { core } => write!(
                 f,
                 "core {core} does not exist or is not running: pick one from Handle::cores()"
+            ),
+            SpawnError::ServiceCore { core } => write!(
+                f,
+                "core {core} is the service core (the hypercore), which runs maintenance \
+                 threads only: spawn there with spindle::spawn_maintenance or \
+                 Builder::maintenance(), or pick a worker core from Handle::cores()"
             ),
             SpawnError::NoSuchType { name } => write!(
                 f,

@@ -28,6 +28,7 @@ extern crate self as spindle;
 mod arch;
 mod error;
 mod loom;
+pub mod maintenance;
 pub mod names;
 mod runtime;
 mod sched;
@@ -41,13 +42,14 @@ pub use error::SpawnError;
 pub use names::spawn_named;
 pub use runtime::{
     ABANDONED, ConfigError, CoreError, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, DEFAULT_TYPE, Handle,
-    MAIN_STACK_SIZE, Runtime, RuntimeBuilder, core_stats, run,
+    MAIN_STACK_SIZE, Runtime, RuntimeBuilder, SERVICE_TYPE, core_stats, run,
 };
 pub use sched::CoreStats;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
 pub use thread::{
     Builder, DEFAULT_PRIORITY, JoinHandle, MAX_PRIORITY, Thread, ThreadId, current, current_core,
-    migrate_to, park, park_timeout, preempt_point, sleep, spawn, spawn_on, try_current, yield_now,
+    migrate_to, park, park_timeout, preempt_point, sleep, spawn, spawn_maintenance, spawn_on,
+    try_current, yield_now,
 };
 
 /// Marks `fn main` to run as the main thread of a spindle runtime (see [`run`]).

@@ -518,6 +518,7 @@ where
             .type_index(t)
             .ok_or_else(|| SpawnError::NoSuchType { name: t.clone() })?,
         Target::TypeIndex(ty) => *ty,
+        Target::Maintenance => shared.maint_ty,
         Target::Any => {
             let mine = current_tcb()
                 // SAFETY: the running thread's core is alive while it runs.

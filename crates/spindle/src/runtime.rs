@@ -24,7 +24,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,9 @@ pub const MAIN_STACK_SIZE: usize = 8 << 20;
 
 /// Name of the core type of a runtime configured without types.
 pub const DEFAULT_TYPE: &str = "default";
+
+/// The name of the service core's type (the hypercore); reserved.
+pub const SERVICE_TYPE: &str = "service";
 
 /// A class of cores with the same CPUs and CPU features.
 ///
@@ -113,6 +116,11 @@ impl CoreType {
 pub enum ConfigError {
     /// The runtime would have no core.
     ZeroCores,
+    /// A core type is named like the service core's type, which is reserved.
+    ReservedTypeName {
+        /// The name given.
+        name: String,
+    },
     /// More cores than a runtime supports.
     TooManyCores {
         /// Cores asked for.
@@ -191,6 +199,11 @@ impl fmt::Display for ConfigError {
                 "{requested} core types declared, but a runtime has at most {MAX_TYPES}: merge some"
             ),
             ConfigError::EmptyName => f.write_str("a core type needs a non-empty name"),
+            ConfigError::ReservedTypeName { name } => write!(
+                f,
+                "core type name '{name}' is reserved for the service core (the hypercore): \
+                 pick another name, or disable the hypercore with RuntimeBuilder::hypercore(false)"
+            ),
             ConfigError::DuplicateType { name } => write!(
                 f,
                 "core type '{name}' is declared twice: give each type a distinct name"
@@ -259,6 +272,12 @@ pub enum CoreError {
         /// Live threads of the type.
         threads: i64,
     },
+    /// The core is the service core (the hypercore): it cannot be removed, added, or
+    /// migrated to or from.
+    ServiceCore {
+        /// The service core's id.
+        core: usize,
+    },
     /// The runtime has no room for another core.
     TooManyCores,
     /// The runtime has shut down.
@@ -296,6 +315,12 @@ impl fmt::Display for CoreError {
                 f,
                 "core {core} is the last core of type '{name}', which still has {threads} live \
                  thread(s): add another core of that type first, or let the threads finish"
+            ),
+            CoreError::ServiceCore { core } => write!(
+                f,
+                "core {core} is the service core (the hypercore): it runs the maintenance \
+                 threads and is neither added, removed, nor a migration target; disable it \
+                 with RuntimeBuilder::hypercore(false) to run upkeep on the worker cores"
             ),
             CoreError::TooManyCores => write!(
                 f,
@@ -339,6 +364,16 @@ pub(crate) struct Shared {
     pub(crate) choices: Choices,
     /// Serialises adding and removing cores.
     admin: Mutex<()>,
+    /// The service core (the hypercore), if the runtime has one.
+    pub(crate) hyper: Option<usize>,
+    /// The service core's type index.
+    pub(crate) service_ty: Option<usize>,
+    /// Where maintenance threads go: the service type, else the first worker type.
+    pub(crate) maint_ty: usize,
+    /// The process may use a single CPU (the hypercore is then unpinned).
+    one_cpu: bool,
+    /// Ticks of the ticker so far (a coarse clock).
+    pub(crate) ticks: AtomicU64,
 }
 
 impl Shared {
@@ -364,7 +399,7 @@ impl Shared {
             + self.foreign_typed[ty].load(Ordering::Relaxed)
     }
 
-    fn started(&self) -> &[Core] {
+    pub(crate) fn started(&self) -> &[Core] {
         &self.cores[..self.hwm.load(Ordering::Acquire)]
     }
 
@@ -411,7 +446,7 @@ impl Shared {
         }
         self.started()
             .iter()
-            .filter(|c| c.state() == CoreState::Active)
+            .filter(|c| c.state() == CoreState::Active && Some(c.id) != self.hyper)
             .min_by_key(|c| c.published.load.load(Ordering::Relaxed))
             .map_or(from.unwrap_or(0), |c| c.id)
     }
@@ -426,9 +461,26 @@ pub struct RuntimeBuilder {
     types: Vec<CoreType>,
     stack_size: Option<usize>,
     idle_spin: Duration,
+    hypercore: bool,
 }
 
 impl RuntimeBuilder {
+    /// Whether the runtime has a service core, the hypercore (default: yes). It is one
+    /// more core, of type [`SERVICE_TYPE`], on the last CPU the process may use
+    /// (unpinned on a one-CPU machine), that runs only maintenance threads: the
+    /// ticker, the reaper, the balancer, the stats sampler and those started with
+    /// [`spawn_maintenance`](crate::spawn_maintenance). Worker cores then never run
+    /// upkeep and never make its system calls.
+    ///
+    /// Without it, the maintenance threads run on the worker cores at the highest
+    /// priority: they take worker time whenever they run (each tick, each reaper
+    /// pass), and a worker core held by a thread that does not yield delays them, so
+    /// slices and balancing on that core wait for its next schedule point.
+    pub fn hypercore(mut self, on: bool) -> RuntimeBuilder {
+        self.hypercore = on;
+        self
+    }
+
     /// Number of cores of the default type (when no core types are declared). Default:
     /// one per CPU the process may use, minus one (kept for the service core), at
     /// least one.
@@ -569,11 +621,51 @@ impl RuntimeBuilder {
         let table_types: Vec<(String, FeatureSet)> =
             infos.iter().map(|t| (t.name.clone(), t.features)).collect();
         let choices = crate::names::validate(&table_types).map_err(ConfigError::ThreadTable)?;
+        let workers = total;
+        let mut service_ty = None;
+        if self.hypercore {
+            if let Some(t) = infos.iter().find(|t| t.name == SERVICE_TYPE) {
+                return Err(ConfigError::ReservedTypeName {
+                    name: t.name.clone(),
+                });
+            }
+            if total + 1 > MAX_CORES {
+                return Err(ConfigError::TooManyCores {
+                    requested: total + 1,
+                });
+            }
+            // The last CPU; on a one-CPU machine, that CPU unpinned.
+            let cpus = vec![*allowed.last().unwrap_or(&0)];
+            service_ty = Some(infos.len());
+            infos.push(TypeInfo {
+                name: SERVICE_TYPE.to_owned(),
+                cpus,
+                features: topology::machine_features(),
+            });
+            counts.push(1);
+        }
+        // The hypercore starts after the workers, so its id is the number of workers.
+        let hyper = service_ty.map(|_| workers);
+        // A hypercore that shares its CPU with a worker core does not spin when idle:
+        // its spinning would take that worker's time.
+        let shares_cpu = service_ty.is_some_and(|s| {
+            let cpu = infos[s].cpus[0];
+            allowed.len() == 1 || infos[..s].iter().any(|t| t.cpus.contains(&cpu))
+        });
         let spin = self.idle_spin;
         let shared = Arc::new_cyclic(|weak| {
             let p = weak.as_ptr();
             Shared {
-                cores: (0..MAX_CORES).map(|i| Core::new(i, p, spin)).collect(),
+                cores: (0..MAX_CORES)
+                    .map(|i| {
+                        let spin = if Some(i) == hyper && shares_cpu {
+                            Duration::ZERO
+                        } else {
+                            spin
+                        };
+                        Core::new(i, p, spin)
+                    })
+                    .collect(),
                 slots: Slots::new(MAX_CORES),
                 hwm: AtomicUsize::new(0),
                 types: infos,
@@ -583,6 +675,11 @@ impl RuntimeBuilder {
                 shutdown: AtomicBool::new(false),
                 choices,
                 admin: Mutex::new(()),
+                hyper,
+                service_ty,
+                maint_ty: service_ty.unwrap_or(0),
+                one_cpu: allowed.len() == 1,
+                ticks: AtomicU64::new(0),
             }
         });
         let rt = Runtime {
@@ -604,6 +701,9 @@ impl RuntimeBuilder {
             }
         }
         drop(_g);
+        crate::maintenance::start(&rt.handle.shared).map_err(|e| ConfigError::Os {
+            message: e.to_string(),
+        })?;
         Ok(rt)
     }
 }
@@ -633,7 +733,7 @@ pub struct Handle {
 }
 
 /// What [`Handle::cores`] reports about one core.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CoreInfo {
     /// The core's id (for `spawn_on`, `Builder::core`, `migrate_to`, `remove_core`).
     pub id: usize,
@@ -643,6 +743,8 @@ pub struct CoreInfo {
     pub cpu: Option<usize>,
     /// Runnable threads plus the running one, as last published.
     pub load: u32,
+    /// The load smoothed over the last ~80 ms by the stats maintenance thread.
+    pub load_avg: f64,
 }
 
 impl Runtime {
@@ -654,6 +756,7 @@ impl Runtime {
             types: Vec::new(),
             stack_size: None,
             idle_spin: DEFAULT_IDLE_SPIN,
+            hypercore: true,
         }
     }
 
@@ -762,22 +865,33 @@ impl Handle {
         }
     }
 
-    /// The running cores, by id.
+    /// The running worker cores, by id (the service core is [`Handle::hypercore`]).
     pub fn cores(&self) -> Vec<CoreInfo> {
         self.shared
             .started()
             .iter()
-            .filter(|c| c.state() == CoreState::Active)
-            .map(|c| {
-                let cpu = c.cpu.load(Ordering::Relaxed);
-                CoreInfo {
-                    id: c.id,
-                    core_type: self.shared.types[c.ty.load(Ordering::Relaxed)].name.clone(),
-                    cpu: (cpu != usize::MAX).then_some(cpu),
-                    load: c.published.load.load(Ordering::Relaxed),
-                }
-            })
+            .filter(|c| c.state() == CoreState::Active && Some(c.id) != self.shared.hyper)
+            .map(|c| self.info(c))
             .collect()
+    }
+
+    /// The service core (the hypercore), or `None` if the runtime runs without one
+    /// ([`RuntimeBuilder::hypercore`]).
+    pub fn hypercore(&self) -> Option<CoreInfo> {
+        self.shared
+            .hyper
+            .map(|id| self.info(&self.shared.cores[id]))
+    }
+
+    fn info(&self, c: &Core) -> CoreInfo {
+        let cpu = c.cpu.load(Ordering::Relaxed);
+        CoreInfo {
+            id: c.id,
+            core_type: self.shared.types[c.ty.load(Ordering::Relaxed)].name.clone(),
+            cpu: (cpu != usize::MAX).then_some(cpu),
+            load: c.published.load.load(Ordering::Relaxed),
+            load_avg: f64::from(c.load_avg.load(Ordering::Relaxed)) / 256.0,
+        }
     }
 
     /// Live threads of the type named `name` (a snapshot; `None` for an unknown type).
@@ -811,7 +925,9 @@ impl Handle {
             let _ = h.join();
         }
         let cpus = &shared.types[ty].cpus;
-        let cpu = if shared.pinned {
+        let cpu = if Some(ty) == shared.service_ty {
+            (!shared.one_cpu).then(|| cpus[0])
+        } else if shared.pinned {
             // The CPU of the type with the fewest running cores on it.
             let busy = |cpu: usize| {
                 shared
@@ -882,6 +998,9 @@ impl Handle {
             .ok_or_else(|| CoreError::NoSuchType {
                 name: name.to_owned(),
             })?;
+        if let Some(core) = shared.hyper.filter(|_| Some(ty) == shared.service_ty) {
+            return Err(CoreError::ServiceCore { core });
+        }
         let reuse = shared
             .started()
             .iter()
@@ -909,9 +1028,12 @@ impl Handle {
             let Some(core) = started.get(id).filter(|c| c.state() == CoreState::Active) else {
                 return Err(CoreError::NoSuchCore { core: id });
             };
+            if shared.hyper == Some(id) {
+                return Err(CoreError::ServiceCore { core: id });
+            }
             let active: Vec<&Core> = started
                 .iter()
-                .filter(|c| c.state() == CoreState::Active)
+                .filter(|c| c.state() == CoreState::Active && Some(c.id) != shared.hyper)
                 .collect();
             if active.len() == 1 {
                 return Err(CoreError::LastCore { core: id });

@@ -67,11 +67,14 @@ pub enum Bench {
     RemoteSpawn,
     /// Work items (threads) moved between two cores; one op is one item moved once.
     Migration,
+    /// A compute step on the worker cores, while the hypercore is idle or runs 1,000
+    /// busy maintenance threads.
+    HypercoreIsolation,
 }
 
 impl Bench {
     /// Every bench, in report order.
-    pub const ALL: [Bench; 7] = [
+    pub const ALL: [Bench; 8] = [
         Bench::Switch,
         Bench::SpawnJoin,
         Bench::ParkUnpark,
@@ -79,6 +82,7 @@ impl Bench {
         Bench::CrossCorePingpong,
         Bench::RemoteSpawn,
         Bench::Migration,
+        Bench::HypercoreIsolation,
     ];
 
     /// The name used on the command line and in reports.
@@ -91,6 +95,7 @@ impl Bench {
             Bench::CrossCorePingpong => "cross_core_pingpong",
             Bench::RemoteSpawn => "remote_spawn",
             Bench::Migration => "migration",
+            Bench::HypercoreIsolation => "hypercore_isolation",
         }
     }
 }
@@ -108,6 +113,8 @@ pub enum Runtime {
     /// This project, passing messages through its channels ([`spindle::sync::mpsc`])
     /// where [`Runtime::Spindle`] uses park/unpark.
     SpindleChan,
+    /// This project, with 1,000 busy maintenance threads on its hypercore.
+    SpindleBusyHypercore,
     /// The floor of a cross-core bench: two OS threads pinned to two CPUs, talking
     /// through one cache line ([`on_raw`]).
     Raw,
@@ -133,9 +140,10 @@ pub enum Runtime {
 
 impl Runtime {
     /// Every runtime, in the order they run within a repetition and appear in reports.
-    pub const ALL: [Runtime; 10] = [
+    pub const ALL: [Runtime; 11] = [
         Runtime::Spindle,
         Runtime::SpindleChan,
+        Runtime::SpindleBusyHypercore,
         Runtime::Raw,
         Runtime::Std,
         Runtime::StdPark,
@@ -151,6 +159,7 @@ impl Runtime {
         match self {
             Runtime::Spindle => "spindle",
             Runtime::SpindleChan => "spindle_chan",
+            Runtime::SpindleBusyHypercore => "busy_hyper",
             Runtime::Raw => "raw",
             Runtime::Std => "std",
             Runtime::StdPark => "std_park",
@@ -391,7 +400,7 @@ pub const ALL: &[Workload] = {
         pinned(w(
             RemoteSpawn,
             Spindle,
-            "spindle::spawn_on from a thread on core 0 to core 1 (cores pinned to two CPUs) until the new thread reads the clock; it then migrates back to core 0 (so its stack returns to the spawner's pool) and is joined before the next",
+            "spindle::spawn_on from a thread on core 0 to core 1 (cores pinned to two CPUs) until the new thread reads the clock; joined before the next",
             on_spindle::remote_spawn,
         )),
         pinned(w(
@@ -436,6 +445,18 @@ pub const ALL: &[Workload] = {
             "move one item (a Box<u64>, touched on arrival) to the other CPU through a crossbeam_deque::Injector per direction (push/steal); 64 items in flight, two OS threads pinned to two CPUs",
             on_queues::migration_injector,
         )),
+        w(
+            HypercoreIsolation,
+            Spindle,
+            "one compute step (256 dependent shift-xor-multiply rounds) on a worker core of the default runtime (CPUs - 1 workers, hypercore on the last CPU), hypercore idle",
+            on_spindle::isolation_idle,
+        ),
+        w(
+            HypercoreIsolation,
+            SpindleBusyHypercore,
+            "the same compute step while 1,000 maintenance threads spin and yield on the hypercore",
+            on_spindle::isolation_busy,
+        ),
     ]
 };
 
@@ -561,7 +582,12 @@ mod tests {
                 !awaiting,
                 "{bench:?}: {runtimes:?}, awaiting spindle: {awaiting}"
             );
-            // Something to compare spindle with: at least two peers.
+            // Something to compare spindle with: at least two peers; the isolation
+            // bench compares spindle with itself under load.
+            if bench == Bench::HypercoreIsolation {
+                assert_eq!(runtimes, [Spindle, SpindleBusyHypercore]);
+                continue;
+            }
             let peers = runtimes.iter().filter(|&&r| r != Spindle).count();
             assert!(peers >= 2, "{bench:?}: {runtimes:?}");
         }

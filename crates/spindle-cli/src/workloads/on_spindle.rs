@@ -394,3 +394,61 @@ pub mod inside {
         t0.elapsed()
     }
 }
+
+/// `n` compute steps on a worker core of the default runtime (one worker per CPU but
+/// the last, the hypercore on the last), with the hypercore idle.
+pub fn isolation_idle(n: u64) -> Duration {
+    isolation(n, 0)
+}
+
+/// `n` compute steps as in [`isolation_idle`], while 1,000 maintenance threads spin
+/// (a compute burst, then `yield_now`) on the hypercore.
+pub fn isolation_busy(n: u64) -> Duration {
+    isolation(n, 1000)
+}
+
+fn isolation(n: u64, busy: usize) -> Duration {
+    let rt = spindle::Runtime::new().expect("cannot build the default runtime");
+    rt.block_on(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(AtomicU64::new(0));
+        let hs: Vec<_> = (0..busy)
+            .map(|i| {
+                let (stop, started) = (Arc::clone(&stop), Arc::clone(&started));
+                spindle::spawn_maintenance(move || {
+                    started.fetch_add(1, Ordering::Relaxed);
+                    let mut x = i as u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = compute_step(x);
+                        spindle::yield_now();
+                    }
+                    x
+                })
+            })
+            .collect();
+        while started.load(Ordering::Relaxed) < busy as u64 {
+            spindle::sleep(Duration::from_micros(100));
+        }
+        let t0 = Instant::now();
+        let mut x = 1u64;
+        for _ in 0..n {
+            x = compute_step(std::hint::black_box(x));
+        }
+        let d = t0.elapsed();
+        std::hint::black_box(x);
+        stop.store(true, Ordering::Relaxed);
+        for h in hs {
+            h.join().expect("maintenance thread panicked");
+        }
+        d
+    })
+}
+
+/// 256 dependent rounds of a shift-xor-multiply mix (no closed form to fold).
+#[inline(never)]
+fn compute_step(mut x: u64) -> u64 {
+    for _ in 0..256 {
+        x = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    }
+    x
+}

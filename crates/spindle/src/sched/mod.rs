@@ -93,6 +93,8 @@ pub struct CoreStats {
     pub sent_out: u64,
     /// Threads handed to this core by OS threads through its injection queue.
     pub injected: u64,
+    /// Threads this core sent to another core at the balancer's request.
+    pub balanced_out: u64,
     /// Lazily created threads (remote and named spawns) whose stack block this core
     /// took from its own pool and set up, the first time it ran them.
     pub built: u64,
@@ -196,6 +198,12 @@ pub(crate) struct Core {
     pub(crate) halt: AtomicBool,
     /// A reschedule request: a more urgent thread was sent to this core.
     pub(crate) resched: AtomicBool,
+    /// A balancing request from the balancer: `(destination + 1) << 16 | count`, 0 if
+    /// none. Written by the balancer, cleared by this core (a lost request is simply
+    /// made again on the next pass).
+    pub(crate) balance: AtomicUsize,
+    /// Smoothed load (runnable threads, ×256), kept by the stats maintenance thread.
+    pub(crate) load_avg: AtomicU32,
     pub(crate) published: CachePadded<Published>,
     /// Bumped at every schedule point and idle-loop round; a leaving core waits for
     /// every other core's epoch to move (see `runtime`).
@@ -246,6 +254,8 @@ impl Core {
             cpu: AtomicUsize::new(usize::MAX),
             halt: AtomicBool::new(false),
             resched: AtomicBool::new(false),
+            balance: AtomicUsize::new(0),
+            load_avg: AtomicU32::new(0),
             published: CachePadded::new(Published {
                 load: AtomicU32::new(0),
                 level: AtomicU8::new(IDLE_LEVEL),
@@ -477,6 +487,11 @@ impl Core {
         if self.resched.load(Ordering::Relaxed) {
             self.resched.store(false, Ordering::Relaxed);
         }
+        let req = self.balance.load(Ordering::Relaxed);
+        if req != 0 {
+            self.balance.store(0, Ordering::Relaxed);
+            self.rebalance(l, req);
+        }
         let load = l.runq.len() as u32 + u32::from(!l.current.is_null());
         if load != l.load_seen {
             l.load_seen = load;
@@ -613,6 +628,30 @@ impl Core {
             }
         }
         0
+    }
+
+    /// Honours a balancing request: sends up to the requested number of runnable
+    /// threads that are not bound to this core, least urgent first, to the requested
+    /// core through its exchange slot.
+    #[cold]
+    #[inline(never)]
+    fn rebalance(&self, l: &mut CoreLocal, req: usize) {
+        let (dst, count) = ((req >> 16) - 1, req & 0xffff);
+        let ok = self
+            .shared()
+            .active_core(dst)
+            .is_some_and(|c| c.ty.load(Ordering::Relaxed) == self.ty.load(Ordering::Relaxed));
+        if !ok || dst == self.id {
+            return;
+        }
+        // SAFETY: the run queue's threads are ours, runnable and on no other list.
+        let moved = unsafe { l.runq.take_least_urgent(count, |t| !(*t).bound.get()) };
+        for t in moved {
+            // SAFETY: `t` was just unlinked from our run queue.
+            unsafe { self.push_out(l, dst, t) };
+            l.stats.balanced_out += 1;
+        }
+        self.flush(l);
     }
 
     /// Takes injected threads and timers. Returns true if the core is asked to halt.
@@ -802,7 +841,8 @@ impl Core {
         // SAFETY: as above.
         unsafe {
             if (*l).pool.len() > POOL_KEEP {
-                (*l).pool.trim(POOL_KEEP);
+                // The reaper (a maintenance thread) releases their memory.
+                (*l).pool.hand_surplus(POOL_KEEP);
             }
         }
         if self.doorbell.prepare_sleep(|| self.slots_pending()) {

@@ -72,6 +72,53 @@ impl RunQueue {
     }
 
     /// The most urgent non-empty level, if any.
+    /// Unlinks up to `max` threads for which `movable` holds, from the least urgent
+    /// level up, oldest first within a level. O(threads looked at); for the balancer.
+    ///
+    /// # Safety
+    ///
+    /// The queued TCBs are valid (they are, while queued).
+    pub(crate) unsafe fn take_least_urgent(
+        &mut self,
+        max: usize,
+        movable: impl Fn(*mut Tcb) -> bool,
+    ) -> Vec<*mut Tcb> {
+        let mut out = Vec::new();
+        let mut levels = self.bitmap;
+        while levels != 0 && out.len() < max {
+            let l = 63 - levels.leading_zeros() as usize;
+            levels &= !(1 << l);
+            // Rebuild level `l`'s list without the threads taken.
+            let mut t = self.heads[l];
+            let (mut head, mut tail): (*mut Tcb, *mut Tcb) = (ptr::null_mut(), ptr::null_mut());
+            while !t.is_null() {
+                // SAFETY: queued TCBs are valid (contract).
+                let next = unsafe { (*t).next.get() };
+                if out.len() < max && movable(t) {
+                    out.push(t);
+                    self.len -= 1;
+                } else {
+                    // SAFETY: as above.
+                    unsafe { (*t).next.set(ptr::null_mut()) };
+                    if head.is_null() {
+                        head = t;
+                    } else {
+                        // SAFETY: as above.
+                        unsafe { (*tail).next.set(t) };
+                    }
+                    tail = t;
+                }
+                t = next;
+            }
+            self.heads[l] = head;
+            self.tails[l] = tail;
+            if head.is_null() {
+                self.bitmap &= !(1 << l);
+            }
+        }
+        out
+    }
+
     #[inline]
     pub(crate) fn top_level(&self) -> Option<u8> {
         (self.bitmap != 0).then(|| self.bitmap.trailing_zeros() as u8)
@@ -124,9 +171,28 @@ mod tests {
                     name: None,
                     vtable: &VT,
                     main: false,
+                    bound: false,
                 })
             })
             .collect()
+    }
+
+    #[test]
+    fn take_least_urgent_skips_unmovable_and_keeps_order() {
+        let mut ts = tcbs(&[5, 3, 5, 63, 0, 63]);
+        let mut q = RunQueue::default();
+        for t in ts.iter_mut() {
+            // SAFETY: the TCBs outlive the queue and are on no other list.
+            unsafe { q.push(t) };
+        }
+        let p: Vec<*mut Tcb> = ts.iter_mut().map(|t| t as *mut Tcb).collect();
+        // Thread 5 (level 63) is bound; take three of the rest, least urgent first.
+        // SAFETY: the queued TCBs are alive.
+        let taken = unsafe { q.take_least_urgent(3, |t| t != p[5]) };
+        assert_eq!(taken, vec![p[3], p[0], p[2]]);
+        assert_eq!(q.len(), 3);
+        let rest: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(rest, vec![p[4], p[1], p[5]]);
     }
 
     #[test]

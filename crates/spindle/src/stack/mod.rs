@@ -115,6 +115,8 @@ struct Arena {
     carved: [AtomicUsize; NUM_CLASSES],
     /// Blocks handed back by runtimes that shut down, per class, trimmed.
     spare: Mutex<[Vec<usize>; NUM_CLASSES]>,
+    /// Surplus blocks cores handed over for the reaper, memory not yet released.
+    unreleased: Mutex<[Vec<usize>; NUM_CLASSES]>,
     guard: AtomicU8,
     page: usize,
 }
@@ -174,6 +176,7 @@ impl Arena {
                 span_shift: shift,
                 carved: std::array::from_fn(|_| AtomicUsize::new(0)),
                 spare: Mutex::new(std::array::from_fn(|_| Vec::new())),
+                unreleased: Mutex::new(std::array::from_fn(|_| Vec::new())),
                 guard: AtomicU8::new(initial_guard_mode()),
                 page: sys::page_size(),
             });
@@ -356,18 +359,19 @@ impl StackPool {
         self.free.iter().map(Vec::len).sum()
     }
 
-    /// Releases the memory of free blocks beyond `keep` per class (`MADV_DONTNEED`; the
-    /// guard pages and the address space stay). Not for a hot path.
-    pub(crate) fn trim(&mut self, keep: usize) {
+    /// Hands the free blocks beyond `keep` per class to the reaper (see [`reap`]),
+    /// which releases their memory and makes them spare blocks. No system call: this
+    /// is how a worker core gives back memory when the hypercore does the releasing.
+    pub(crate) fn hand_surplus(&mut self, keep: usize) {
         let Ok(arena) = arena() else { return };
+        let mut out = arena.unreleased.lock().unwrap_or_else(|e| e.into_inner());
         for class in 0..NUM_CLASSES {
             let list = &mut self.free[class];
-            if list.len() <= keep {
-                continue;
+            if list.len() > keep {
+                // The oldest entries (the bottom of the stack of free blocks) go: the
+                // most recently freed ones are the warmest.
+                out[class].extend(list.drain(..list.len() - keep));
             }
-            // Trimmed blocks stay in the pool: reusing one costs page faults only.
-            let excess = list[..list.len() - keep].to_vec();
-            release_memory(arena, class, excess);
         }
     }
 
@@ -384,6 +388,38 @@ impl StackPool {
             spare[class].extend(blocks);
         }
     }
+}
+
+/// Blocks whose memory [`reap`] has released since the process started.
+static REAPED: AtomicUsize = AtomicUsize::new(0);
+
+/// The reaper's pass: releases the memory of the blocks cores handed over with
+/// [`StackPool::hand_surplus`] (`MADV_DONTNEED`, merged into runs) and moves them to
+/// the spare list. Returns the number of blocks released. Runs on the hypercore, so
+/// the system calls are made there.
+pub(crate) fn reap() -> usize {
+    let Ok(arena) = arena() else { return 0 };
+    let taken: [Vec<usize>; NUM_CLASSES] = {
+        let mut u = arena.unreleased.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *u, std::array::from_fn(|_| Vec::new()))
+    };
+    let mut n = 0;
+    for (class, blocks) in taken.into_iter().enumerate() {
+        if blocks.is_empty() {
+            continue;
+        }
+        n += blocks.len();
+        let blocks = release_memory(arena, class, blocks);
+        let mut spare = arena.spare.lock().unwrap_or_else(|e| e.into_inner());
+        spare[class].extend(blocks);
+    }
+    REAPED.fetch_add(n, Ordering::Relaxed);
+    n
+}
+
+/// Blocks whose memory the reaper has released since the process started.
+pub fn reaped_blocks() -> usize {
+    REAPED.load(Ordering::Relaxed)
 }
 
 /// `MADV_DONTNEED` over the blocks (guard pages excluded), merging adjacent blocks so
@@ -465,7 +501,43 @@ mod tests {
             None,
             "an OS stack is not a block"
         );
-        pool.trim(0);
+        pool.drain_to_spare();
+    }
+
+    /// Blocks a core hands over are released by the reaper and then reused as spare
+    /// blocks, with their memory gone (the written word reads back as zero).
+    #[test]
+    fn handed_surplus_is_reaped_then_reused_zeroed() {
+        let mut pool = StackPool::default();
+        let class = 3;
+        let size = class_size(class);
+        let blocks: Vec<usize> = (0..4).map(|_| pool.get(class).unwrap()).collect();
+        for &b in &blocks {
+            // SAFETY: the block is ours and its top page is read/write.
+            unsafe { ((b + size - 8) as *mut u64).write_volatile(0xdead) };
+            pool.put(class, b);
+        }
+        pool.hand_surplus(1);
+        assert_eq!(pool.len(), 1, "all but one block handed over");
+        let before = reaped_blocks();
+        assert!(reap() >= 3);
+        assert!(reaped_blocks() >= before + 3);
+        // Empty our pool, then take blocks until one of the reaped ones comes back.
+        let mut other = StackPool::default();
+        let mut seen = 0;
+        for _ in 0..4096 {
+            let b = other.get(class).unwrap();
+            if blocks[..3].contains(&b) {
+                // SAFETY: as above.
+                assert_eq!(unsafe { ((b + size - 8) as *const u64).read_volatile() }, 0);
+                seen += 1;
+            }
+            if seen == 3 {
+                break;
+            }
+        }
+        assert_eq!(seen, 3, "reaped blocks are spare blocks again");
+        other.drain_to_spare();
         pool.drain_to_spare();
     }
 }

@@ -393,6 +393,32 @@ where
     }
 }
 
+/// Spawns a maintenance thread: it runs on the service core (the hypercore) only, so
+/// its work never takes time from the worker cores; see [`Builder::maintenance`].
+///
+/// # Panics
+///
+/// Like [`spawn`]; use [`Builder::spawn`] for a `Result`.
+///
+/// # Examples
+///
+/// ```
+/// spindle::run(|| {
+///     let h = spindle::spawn_maintenance(|| 6 * 7);
+///     assert_eq!(h.join().unwrap(), 42);
+/// });
+/// ```
+pub fn spawn_maintenance<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match Builder::new().maintenance().spawn(f) {
+        Ok(h) => h,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// The id of the core the running spindle thread is on, or `None` on an OS thread.
 pub fn current_core() -> Option<usize> {
     // SAFETY: the running thread's core is alive while it runs.
@@ -429,6 +455,10 @@ pub fn migrate_to(core: usize) -> Result<(), CoreError> {
             .get(core)
             .filter(|c| c.id < shared.hwm.load(Ordering::Acquire) && c.state() == CoreState::Active)
             .ok_or(CoreError::NoSuchCore { core })?;
+        if let Some(hyper) = shared.hyper.filter(|&h| h == to.id || h == here.id) {
+            return Err(CoreError::ServiceCore { core: hyper });
+        }
+        (*me).bound.set(true);
         if to.id == here.id {
             return Ok(());
         }
@@ -484,6 +514,7 @@ pub struct Builder {
     priority: Option<u8>,
     core: Option<usize>,
     core_type: Option<String>,
+    maintenance: bool,
 }
 
 impl Builder {
@@ -527,6 +558,32 @@ impl Builder {
         self
     }
 
+    /// Makes the thread a maintenance thread: it runs on the service core (the
+    /// hypercore) and never on a worker core, so upkeep work never takes worker time.
+    /// If the runtime has no hypercore (`RuntimeBuilder::hypercore(false)`), it runs
+    /// on the worker cores like any thread. Takes precedence over [`Builder::core`]
+    /// and [`Builder::core_type`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::builder().cores(1).build().unwrap();
+    /// let hyper = rt.hypercore().map(|c| c.id);
+    /// let ran_on = rt.block_on(|| {
+    ///     spindle::Builder::new()
+    ///         .maintenance()
+    ///         .spawn(spindle::current_core)
+    ///         .unwrap()
+    ///         .join()
+    ///         .unwrap()
+    /// });
+    /// assert_eq!(ran_on, hyper);
+    /// ```
+    pub fn maintenance(mut self) -> Builder {
+        self.maintenance = true;
+        self
+    }
+
     pub(crate) fn opts(&self) -> Result<SpawnOpts, SpawnError> {
         if let Some(size) = self.stack_size {
             validate_stack_size(size)?;
@@ -537,10 +594,11 @@ impl Builder {
                 requested: priority,
             });
         }
-        let target = match (self.core, &self.core_type) {
-            (Some(c), _) => Target::Core(c),
-            (None, Some(t)) => Target::Type(t.clone()),
-            (None, None) => Target::Any,
+        let target = match (self.maintenance, self.core, &self.core_type) {
+            (true, _, _) => Target::Maintenance,
+            (false, Some(c), _) => Target::Core(c),
+            (false, None, Some(t)) => Target::Type(t.clone()),
+            (false, None, None) => Target::Any,
         };
         Ok(SpawnOpts {
             name: self.name.as_deref().map(|n| Name::Shared(Arc::from(n))),
@@ -620,6 +678,8 @@ pub(crate) enum Target {
     Type(String),
     /// The least loaded core of the type with this index (a resolved `Type`).
     TypeIndex(usize),
+    /// The service core (the hypercore), or the worker cores if it is disabled.
+    Maintenance,
 }
 
 /// Validated spawn attributes.
@@ -664,7 +724,23 @@ where
         .map(|me| unsafe { &*(*me).core.get() })
         .filter(|c| std::ptr::eq(c.shared_ptr(), shared));
     let level = level_of(opts.priority);
-    let (ty, dst) = match &opts.target {
+    let maint = Target::TypeIndex(shared.maint_ty);
+    let target = match &opts.target {
+        Target::Maintenance => &maint,
+        t => t,
+    };
+    let (ty, dst) = match target {
+        Target::Core(id) if Some(*id) == shared.hyper => {
+            return Err(SpawnError::ServiceCore { core: *id });
+        }
+        Target::Type(name)
+            if shared.service_ty.is_some() && shared.type_index(name) == shared.service_ty =>
+        {
+            return Err(SpawnError::ServiceCore {
+                core: shared.hyper.unwrap_or(0),
+            });
+        }
+        Target::Maintenance => unreachable!("resolved above"),
         Target::Core(id) => {
             let c = shared
                 .cores
@@ -696,6 +772,8 @@ where
             // SAFETY: `current_tcb` is the running thread when `here` is set.
             let ty = here.map_or(0, |_| unsafe { (*current_tcb().unwrap_unchecked()).ty }
                 as usize);
+            // A maintenance thread's children are worker threads.
+            let ty = if Some(ty) == shared.service_ty { 0 } else { ty };
             let dst = shared.place(ty, level, here.map(|c| c.id)).ok_or_else(|| {
                 SpawnError::NoCoreOfType {
                     name: shared.types[ty].name.clone(),
@@ -840,6 +918,7 @@ fn tcb_init<F: FnOnce() -> T, T>(
         name: opts.name.clone(),
         vtable: &VtableOf::<F, T>::VTABLE,
         main: opts.main,
+        bound: matches!(opts.target, Target::Core(_)),
     }
 }
 

@@ -101,6 +101,9 @@ pub(crate) struct Tcb {
     /// The core that first picks it moves it onto a block of its own pool
     /// (`thread::materialize`).
     pub(crate) lazy: bool,
+    /// Bound to its core (spawned on a given core, or migrated there): the balancer
+    /// leaves it where it is.
+    pub(crate) bound: Cell<bool>,
 }
 
 /// A thread name: static names (the main thread's) cost nothing to copy into a
@@ -132,6 +135,7 @@ pub(crate) struct TcbInit {
     pub(crate) name: Option<Name>,
     pub(crate) vtable: &'static ThreadVtable,
     pub(crate) main: bool,
+    pub(crate) bound: bool,
 }
 
 /// Operations a spawn leaves behind for the types it erased.
@@ -196,6 +200,7 @@ impl Tcb {
             vtable: p.vtable,
             main: p.main,
             lazy: false,
+            bound: Cell::new(p.bound),
         }
     }
 

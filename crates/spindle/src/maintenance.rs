@@ -1,0 +1,139 @@
+//! The maintenance threads: the runtime's upkeep, run on the service core (the
+//! hypercore) so that worker cores never spend time or system calls on it (seed 000).
+//!
+//! Each is an ordinary spindle thread of the highest priority, started by
+//! [`start`] when the runtime is built, that does one pass of its work and sleeps
+//! for its period:
+//!
+//! - the **ticker** (every [`TICK`]) advances the runtime's tick count, the coarse
+//!   clock the time-slice checks are measured in;
+//! - the **reaper** (every [`REAP_EVERY`]) releases the memory of the stack blocks
+//!   that idle worker cores handed over ([`crate::stack::reap`]) — the `madvise`
+//!   calls happen here, not on a worker;
+//! - the **balancer** (every [`BALANCE_EVERY`]) compares the published loads of the
+//!   cores of each worker type and asks the busiest to send threads to the least
+//!   busy one through its exchange slot ([`balance`]);
+//! - the **stats** sampler (every [`STATS_EVERY`]) keeps a smoothed load per core.
+//!
+//! They hold only a weak reference to the runtime between passes, and stop at
+//! shutdown (the runtime abandons them like any thread still alive).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::runtime::Shared;
+use crate::sched::CoreState;
+use crate::thread::{MAX_PRIORITY, SpawnOpts, Target, spawn_unchecked};
+
+/// The ticker's period.
+pub const TICK: Duration = Duration::from_millis(1);
+/// The reaper's period.
+pub const REAP_EVERY: Duration = Duration::from_millis(10);
+/// The balancer's period.
+pub const BALANCE_EVERY: Duration = Duration::from_millis(2);
+/// The stats sampler's period.
+pub const STATS_EVERY: Duration = Duration::from_millis(10);
+
+/// A maintenance thread: its name, its period, and one pass of its work.
+type Job = (&'static str, Duration, fn(&Shared));
+
+/// Starts the runtime's maintenance threads. Called once by `RuntimeBuilder::build`,
+/// from the building OS thread.
+pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
+    let jobs: [Job; 4] = [
+        ("spindle-ticker", TICK, tick),
+        ("spindle-reaper", REAP_EVERY, |_| {
+            crate::stack::reap();
+        }),
+        ("spindle-balancer", BALANCE_EVERY, balance),
+        ("spindle-stats", STATS_EVERY, sample),
+    ];
+    for (name, period, work) in jobs {
+        let weak = Arc::downgrade(shared);
+        let opts = SpawnOpts {
+            name: Some(crate::thread::tcb::Name::Static(name)),
+            stack_size: None,
+            priority: MAX_PRIORITY,
+            main: false,
+            target: Target::Maintenance,
+            lazy: false,
+        };
+        // The handle is dropped: the thread is detached.
+        // SAFETY: the closure and its result are 'static and Send.
+        drop(unsafe { spawn_unchecked(shared, move || every(&weak, period, work), opts)? });
+    }
+    Ok(())
+}
+
+/// Runs `work` every `period` until the runtime shuts down.
+fn every(weak: &Weak<Shared>, period: Duration, work: fn(&Shared)) {
+    loop {
+        {
+            let Some(shared) = weak.upgrade() else { return };
+            if shared.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            work(&shared);
+        }
+        crate::thread::sleep(period);
+    }
+}
+
+/// The ticker's pass.
+fn tick(shared: &Shared) {
+    shared.ticks.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Smoothing of the stats sampler: each sample weighs 1/8.
+const SMOOTH_SHIFT: u32 = 3;
+
+/// The stats sampler's pass: an exponentially smoothed load per active core.
+fn sample(shared: &Shared) {
+    for c in shared.started() {
+        if c.state() != CoreState::Active {
+            continue;
+        }
+        let now = c.published.load.load(Ordering::Relaxed) << 8;
+        let avg = c.load_avg.load(Ordering::Relaxed);
+        let next = avg - (avg >> SMOOTH_SHIFT) + (now >> SMOOTH_SHIFT);
+        c.load_avg.store(next, Ordering::Relaxed);
+    }
+}
+
+/// The balancer's pass: for each worker type, if the busiest active core has at least
+/// two more threads than the least busy one, asks it to send half the difference there
+/// (a request the core honours at its next schedule point, which the reschedule flag
+/// brings forward to its next `preempt_point`).
+fn balance(shared: &Shared) {
+    for ty in 0..shared.types.len() {
+        if Some(ty) == shared.service_ty {
+            continue;
+        }
+        let mut busiest: Option<(u32, usize)> = None;
+        let mut idlest: Option<(u32, usize)> = None;
+        for c in shared.started() {
+            if c.state() != CoreState::Active || c.ty.load(Ordering::Relaxed) != ty {
+                continue;
+            }
+            let load = c.published.load.load(Ordering::Relaxed);
+            if busiest.is_none_or(|(l, _)| load > l) {
+                busiest = Some((load, c.id));
+            }
+            if idlest.is_none_or(|(l, _)| load < l) {
+                idlest = Some((load, c.id));
+            }
+        }
+        let (Some((hi, from)), Some((lo, to))) = (busiest, idlest) else {
+            continue;
+        };
+        if hi >= lo + 2 {
+            let count = ((hi - lo) / 2).min(0xffff) as usize;
+            let core = &shared.cores[from];
+            core.balance
+                .store((to + 1) << 16 | count, Ordering::Relaxed);
+            // Release: the request is visible to a core that sees the flag.
+            core.resched.store(true, Ordering::Release);
+        }
+    }
+}
