@@ -415,7 +415,12 @@ impl Shared {
                 continue;
             }
             let load = c.published.load.load(Ordering::Relaxed);
-            let running = c.published.level.load(Ordering::Relaxed);
+            // An idle core keeps the level of its last thread (see `Published`).
+            let running = if load == 0 {
+                IDLE_LEVEL
+            } else {
+                c.published.level.load(Ordering::Relaxed)
+            };
             let better_load = match least {
                 None => true,
                 Some((l, id)) => load < l || (load == l && Some(c.id) == from && id != c.id),

@@ -166,13 +166,19 @@ pub(crate) enum CoreState {
     Retired = 3,
 }
 
-/// Figures a core publishes for placement, with relaxed stores (single writer).
+/// Figures a core publishes for placement, with relaxed stores (single writer), each
+/// on its own cache line: `load` changes whenever the core goes idle or gets work,
+/// while `level` is read by every sender (the preemption check of `send_out`) and
+/// changes only when a thread of another level starts running.
 #[derive(Default)]
 pub(crate) struct Published {
     /// Runnable threads, plus one if a thread is running.
-    pub(crate) load: AtomicU32,
-    /// Level of the running thread, `IDLE_LEVEL` if none.
-    pub(crate) level: AtomicU8,
+    pub(crate) load: CachePadded<AtomicU32>,
+    /// Level of the thread running, or of the last one that ran if the core is idle
+    /// (`load` 0): not rewritten when the core goes idle, so that a core handing
+    /// threads back and forth does not move this line at every hop. `IDLE_LEVEL`
+    /// before the first thread.
+    pub(crate) level: CachePadded<AtomicU8>,
 }
 
 /// One core: a scheduler bound to one OS thread.
@@ -204,7 +210,7 @@ pub(crate) struct Core {
     pub(crate) balance: AtomicUsize,
     /// Smoothed load (runnable threads, ×256), kept by the stats maintenance thread.
     pub(crate) load_avg: AtomicU32,
-    pub(crate) published: CachePadded<Published>,
+    pub(crate) published: Published,
     /// Bumped at every schedule point and idle-loop round; a leaving core waits for
     /// every other core's epoch to move (see `runtime`).
     pub(crate) epoch: CachePadded<AtomicU64>,
@@ -256,10 +262,10 @@ impl Core {
             resched: AtomicBool::new(false),
             balance: AtomicUsize::new(0),
             load_avg: AtomicU32::new(0),
-            published: CachePadded::new(Published {
-                load: AtomicU32::new(0),
-                level: AtomicU8::new(IDLE_LEVEL),
-            }),
+            published: Published {
+                load: CachePadded::new(AtomicU32::new(0)),
+                level: CachePadded::new(AtomicU8::new(IDLE_LEVEL)),
+            },
             epoch: CachePadded::new(AtomicU64::new(0)),
             typed: std::array::from_fn(|_| AtomicI64::new(0)),
             os_thread: Mutex::new(None),
@@ -375,9 +381,6 @@ impl Core {
         let l = self.local();
         // SAFETY: we own `l` (caller); no reference to it survives the switch. `me` stays valid: its block is freed only by `finish_switch` after the switch.
         unsafe {
-            if (*l).current.is_null() {
-                self.publish_level(&mut *l, IDLE_LEVEL);
-            }
             (*l).prev = me;
             (*l).prev_after = after;
             (*l).stats.switches += 1;
