@@ -35,7 +35,7 @@ use crate::arch::{self, Context};
 use crate::loom::Ordering;
 use crate::runtime::Shared;
 use crate::stack::StackPool;
-use crate::thread::slot::{Channel, Wake, table};
+use crate::thread::slot::{Channel, Slot, Wake, table};
 use crate::thread::tcb::{State, Tcb};
 use doorbell::Doorbell;
 use runq::RunQueue;
@@ -519,7 +519,9 @@ impl Core {
                 // SAFETY: `take` handed the list to us: its threads are ours now, and the sender's writes to them are visible (acquire).
                 unsafe {
                     let next = (*t).next.get();
-                    (*t).core.set(self);
+                    // Off every list: `next` is null (see `push_out`).
+                    (*t).next.set(std::ptr::null_mut());
+                    (*t).set_core(self);
                     // Embryos (remote spawns) and runnable threads (migrations) keep
                     // their state; threads woken by another core arrive asleep.
                     if (*t).state() == State::Sleeping {
@@ -540,17 +542,32 @@ impl Core {
     /// `t` is a runnable (or embryo) thread that this core owns and that is on no list.
     #[inline]
     pub(crate) unsafe fn push_out(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb) {
+        // SAFETY: per the contract.
+        unsafe { self.push_out_at(l, dst, t, (*t).level) }
+    }
+
+    /// [`Core::push_out`] for a thread of level `level`. The first thread of a list is
+    /// not written to at all: a TCB that is on no list has a null `next` (every
+    /// list's taker clears it), so a woken thread's TCB line stays on its own core.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Core::push_out`]; `level` is `t`'s level.
+    #[inline]
+    pub(crate) unsafe fn push_out_at(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb, level: u8) {
         let list = &mut l.out[dst];
-        // SAFETY: `t` is ours and on no list; a non-empty list's tail is ours too.
-        unsafe {
-            (*t).next.set(std::ptr::null_mut());
-            if list.head.is_null() {
-                list.head = t;
-            } else {
-                (*list.tail).next.set(t);
-            }
-            list.min_level = list.min_level.min((*t).level);
+        // SAFETY: `t` is valid (contract); debug builds check the null-`next` invariant.
+        debug_assert!(
+            unsafe { (*t).next.get() }.is_null(),
+            "a thread on two lists"
+        );
+        if list.head.is_null() {
+            list.head = t;
+        } else {
+            // SAFETY: a non-empty list's tail is ours (we queued it).
+            unsafe { (*list.tail).next.set(t) };
         }
+        list.min_level = list.min_level.min(level);
         list.tail = t;
         list.len += 1;
         l.out_mask |= 1 << dst;
@@ -621,6 +638,7 @@ impl Core {
             // SAFETY: the threads of our dispatcher list are ours.
             unsafe {
                 let next = (*t).next.get();
+                (*t).next.set(std::ptr::null_mut());
                 let to = self.shared().place_woken((*t).ty, Some(self.id));
                 if to == self.id {
                     make_runnable(self, l, t);
@@ -694,7 +712,7 @@ impl Core {
             // A timer never leaves a token: it only wakes a thread still blocked.
             if slot.word.cancel_block(chan, t.generation) {
                 // SAFETY: we cleared BLOCKED, so the thread is alive, asleep, and ours to enqueue.
-                unsafe { self.enqueue_woken_here(l, *slot.tcb.get()) };
+                unsafe { self.enqueue_woken_here(l, slot) };
             }
         }
     }
@@ -705,10 +723,12 @@ impl Core {
     /// # Safety
     ///
     /// As for [`make_runnable`], except that `t` may live on any core of this runtime.
-    unsafe fn enqueue_woken_here(&self, l: &mut CoreLocal, t: *mut Tcb) {
-        // SAFETY: `t` is asleep and ours to enqueue (caller); its core is stable.
+    unsafe fn enqueue_woken_here(&self, l: &mut CoreLocal, slot: &Slot) {
+        // SAFETY: the thread is asleep and ours to enqueue (caller); its core is stable and alive.
         unsafe {
-            let home = &*(*t).core.get();
+            let t = *slot.tcb.get();
+            let level = slot.level.load(Ordering::Relaxed);
+            let home = &*slot.home.load(Ordering::Relaxed);
             let to = if std::ptr::eq(home, self) {
                 self.id
             } else if home.state() == CoreState::Active {
@@ -719,7 +739,7 @@ impl Core {
             if to == self.id {
                 make_runnable(self, l, t);
             } else {
-                self.push_out(l, to, t);
+                self.push_out_at(l, to, t, level);
                 self.flush(l);
             }
         }
@@ -978,7 +998,7 @@ impl Core {
 pub(crate) unsafe fn make_runnable(core: &Core, l: &mut CoreLocal, t: *mut Tcb) {
     // SAFETY: per the contract, `t` is valid and ours to enqueue.
     unsafe {
-        (*t).core.set(core);
+        (*t).set_core(core);
         // Embryos and runnable threads (rerouted) keep their state.
         if (*t).state() == State::Sleeping {
             (*t).set_state(State::Runnable);
@@ -995,17 +1015,18 @@ pub(crate) unsafe fn make_runnable(core: &Core, l: &mut CoreLocal, t: *mut Tcb) 
 /// # Safety
 ///
 /// The caller won the wake of `t` (`Wake::MustEnqueue`), so `t` is alive and asleep.
-pub(crate) unsafe fn enqueue_woken(t: *mut Tcb) {
-    // SAFETY: `t` is alive (caller); its core pointer is stable while it sleeps.
-    let home = unsafe { &*(*t).core.get() };
+pub(crate) unsafe fn enqueue_woken(slot: &Slot) {
+    // SAFETY: the thread is alive and asleep (caller); its home core is stable while it sleeps.
+    let home = unsafe { &*slot.home.load(Ordering::Relaxed) };
     // SAFETY: the running thread's TCB is valid while it runs; we only read its core.
     let here = crate::thread::current_tcb().map(|me| unsafe { &*(*me).core.get() });
     match here {
         Some(c) if std::ptr::eq(c.shared_ptr(), home.shared_ptr()) => {
             // SAFETY: we run on `c`, so its local state is ours for this call.
-            unsafe { c.enqueue_woken_here(&mut *c.local(), t) }
+            unsafe { c.enqueue_woken_here(&mut *c.local(), slot) }
         }
-        _ => inject_anywhere(t, home),
+        // SAFETY: as above, the TCB is valid and ours to enqueue.
+        _ => inject_anywhere(unsafe { *slot.tcb.get() }, home),
     }
 }
 
@@ -1036,7 +1057,7 @@ fn inject_anywhere(mut t: *mut Tcb, home: &Core) {
 pub(crate) fn wake(slot: &crate::thread::slot::Slot, generation: u32, chan: Channel) -> bool {
     if slot.word.wake(chan, generation) == Wake::MustEnqueue {
         // SAFETY: we won the wake: the thread is alive and asleep, its TCB valid.
-        unsafe { enqueue_woken(*slot.tcb.get()) };
+        unsafe { enqueue_woken(slot) };
         true
     } else {
         false

@@ -62,6 +62,9 @@ impl RunQueue {
         let t = self.heads[l];
         // SAFETY: a set bit means the level's head is a valid queued TCB.
         let next = unsafe { (*t).next.get() };
+        // Off the queue, `next` is null: dispatcher lists rely on it (`Core::push_out_at`).
+        // SAFETY: as above.
+        unsafe { (*t).next.set(ptr::null_mut()) };
         self.heads[l] = next;
         if next.is_null() {
             self.tails[l] = ptr::null_mut();
@@ -95,6 +98,8 @@ impl RunQueue {
                 // SAFETY: queued TCBs are valid (contract).
                 let next = unsafe { (*t).next.get() };
                 if out.len() < max && movable(t) {
+                    // SAFETY: as above.
+                    unsafe { (*t).next.set(ptr::null_mut()) };
                     out.push(t);
                     self.len -= 1;
                 } else {

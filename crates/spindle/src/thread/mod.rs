@@ -142,14 +142,11 @@ impl Thread {
     /// it runs right away.
     pub fn unpark(&self) {
         if self.slot().word.wake(Channel::Park, self.id.generation) == Wake::MustEnqueue {
-            // SAFETY: we won the wake: the thread is alive and asleep.
-            let t = unsafe { *self.slot().tcb.get() };
             // Read before the handoff: once enqueued, the thread may run (and exit)
-            // on another core at any moment.
-            // SAFETY: as above; the thread is still asleep and ours to enqueue.
-            let level = unsafe { (*t).level };
-            // SAFETY: as above.
-            unsafe { sched::enqueue_woken(t) };
+            // on another core at any moment, and the slot be reused.
+            let level = self.slot().level.load(Ordering::Relaxed);
+            // SAFETY: we won the wake: the thread is alive and asleep.
+            unsafe { sched::enqueue_woken(self.slot()) };
             preempt_for(level);
         }
     }
@@ -810,10 +807,10 @@ where
             unsafe {
                 (*l).stats.spawned += 1;
                 if dst == core.id {
-                    (*t).core.set(core);
+                    (*t).set_core(core);
                     (*l).runq.push(t);
                 } else {
-                    (*t).core.set(&shared.cores[dst]);
+                    (*t).set_core(&shared.cores[dst]);
                     core.push_out(&mut *l, dst, t);
                     core.flush(&mut *l);
                 }
@@ -828,7 +825,7 @@ where
             };
             shared.foreign_typed[ty].fetch_add(1, Ordering::Relaxed);
             // SAFETY: `t` is a fresh embryo; its core is set by the core taking it in.
-            unsafe { (*t).core.set(&shared.cores[dst]) };
+            unsafe { (*t).set_core(&shared.cores[dst]) };
             let mut to = dst;
             let mut t = t;
             while let Err(back) = shared.cores[to].inject(t) {
@@ -952,6 +949,7 @@ unsafe fn publish_slot<T>(tcb: *mut Tcb, slot: &Slot, shared: &Shared) {
     // SAFETY: per the contract the slot is ours.
     unsafe {
         *slot.tcb.get() = tcb;
+        slot.level.store((*tcb).level, Ordering::Relaxed);
         *slot.drop_result.get() = Some(slot::drop_result::<std::thread::Result<T>>);
         // Relaxed: read by this runtime's shutdown scan after its cores stopped.
         slot.owner

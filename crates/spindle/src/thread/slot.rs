@@ -60,7 +60,7 @@ use std::mem::{MaybeUninit, align_of, size_of};
 use std::sync::Mutex;
 
 use std::sync::atomic::{
-    AtomicBool as StdAtomicBool, AtomicPtr, AtomicU32 as StdAtomicU32,
+    AtomicBool as StdAtomicBool, AtomicPtr, AtomicU8 as StdAtomicU8, AtomicU32 as StdAtomicU32,
     AtomicUsize as StdAtomicUsize,
 };
 
@@ -361,6 +361,14 @@ pub(crate) struct Slot {
     pub(crate) os_joiner: Mutex<Option<std::thread::Thread>>,
     /// Runtime that owns the thread (its `Shared` address), for the shutdown scan.
     pub(crate) owner: StdAtomicUsize,
+    /// The core the thread lives on, kept equal to its TCB's `core` by
+    /// `Tcb::set_core`, and its run-queue level (set at spawn). A waker that won the
+    /// wake CAS reads them here, on the line it just wrote, instead of in the TCB:
+    /// the TCB's line then stays on the thread's core (one cache miss less per
+    /// cross-core wake, on each side). Relaxed: written by the thread's core before
+    /// the thread blocks, so the block/wake CAS pair orders them for the waker.
+    pub(crate) home: AtomicPtr<crate::sched::Core>,
+    pub(crate) level: StdAtomicU8,
     /// The exit value. Written by the thread before `F_DONE`; read by the joiner after
     /// it saw `F_DONE`, or dropped by whoever frees the slot.
     pub(crate) result: UnsafeCell<ResultBuf>,
@@ -376,6 +384,8 @@ impl Slot {
             joiner: AtomicU64::new(0),
             os_joiner: Mutex::new(None),
             owner: StdAtomicUsize::new(0),
+            home: AtomicPtr::new(std::ptr::null_mut()),
+            level: StdAtomicU8::new(0),
             result: UnsafeCell::new(ResultBuf(MaybeUninit::uninit())),
             drop_result: UnsafeCell::new(None),
         }

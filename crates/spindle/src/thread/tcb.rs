@@ -247,6 +247,18 @@ impl Tcb {
         }
     }
 
+    /// Records that the thread now lives on `core`, in the TCB and in its slot (for
+    /// wakers; see `Slot::home`). Writes only on a change.
+    #[inline]
+    pub(crate) fn set_core(&self, core: *const Core) {
+        if self.core.get() != core {
+            self.core.set(core);
+            self.slot()
+                .home
+                .store(core.cast_mut(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// The join slot.
     #[inline(always)]
     pub(crate) fn slot(&self) -> &Slot {
