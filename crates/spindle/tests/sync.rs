@@ -13,26 +13,8 @@ use spindle::sync::{
     Barrier, Condvar, Mutex, RwLock, Semaphore, TryLockError, WaitGroup, mpmc, mpsc,
 };
 
-/// Fails the test process if `f` does not finish within `secs` seconds (a lost wakeup
-/// would otherwise hang the test run).
-fn with_watchdog<R>(name: &str, secs: u64, f: impl FnOnce() -> R) -> R {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    let name = name.to_owned();
-    std::thread::spawn(move || {
-        for _ in 0..secs * 10 {
-            std::thread::sleep(Duration::from_millis(100));
-            if d.load(Ordering::SeqCst) {
-                return;
-            }
-        }
-        eprintln!("{name}: no progress after {secs} s: a wakeup was lost");
-        std::process::abort();
-    });
-    let r = f();
-    done.store(true, Ordering::SeqCst);
-    r
-}
+mod common;
+use common::with_watchdog;
 
 const SHORT: Duration = Duration::from_millis(30);
 

@@ -8,25 +8,8 @@ use std::time::Duration;
 
 use spindle::sync::{Condvar, Mutex, RwLock, Semaphore, WaitGroup, mpmc};
 
-/// Fails the test process if `f` does not finish within `secs` seconds.
-fn with_watchdog<R>(name: &str, secs: u64, f: impl FnOnce() -> R) -> R {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    let name = name.to_owned();
-    std::thread::spawn(move || {
-        for _ in 0..secs * 10 {
-            std::thread::sleep(Duration::from_millis(100));
-            if d.load(Ordering::SeqCst) {
-                return;
-            }
-        }
-        eprintln!("{name}: no progress after {secs} s: a wakeup was lost");
-        std::process::abort();
-    });
-    let r = f();
-    done.store(true, Ordering::SeqCst);
-    r
-}
+mod common;
+use common::with_watchdog;
 
 /// Runs `f` as the main thread of a 4-core runtime (more cores than this machine may
 /// have CPUs: contention between cores is real, and so is preemption by the OS).

@@ -556,11 +556,12 @@ impl Core {
     #[inline]
     pub(crate) unsafe fn push_out_at(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb, level: u8) {
         let list = &mut l.out[dst];
-        // SAFETY: `t` is valid (contract); debug builds check the null-`next` invariant.
-        debug_assert!(
-            unsafe { (*t).next.get() }.is_null(),
-            "a thread on two lists"
-        );
+        #[cfg(debug_assertions)]
+        {
+            // SAFETY: `t` is valid (contract); debug builds check the null-`next` invariant.
+            let next = unsafe { (*t).next.get() };
+            assert!(next.is_null(), "a thread on two lists");
+        }
         if list.head.is_null() {
             list.head = t;
         } else {

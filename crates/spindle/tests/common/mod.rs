@@ -1,4 +1,5 @@
-//! Helpers shared by the multi-core integration tests.
+//! Helpers shared by the integration tests (each test binary uses some of them).
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,4 +21,12 @@ pub(crate) fn watchdog(name: &'static str, secs: u64) -> Arc<AtomicBool> {
         std::process::abort();
     });
     done
+}
+
+/// Runs `f` under a [`watchdog`] of `secs` seconds and returns its value.
+pub(crate) fn with_watchdog<R>(name: &'static str, secs: u64, f: impl FnOnce() -> R) -> R {
+    let done = watchdog(name, secs);
+    let r = f();
+    done.store(true, Ordering::Relaxed);
+    r
 }
