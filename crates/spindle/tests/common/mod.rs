@@ -7,7 +7,8 @@ use std::time::Duration;
 
 /// Aborts the process if the returned flag is not set within `secs`: a lost wakeup
 /// or a lost thread then fails the run instead of hanging it.
-pub(crate) fn watchdog(name: &'static str, secs: u64) -> Arc<AtomicBool> {
+pub(crate) fn watchdog(name: impl Into<String>, secs: u64) -> Arc<AtomicBool> {
+    let name = name.into();
     let done = Arc::new(AtomicBool::new(false));
     let d = done.clone();
     std::thread::spawn(move || {
@@ -24,7 +25,7 @@ pub(crate) fn watchdog(name: &'static str, secs: u64) -> Arc<AtomicBool> {
 }
 
 /// Runs `f` under a [`watchdog`] of `secs` seconds and returns its value.
-pub(crate) fn with_watchdog<R>(name: &'static str, secs: u64, f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_watchdog<R>(name: impl Into<String>, secs: u64, f: impl FnOnce() -> R) -> R {
     let done = watchdog(name, secs);
     let r = f();
     done.store(true, Ordering::Relaxed);
