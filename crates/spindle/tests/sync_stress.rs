@@ -135,7 +135,7 @@ fn stress_rwlock_counter() {
 fn stress_mpmc_exactly_once() {
     const PER_PRODUCER: u64 = 10_000;
     for cap in [None, Some(0), Some(1), Some(16)] {
-        with_watchdog(&format!("stress mpmc cap {cap:?}"), 60, || {
+        with_watchdog(format!("stress mpmc cap {cap:?}"), 60, || {
             let (tx, rx) = match cap {
                 None => mpmc::channel::<u64>(),
                 Some(c) => mpmc::sync_channel::<u64>(c),
