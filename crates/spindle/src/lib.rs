@@ -60,7 +60,6 @@ pub use thread::{
 ///     let h = spindle::spawn(|| 1 + 1);
 ///     assert_eq!(h.join().unwrap(), 2);
 /// }
-/// # main();
 /// ```
 pub use spindle_macros::main;
 
