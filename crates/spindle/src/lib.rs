@@ -19,6 +19,8 @@
     clippy::missing_safety_doc
 )]
 #![warn(missing_docs, unreachable_pub)]
+// The loom build compiles the models only: the runtime paths they replace go unused.
+#![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("spindle runs on Linux only");
