@@ -307,7 +307,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         .any(|r| opts.selects("named_variants", r));
     if workloads == 0 && !million && skynets == 0 && !named_on {
         return Err(format!(
-            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, hypercore_isolation, named_variants, million, skynet, or a runtime name)",
+            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, hypercore_isolation, syscall_offload, syscall_throughput, echo, http, named_variants, million, skynet, or a runtime name)",
             args.filter.unwrap_or_default()
         ));
     }

@@ -2,17 +2,17 @@
 //! the hypercore through shared memory and sleeps; its core runs other threads.
 //!
 //! - Each worker core has a [`Region`] of [`SLOTS`] request slots (`slot.rs`: the
-//!   state machine FREE → CLAIMED → READY → DONE → FREE), a `posted` counter its
-//!   threads bump after publishing, and a `completed` counter the service bumps after
-//!   completing. Both counters have one writer each (no RMW).
+//!   state machine FREE → CLAIMED → READY → DONE → FREE, one writer per transition,
+//!   no RMW). A request and its answer each move one cache line: the slot's.
 //! - The **service loop** ([`Service::serve`]) runs on the hypercore's OS thread: at
 //!   each of its schedule points (between maintenance threads) and in its idle loop.
-//!   For each worker whose `posted` moved it runs every READY slot (a batch), marks
-//!   them DONE, bumps `completed` and rings that worker's doorbell if it sleeps.
+//!   It reads the state of every slot of every started worker (lines it holds shared
+//!   until a worker writes one), runs every READY one (a batch), marks them DONE, and
+//!   rings the doorbell of each worker it completed for, if that worker sleeps.
 //! - A worker **collects** at each schedule point ([`at_schedule_point`]), and only
-//!   when it has requests in flight: if `completed` moved (or the service died) it
-//!   wakes the threads whose slot left READY. An idle worker counts this as work
-//!   before it sleeps, and the service's doorbell ring wakes it.
+//!   when it has requests in flight (a core-local mask): it wakes the threads whose
+//!   slot left READY (or all, if the service died). An idle worker counts such a slot
+//!   as work before it sleeps, and the service's doorbell ring wakes it.
 //! - **Full slots**: a call that finds every slot of its core taken runs directly on
 //!   its own core (counted in [`ServiceStats::direct_full`]); it never waits.
 //! - **Failure**: if the service loop panics or is stopped, it publishes `dead` after
@@ -30,11 +30,15 @@ use crossbeam_utils::CachePadded;
 
 use crate::runtime::Shared;
 use crate::sched::{Core, CoreLocal, CoreState, MAX_CORES};
-use slot::{Counter, READY, ReqSlot};
+use slot::{READY, ReqSlot};
 pub use wait::WaitStrategy;
 
 /// Request slots per worker core.
 pub const SLOTS: usize = 16;
+
+/// Pauses a caller whose core has nothing else to run polls its slot before it
+/// sleeps (~10–40 µs, about the idle loop's spin).
+const POLL_SPINS: u32 = 512;
 
 /// The requests of one worker core.
 pub(crate) struct Region {
@@ -43,10 +47,6 @@ pub(crate) struct Region {
     /// claimer before READY; read by the collector, or by the service when the core
     /// is gone).
     waiters: [AtomicU64; SLOTS],
-    /// Bumped by the core's threads after each publish.
-    posted: CachePadded<Counter>,
-    /// Bumped by the service after each batch of completions.
-    completed: CachePadded<Counter>,
     /// Touched only by the worker core's OS thread.
     local: CachePadded<UnsafeCell<WorkerSide>>,
 }
@@ -55,8 +55,6 @@ pub(crate) struct Region {
 struct WorkerSide {
     /// Slots published from this core and not collected yet.
     inflight: u32,
-    /// `completed` as last seen by the collector.
-    seen: u64,
 }
 
 impl Region {
@@ -64,8 +62,6 @@ impl Region {
         Region {
             slots: std::array::from_fn(|_| ReqSlot::new()),
             waiters: std::array::from_fn(|_| AtomicU64::new(0)),
-            posted: CachePadded::new(Counter::new()),
-            completed: CachePadded::new(Counter::new()),
             local: CachePadded::new(UnsafeCell::new(WorkerSide::default())),
         }
     }
@@ -89,12 +85,10 @@ pub(crate) struct Service {
     direct_full: AtomicU64,
     /// Calls run directly because the service had failed.
     direct_failed: AtomicU64,
-    /// `posted` of each region as last seen by the service (hypercore only).
-    seen: UnsafeCell<[u64; MAX_CORES]>,
     strategy: WaitStrategy,
 }
 
-// SAFETY: `seen` is touched only by the hypercore's OS thread and each region's `local` only by its core's OS thread (see their docs); everything else is atomic.
+// SAFETY: each region's `local` is touched only by its core's OS thread (see its docs); everything else is atomic.
 unsafe impl Sync for Service {}
 // SAFETY: as above.
 unsafe impl Send for Service {}
@@ -123,7 +117,6 @@ impl Service {
             served: AtomicU64::new(0),
             direct_full: AtomicU64::new(0),
             direct_failed: AtomicU64::new(0),
-            seen: UnsafeCell::new([0; MAX_CORES]),
             strategy: wait::detect(),
         }
     }
@@ -144,8 +137,8 @@ impl Service {
         self.stop.store(how, Ordering::Release);
     }
 
-    /// One pass of the service loop: runs every READY request of every worker whose
-    /// `posted` count moved. Returns the number of calls run. Only the hypercore's OS
+    /// One pass of the service loop: runs every READY request of every started
+    /// worker. Returns the number of calls run. Only the hypercore's OS
     /// thread calls this.
     pub(crate) fn serve(&self, shared: &Shared) -> usize {
         if self.dead.load(Ordering::Relaxed) {
@@ -172,15 +165,11 @@ impl Service {
             _ => panic!("spindle: the system-call service was told to panic (test hook)"),
         }
         let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
-        // SAFETY: only the hypercore's OS thread runs the service loop.
-        let seen = unsafe { &mut *self.seen.get() };
         let mut total = 0;
-        for (c, (r, seen)) in self.regions.iter().zip(seen.iter_mut()).enumerate().take(n) {
-            let posted = r.posted.get();
-            if posted == *seen {
+        for (c, r) in self.regions.iter().enumerate().take(n) {
+            if Some(c) == shared.hyper {
                 continue;
             }
-            *seen = posted;
             let mut done = 0u64;
             let mut mask = 0u32;
             for (i, s) in r.slots.iter().enumerate() {
@@ -196,7 +185,6 @@ impl Service {
                 continue;
             }
             total += done as usize;
-            r.completed.bump(done);
             let core = &shared.cores[c];
             if core.state() == CoreState::Active {
                 core.doorbell.wake_if_sleeping();
@@ -213,12 +201,12 @@ impl Service {
         Some(total)
     }
 
-    /// Whether a worker posted a request the service has not looked at (hypercore only).
+    /// Whether a worker has a READY request (the hypercore's check before sleeping).
     fn has_posted(&self, shared: &Shared) -> bool {
         let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
-        // SAFETY: only the hypercore's OS thread runs the service loop.
-        let seen = unsafe { &*self.seen.get() };
-        (0..n).any(|c| self.regions[c].posted.get() != seen[c])
+        self.regions[..n]
+            .iter()
+            .any(|r| r.slots.iter().any(|s| s.state() == READY))
     }
 
     /// The service loop stops for good: publish it, wake every worker and every
@@ -251,8 +239,21 @@ impl Service {
     fn worker_pending(&self, id: usize) -> bool {
         let r = &self.regions[id];
         // SAFETY: called on core `id`'s OS thread.
-        let w = unsafe { &*r.local.get() };
-        w.inflight != 0 && (r.completed.get() != w.seen || self.dead.load(Ordering::Acquire))
+        let mut bits = unsafe { (*r.local.get()).inflight };
+        if bits == 0 {
+            return false;
+        }
+        if self.dead.load(Ordering::Acquire) {
+            return true;
+        }
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if r.slots[i].state() != READY {
+                return true;
+            }
+        }
+        false
     }
 
     /// Wakes the threads of core `core` whose request left READY (or all, if the
@@ -265,11 +266,6 @@ impl Service {
         // SAFETY: called on the core's OS thread.
         let w = unsafe { &mut *r.local.get() };
         let dead = self.dead.load(Ordering::Acquire);
-        let completed = r.completed.get();
-        if completed == w.seen && !dead {
-            return;
-        }
-        w.seen = completed;
         let mut bits = w.inflight;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
@@ -427,8 +423,25 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
     // SAFETY: we run on the core's OS thread, with no schedule point until `block`.
     unsafe { (*r.local.get()).inflight |= 1 << i };
     s.publish(nr, args);
-    r.posted.bump(1);
     shared.cores[hyper].doorbell.wake_if_sleeping();
+    // With nothing else to run on this core, poll the slot for a while, as the idle
+    // loop would, but without the two switches; stop as soon as work arrives here.
+    // SAFETY: we run on the core's OS thread; a brief read of its run queue length.
+    if unsafe { (*core.local()).runq.len() } == 0 {
+        for _ in 0..POLL_SPINS {
+            if let Some(res) = s.result() {
+                // No schedule point since the publish: we are still on `core`.
+                // SAFETY: as above.
+                unsafe { (*r.local.get()).inflight &= !(1 << i) };
+                s.release();
+                return Some(res);
+            }
+            if core.has_incoming() || svc.dead.load(Ordering::Relaxed) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
     loop {
         // Dead first, then the state: a service that died after completing us has
         // its DONE visible once we saw `dead`.

@@ -118,31 +118,6 @@ impl ReqSlot {
     }
 }
 
-/// A counter with a single writer: bumped with a load and a store (no RMW), read by
-/// the other side to learn that something changed.
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    pub(crate) fn new() -> Counter {
-        Counter(AtomicU64::new(0))
-    }
-
-    /// Adds `n`. Only the counter's one writer calls this.
-    #[inline]
-    pub(crate) fn bump(&self, n: u64) {
-        let v = self.0.load(Ordering::Relaxed);
-        // Release: what the writer did before (slots made READY or DONE) is visible
-        // to a reader that sees the new value.
-        self.0.store(v.wrapping_add(n), Ordering::Release);
-    }
-
-    /// The current value (acquire: pairs with `bump`).
-    #[inline]
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
 #[cfg(all(test, loom))]
 mod loom_offload {
     use super::*;
@@ -152,33 +127,27 @@ mod loom_offload {
 
     /// A request travels worker → service → worker: the service sees the arguments
     /// the worker wrote, the worker sees the result, and after release the next
-    /// claimer finds the slot free. The worker learns of the completion through the
-    /// completion counter, as the collector does.
+    /// claimer finds the slot free.
     #[test]
     fn loom_slot_round_trip() {
         loom::model(|| {
             let slot = Arc::new(ReqSlot::new());
-            let posted = Arc::new(Counter::new());
-            let completed = Arc::new(Counter::new());
             let service = {
-                let (slot, posted, completed) = (slot.clone(), posted.clone(), completed.clone());
+                let slot = slot.clone();
                 thread::spawn(move || {
-                    // One pass: only look when the posted count moved.
-                    if posted.get() == 0 {
+                    // One pass of the service loop over this slot.
+                    let Some((nr, args)) = slot.take_ready() else {
                         return false;
-                    }
-                    let (nr, args) = slot.take_ready().expect("posted but not ready");
+                    };
                     assert_eq!((nr, args), (39, [1, 2, 3, 4, 5, 6]));
                     slot.complete(args.iter().sum::<u64>() as i64);
-                    completed.bump(1);
                     true
                 })
             };
             assert!(slot.try_claim());
             slot.publish(39, [1, 2, 3, 4, 5, 6]);
-            posted.bump(1);
             let served = service.join().unwrap();
-            if completed.get() != 0 {
+            if served {
                 assert_eq!(slot.result(), Some(21));
                 slot.release();
                 assert!(
@@ -186,8 +155,8 @@ mod loom_offload {
                     "a released slot is free for the next call"
                 );
             } else {
-                assert!(!served);
                 assert_eq!(slot.state(), READY);
+                assert_eq!(slot.result(), None);
             }
         });
     }
@@ -200,7 +169,7 @@ mod loom_offload {
         loom::model(|| {
             let slot = Arc::new(ReqSlot::new());
             let dead = Arc::new(AtomicBool::new(false));
-            let runs = Arc::new(crate::loom::AtomicU32::new(0));
+            let runs = Arc::new(AtomicU32::new(0));
             let service = {
                 let (slot, dead, runs) = (slot.clone(), dead.clone(), runs.clone());
                 thread::spawn(move || {
@@ -214,44 +183,39 @@ mod loom_offload {
             };
             assert!(slot.try_claim());
             slot.publish(39, [0; 6]);
-            // The owner waits: DONE, or READY with the service dead.
-            let mut ran_here = false;
-            loop {
+            // The owner waits as `offload` does: `dead` first, then the state.
+            let ran_here = loop {
+                let is_dead = dead.load(Ordering::Acquire);
                 if slot.result().is_some() {
-                    break;
+                    break false;
                 }
-                if dead.load(Ordering::Acquire) && slot.state() == READY {
-                    ran_here = true;
-                    break;
+                if is_dead {
+                    break true;
                 }
                 thread::yield_now();
-            }
+            };
             service.join().unwrap();
-            let by_service = runs.load(Ordering::Relaxed);
-            assert_eq!(
-                by_service + u32::from(ran_here),
-                1,
-                "the call ran {} times",
-                by_service + u32::from(ran_here)
-            );
+            let total = runs.load(Ordering::Relaxed) + u32::from(ran_here);
+            assert_eq!(total, 1, "the call ran {total} times");
         });
     }
 
     /// A caller publishing while the service goes to sleep: the service either sees
-    /// the posted count move or is woken (the doorbell's Dekker handshake).
+    /// the READY slot or is woken (the doorbell's Dekker handshake).
     #[test]
     fn loom_service_doorbell_no_lost_wakeup() {
         loom::model(|| {
             let bell = Arc::new(Doorbell::new());
-            let posted = Arc::new(Counter::new());
+            let slot = Arc::new(ReqSlot::new());
             let caller = {
-                let (bell, posted) = (bell.clone(), posted.clone());
+                let (bell, slot) = (bell.clone(), slot.clone());
                 thread::spawn(move || {
-                    posted.bump(1);
+                    assert!(slot.try_claim());
+                    slot.publish(39, [0; 6]);
                     bell.wake_if_sleeping()
                 })
             };
-            let sleeps = bell.prepare_sleep(|| posted.get() != 0);
+            let sleeps = bell.prepare_sleep(|| slot.state() == READY);
             let woke = caller.join().unwrap();
             if sleeps {
                 assert!(
@@ -263,24 +227,22 @@ mod loom_offload {
     }
 
     /// The service completing while the worker core goes to sleep: the worker either
-    /// sees the completion count move or is woken.
+    /// sees its slot leave READY or is woken.
     #[test]
     fn loom_completion_wakes_idle_worker() {
         loom::model(|| {
             let bell = Arc::new(Doorbell::new());
             let slot = Arc::new(ReqSlot::new());
-            let completed = Arc::new(Counter::new());
             assert!(slot.try_claim());
             slot.publish(39, [0; 6]);
             let service = {
-                let (bell, slot, completed) = (bell.clone(), slot.clone(), completed.clone());
+                let (bell, slot) = (bell.clone(), slot.clone());
                 thread::spawn(move || {
                     slot.complete(7);
-                    completed.bump(1);
                     bell.wake_if_sleeping()
                 })
             };
-            let sleeps = bell.prepare_sleep(|| completed.get() != 0);
+            let sleeps = bell.prepare_sleep(|| slot.state() != READY);
             let woke = service.join().unwrap();
             if sleeps {
                 assert!(

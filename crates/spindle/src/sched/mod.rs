@@ -792,6 +792,13 @@ impl Core {
         }
     }
 
+    /// Whether another OS thread or core handed this core work (injection queue or
+    /// an exchange slot): a caller polling its system-call slot stops then.
+    #[inline]
+    pub(crate) fn has_incoming(&self) -> bool {
+        self.doorbell.pending() || self.slots_pending()
+    }
+
     /// Whether anything addressed to this core waits in an exchange slot.
     fn slots_pending(&self) -> bool {
         let shared = self.shared();
