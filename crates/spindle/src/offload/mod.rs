@@ -297,7 +297,7 @@ fn wake_waiters(r: &Region, mut mask: u32) {
 
 /// The offload work of a schedule point: the hypercore serves, a worker with requests
 /// in flight collects. One load and a compare when there is nothing to do.
-#[inline(always)]
+#[inline]
 pub(crate) fn at_schedule_point(core: &Core, l: &mut CoreLocal) {
     let shared = core.shared();
     if shared.hyper == Some(core.id) {
