@@ -342,9 +342,9 @@ fn to_raw(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 fn from_raw(st: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<SocketAddr> {
     match st.ss_family as i32 {
         libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family and length say it holds a sockaddr_in.
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read((st as *const libc::sockaddr_storage).cast()) };
+            let p = (st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+            // SAFETY: the family and length say it holds a sockaddr_in; storage is aligned for it.
+            let sin = unsafe { p.read() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
             Ok(SocketAddr::V4(SocketAddrV4::new(
                 ip,
@@ -352,9 +352,9 @@ fn from_raw(st: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<Soc
             )))
         }
         libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: the family and length say it holds a sockaddr_in6.
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read((st as *const libc::sockaddr_storage).cast()) };
+            let p = (st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+            // SAFETY: the family and length say it holds a sockaddr_in6; storage is aligned for it.
+            let sin6 = unsafe { p.read() };
             Ok(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(sin6.sin6_addr.s6_addr),
                 u16::from_be(sin6.sin6_port),
