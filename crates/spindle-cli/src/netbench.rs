@@ -27,7 +27,7 @@ pub const DURATION: Duration = Duration::from_secs(3);
 pub const CONNECTIONS: u32 = 64;
 
 /// Bytes of each echo message.
-const ECHO_BYTES: usize = 64;
+pub const ECHO_BYTES: usize = 64;
 
 /// One server's figures.
 #[derive(Debug, Clone)]
