@@ -18,6 +18,8 @@ pub mod dot;
 pub mod mem;
 pub mod million;
 pub mod named;
+pub mod netbench;
+pub mod servers;
 pub mod skynet;
 pub mod stats;
 pub mod workloads;

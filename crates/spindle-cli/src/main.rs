@@ -14,7 +14,7 @@ use spindle_cli::bench::{self, Measurement, Options, Report};
 use spindle_cli::million::{self, MillionReport};
 use spindle_cli::workloads::on_spindle::inside;
 use spindle_cli::workloads::{self, Bench};
-use spindle_cli::{child, named, skynet};
+use spindle_cli::{child, named, netbench, servers, skynet};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,9 @@ enum ChildCommand {
     Timed { name: String, n: u64 },
     /// Build the skynet tree of DEPTH levels once on RUNTIME; print time and peak RSS.
     Skynet { runtime: String, depth: u32 },
+    /// Run server KIND (echo, http) on PEER (spindle, tokio, may) on a free loopback
+    /// port until killed; print `listening on ADDR` first.
+    Serve { kind: String, peer: String },
 }
 
 #[derive(Args)]
@@ -114,6 +117,18 @@ fn main() -> ExitCode {
             let line = match what {
                 ChildCommand::Timed { name, n } => child::serve_timed(&name, n),
                 ChildCommand::Skynet { runtime, depth } => skynet::serve_child(&runtime, depth),
+                ChildCommand::Serve { kind, peer } => {
+                    let (Some(k), Some(p)) =
+                        (servers::Kind::parse(&kind), servers::Peer::parse(&peer))
+                    else {
+                        eprintln!(
+                            "spindle {}: serve KIND PEER: KIND is echo or http, PEER spindle, tokio or may",
+                            child::SUBCOMMAND
+                        );
+                        return ExitCode::FAILURE;
+                    };
+                    servers::serve(k, p, "127.0.0.1:0").map(|()| String::new())
+                }
             };
             match line {
                 Ok(line) => {
@@ -305,9 +320,16 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         ]
         .iter()
         .any(|r| opts.selects("named_variants", r));
-    if workloads == 0 && !million && skynets == 0 && !named_on {
+    let net_selects =
+        |k: servers::Kind, p: servers::Peer| !only_million && opts.selects(k.name(), p.name());
+    let nets = [servers::Kind::Echo, servers::Kind::Http]
+        .into_iter()
+        .flat_map(|k| servers::Peer::ALL.map(move |p| (k, p)))
+        .filter(|&(k, p)| net_selects(k, p))
+        .count();
+    if workloads == 0 && !million && skynets == 0 && !named_on && nets == 0 {
         return Err(format!(
-            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, hypercore_isolation, named_variants, million, skynet, or a runtime name)",
+            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, hypercore_isolation, syscall_offload, syscall_throughput, echo, http, named_variants, million, skynet, or a runtime name)",
             args.filter.unwrap_or_default()
         ));
     }
@@ -317,7 +339,10 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     let million_steps = if million { 3 } else { 0 };
     let skynet_steps = (skynets * skynet::DEFAULT_RUNS) as u64;
     let named_steps = if named_on { named::steps(&opts) } else { 0 };
-    let pb = progress_bar(steps + named_steps + million_steps + skynet_steps, hidden);
+    let pb = progress_bar(
+        steps + named_steps + million_steps + skynet_steps + nets as u64,
+        hidden,
+    );
     let wall = Instant::now();
     let measurements = if workloads > 0 {
         bench::run(&opts, |done, next| {
@@ -360,6 +385,12 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         Vec::new()
     };
     let skynet_wall = skynet_wall.elapsed();
+    let mut done = steps + named_steps + million_steps + skynet_steps;
+    let net_outcomes = netbench::run(net_selects, |next| {
+        pb.set_message(next.to_owned());
+        pb.set_position(done);
+        done += 1;
+    });
     pb.finish_and_clear();
 
     if args.json {
@@ -367,6 +398,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         results.extend(named_records);
         results.extend(million_report.as_ref().map(bench::million_record));
         results.extend(skynet::records(&skynet_outcomes, depth));
+        results.extend(netbench::records(&net_outcomes));
         let json = serde_json::to_string_pretty(&Report { results })
             .map_err(|e| format!("cannot encode the report: {e}"))?;
         println!("{json}");
@@ -377,6 +409,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
             print_million(r);
         }
         skynet::print_table(&skynet_outcomes, depth, skynet_wall);
+        netbench::print_table(&net_outcomes);
         println!("\nbench done in {:.1} s", wall.elapsed().as_secs_f64());
     }
     Ok(())

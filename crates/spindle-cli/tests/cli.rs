@@ -201,3 +201,29 @@ fn named_variants_reports_each_variant_the_picks_and_the_spawn_ratio() {
     let big = get("picked_big")["variant"].as_str().unwrap();
     assert!(["avx512f", "avx2+fma"].contains(&big), "{big}");
 }
+
+/// Without wrk on the PATH the http bench still runs to the end and each record says
+/// how to install it.
+#[test]
+fn http_bench_says_how_to_get_wrk_when_it_is_missing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spindle"))
+        .args(["bench", "--json", "--filter", "http/"])
+        .env("PATH", "")
+        .env("SPINDLE_EXE", env!("CARGO_BIN_EXE_spindle"))
+        .output()
+        .expect("run spindle");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rs = results(&String::from_utf8_lossy(&out.stdout));
+    let runtimes: Vec<_> = rs.iter().map(|r| r["runtime"].as_str().unwrap()).collect();
+    assert_eq!(runtimes, ["spindle", "tokio", "may"]);
+    for r in &rs {
+        assert_eq!(r["bench"], "http");
+        assert!(r["ns_per_op"].is_null(), "{r}");
+        let e = r["error"].as_str().expect("an error message");
+        assert!(e.contains("apt-get install wrk"), "{e}");
+    }
+}

@@ -28,18 +28,25 @@ compile_error!("spindle runs on Linux only");
 extern crate self as spindle;
 
 mod arch;
+mod blocking;
 mod error;
+pub mod fs;
+mod io;
 mod loom;
 pub mod maintenance;
 pub mod names;
+pub mod net;
+mod offload;
+mod os;
 mod runtime;
 mod sched;
 pub mod stack;
 pub mod sync;
-mod sys;
+pub mod sys;
 mod thread;
 pub mod topology;
 
+pub use blocking::{BLOCKING_THREADS, blocking};
 pub use error::SpawnError;
 pub use names::spawn_named;
 pub use runtime::{

@@ -2,18 +2,23 @@
 //! hypercore) so that worker cores never spend time or system calls on it (seed 000).
 //!
 //! Each is an ordinary spindle thread of the highest priority, started by
-//! [`start`] when the runtime is built, that does one pass of its work and sleeps
+//! `start` when the runtime is built, that does one pass of its work and sleeps
 //! for its period:
 //!
 //! - the **ticker** (every [`TICK`]) advances the runtime's tick count, the coarse
 //!   clock the time-slice checks are measured in;
 //! - the **reaper** (every [`REAP_EVERY`]) releases the memory of the stack blocks
-//!   that idle worker cores handed over ([`crate::stack::reap`]) — the `madvise`
+//!   that idle worker cores handed over (`stack::reap`) — the `madvise`
 //!   calls happen here, not on a worker;
 //! - the **balancer** (every [`BALANCE_EVERY`]) compares the published loads of the
 //!   cores of each worker type and asks the busiest to send threads to the least
-//!   busy one through its exchange slot ([`balance`]);
-//! - the **stats** sampler (every [`STATS_EVERY`]) keeps a smoothed load per core.
+//!   busy one through its exchange slot (`balance`);
+//! - the **stats** sampler (every [`STATS_EVERY`]) keeps a smoothed load per core;
+//! - the **poller** reads the epoll set of `spindle::net` and wakes the threads
+//!   whose descriptors became ready (see `crate::io`).
+//!
+//! The system-call service is not a thread: it runs at the hypercore's schedule
+//! points and in its idle loop (see `crate::offload`).
 //!
 //! They hold only a weak reference to the runtime between passes, and stop at
 //! shutdown (the runtime abandons them like any thread still alive).
@@ -63,6 +68,18 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
         // SAFETY: the closure and its result are 'static and Send.
         drop(unsafe { spawn_unchecked(shared, move || every(&weak, period, work), opts)? });
     }
+    // The readiness poller of `net` (see `crate::io`).
+    let weak = Arc::downgrade(shared);
+    let opts = SpawnOpts {
+        name: Some(crate::thread::tcb::Name::Static("spindle-poller")),
+        stack_size: None,
+        priority: MAX_PRIORITY,
+        main: false,
+        target: Target::Maintenance,
+        lazy: false,
+    };
+    // SAFETY: the closure and its result are 'static and Send.
+    drop(unsafe { spawn_unchecked(shared, move || crate::io::poller_main(weak), opts)? });
     Ok(())
 }
 

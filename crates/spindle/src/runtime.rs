@@ -374,6 +374,10 @@ pub(crate) struct Shared {
     one_cpu: bool,
     /// Ticks of the ticker so far (a coarse clock).
     pub(crate) ticks: AtomicU64,
+    /// The system-call service: request slots per core, served by the hypercore.
+    pub(crate) offload: crate::offload::Service,
+    /// The readiness poller of `net` (epoll), run by a maintenance thread.
+    pub(crate) poller: crate::io::Poller,
 }
 
 impl Shared {
@@ -685,6 +689,8 @@ impl RuntimeBuilder {
                 maint_ty: service_ty.unwrap_or(0),
                 one_cpu: allowed.len() == 1,
                 ticks: AtomicU64::new(0),
+                offload: crate::offload::Service::new(),
+                poller: crate::io::Poller::new(),
             }
         });
         let rt = Runtime {

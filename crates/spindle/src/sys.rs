@@ -1,54 +1,270 @@
-//! Thin wrappers over the Linux system calls the runtime makes itself.
+//! System calls handed to the hypercore (exception-less system calls).
+//!
+//! On a spindle thread of a worker core, each call here writes its number and
+//! arguments to a request slot of its core, publishes it, and sleeps; the hypercore's
+//! service loop runs the call and the core wakes the thread when it collects the
+//! result. The core runs other threads meanwhile and never enters the kernel for the
+//! call. Errors come back as [`std::io::Error`] built from `errno`.
+//!
+//! The calls run **directly** (an ordinary system call on the calling OS thread) on a
+//! plain OS thread, on the hypercore itself, in a runtime built with
+//! [`RuntimeBuilder::hypercore(false)`](crate::RuntimeBuilder::hypercore), when every
+//! one of the core's [`SLOTS`] request slots is taken, and after the service loop
+//! failed ([`service_stats`] says so). The result is the same either way.
+//!
+//! ```
+//! let pid = spindle::run(|| spindle::sys::getpid()); // offloaded to the hypercore
+//! assert_eq!(pid, std::process::id());
+//! assert_eq!(spindle::sys::getpid(), std::process::id()); // directly, on this OS thread
+//! ```
+//!
+//! These are raw calls: a descriptor that is not non-blocking makes the hypercore
+//! wait with it. [`crate::net`] keeps its descriptors non-blocking and waits for
+//! readiness on the poller; [`crate::blocking`] runs anything else that may block.
 
-use std::io;
-use std::sync::atomic::AtomicU32;
-use std::time::Duration;
+use std::ffi::CString;
+use std::io::{self, SeekFrom};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
-#[cfg_attr(loom, allow(dead_code))]
-/// Sleeps while `*word == expected`, at most `timeout` (forever if `None`).
-/// Returns on a wake, a timeout, a signal or a changed value; callers re-check.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    });
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a live, aligned u32 for the duration of the call; `ts_ptr` is null or points at a timespec on this stack. FUTEX_WAIT only reads both.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            ts_ptr,
+pub use crate::offload::{SLOTS, ServiceStats, WaitStrategy};
+use crate::runtime::Handle;
+
+/// Turns a raw kernel result into a `Result`.
+#[inline]
+pub(crate) fn cvt(r: i64) -> io::Result<usize> {
+    if (-4095..0).contains(&r) {
+        Err(io::Error::from_raw_os_error(-r as i32))
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Calls system call `nr` with `args` (unused ones are ignored by the kernel),
+/// offloaded to the hypercore when the caller is a spindle thread on a worker core,
+/// directly otherwise. Returns the kernel's non-negative result, or its `errno` as an
+/// error.
+///
+/// # Safety
+///
+/// The arguments must be valid for the call, as for `libc::syscall`: pointers point
+/// at live buffers of the sizes the call expects, descriptors belong to the caller,
+/// and the call must not change memory or process state that Rust code relies on
+/// (no `munmap` of live data, no `exit`, no `clone`). The call may run on another OS
+/// thread (the hypercore's): per-thread calls (`gettid`, signal masks, `prctl` on the
+/// thread) act on that thread.
+///
+/// # Examples
+///
+/// ```
+/// // SAFETY: getpid takes no arguments.
+/// let pid = unsafe { spindle::sys::syscall(libc::SYS_getpid, [0; 6]) }.unwrap();
+/// assert_eq!(pid as u32, std::process::id());
+/// ```
+pub unsafe fn syscall(nr: libc::c_long, args: [usize; 6]) -> io::Result<usize> {
+    let nr = u32::try_from(nr).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("spindle::sys::syscall: {nr} is not a system call number (use libc::SYS_*)"),
         )
-    };
+    })?;
+    // SAFETY: the caller vouches for the arguments.
+    cvt(unsafe { crate::offload::syscall(nr, args.map(|a| a as u64)) })
 }
 
-#[cfg_attr(loom, allow(dead_code))]
-/// Wakes up to `n` OS threads sleeping in [`futex_wait`] on `word`.
-pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
-    // SAFETY: FUTEX_WAKE only uses the address as a key; `word` is live.
+/// Raw call with `u64` arguments (internal shorthand).
+///
+/// # Safety
+///
+/// As for [`syscall`].
+#[inline]
+pub(crate) unsafe fn call(nr: libc::c_long, args: [u64; 6]) -> io::Result<usize> {
+    // SAFETY: as for this function.
+    cvt(unsafe { crate::offload::syscall(nr as u32, args) })
+}
+
+/// The process id (`getpid`): the smallest call, used to measure the round trip.
+pub fn getpid() -> u32 {
+    // SAFETY: getpid takes no arguments.
+    unsafe { call(libc::SYS_getpid, [0; 6]) }.map_or(0, |p| p as u32)
+}
+
+/// `read(2)` into `buf`; returns the bytes read.
+pub fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: `buf` is live and writable for its length while we wait for the result.
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            n,
+        call(
+            libc::SYS_read,
+            [
+                fd as u64,
+                buf.as_mut_ptr() as u64,
+                buf.len() as u64,
+                0,
+                0,
+                0,
+            ],
         )
+    }
+}
+
+/// `write(2)` of `buf`; returns the bytes written.
+pub fn write(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: `buf` is live for its length while we wait for the result.
+    unsafe {
+        call(
+            libc::SYS_write,
+            [fd as u64, buf.as_ptr() as u64, buf.len() as u64, 0, 0, 0],
+        )
+    }
+}
+
+/// `pread64(2)`: reads at `offset` without moving the file position.
+pub fn pread(fd: impl AsFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: `buf` is live and writable for its length while we wait for the result.
+    unsafe {
+        call(
+            libc::SYS_pread64,
+            [
+                fd as u64,
+                buf.as_mut_ptr() as u64,
+                buf.len() as u64,
+                offset,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `pwrite64(2)`: writes at `offset` without moving the file position.
+pub fn pwrite(fd: impl AsFd, buf: &[u8], offset: u64) -> io::Result<usize> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: `buf` is live for its length while we wait for the result.
+    unsafe {
+        call(
+            libc::SYS_pwrite64,
+            [
+                fd as u64,
+                buf.as_ptr() as u64,
+                buf.len() as u64,
+                offset,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `lseek(2)`; returns the new position.
+pub fn lseek(fd: impl AsFd, pos: SeekFrom) -> io::Result<u64> {
+    let fd = fd.as_fd().as_raw_fd();
+    let (off, whence) = match pos {
+        SeekFrom::Start(o) => (o as i64, libc::SEEK_SET),
+        SeekFrom::End(o) => (o, libc::SEEK_END),
+        SeekFrom::Current(o) => (o, libc::SEEK_CUR),
     };
+    // SAFETY: lseek takes no pointers.
+    unsafe {
+        call(
+            libc::SYS_lseek,
+            [fd as u64, off as u64, whence as u64, 0, 0, 0],
+        )
+    }
+    .map(|p| p as u64)
 }
 
-/// The page size of this machine.
-pub(crate) fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 { n as usize } else { 4096 }
+/// `fsync(2)`.
+pub fn fsync(fd: impl AsFd) -> io::Result<()> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: fsync takes no pointers.
+    unsafe { call(libc::SYS_fsync, [fd as u64, 0, 0, 0, 0, 0]) }.map(drop)
 }
 
-/// `errno` of the last failed call, as an `io::Error`.
-pub(crate) fn last_error() -> io::Error {
-    io::Error::last_os_error()
+/// `ftruncate(2)`.
+pub fn ftruncate(fd: impl AsFd, len: u64) -> io::Result<()> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: ftruncate takes no pointers.
+    unsafe { call(libc::SYS_ftruncate, [fd as u64, len, 0, 0, 0, 0]) }.map(drop)
+}
+
+/// `fstat(2)`.
+pub fn fstat(fd: impl AsFd) -> io::Result<libc::stat> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is live and writable while we wait for the result.
+    unsafe { call(libc::SYS_fstat, [fd as u64, &raw mut st as u64, 0, 0, 0, 0]) }?;
+    Ok(st)
+}
+
+/// `openat(AT_FDCWD, path, flags | O_CLOEXEC, mode)`; returns the new descriptor.
+///
+/// # Errors
+///
+/// `InvalidInput` if `path` contains a NUL byte; otherwise the kernel's error.
+pub fn open(path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("spindle::sys::open: the path {path:?} contains a NUL byte: remove it"),
+        )
+    })?;
+    let flags = (flags | libc::O_CLOEXEC) as u64;
+    // SAFETY: `c` is a live NUL-terminated string while we wait for the result.
+    let fd = unsafe {
+        call(
+            libc::SYS_openat,
+            [
+                libc::AT_FDCWD as u64,
+                c.as_ptr() as u64,
+                flags,
+                u64::from(mode),
+                0,
+                0,
+            ],
+        )
+    }?;
+    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `close(2)` of a descriptor this call takes over.
+pub fn close(fd: OwnedFd) -> io::Result<()> {
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+    // SAFETY: we own `raw` (taken from the OwnedFd) and close it once.
+    unsafe { call(libc::SYS_close, [raw as u64, 0, 0, 0, 0, 0]) }.map(drop)
+}
+
+/// How the service loop of this machine waits when idle: `umonitor/umwait` (Intel
+/// WAITPKG) or `monitorx/mwaitx` (AMD) when CPUID reports them, else a futex sleep.
+///
+/// ```
+/// let s = spindle::sys::wait_strategy();
+/// assert!(["umwait", "mwaitx", "futex"].contains(&s.name()));
+/// ```
+pub fn wait_strategy() -> WaitStrategy {
+    crate::offload::wait::detect()
+}
+
+/// The system-call service of `handle`'s runtime: calls served, calls run directly,
+/// whether it failed, how it waits. `None` if the runtime has no hypercore (every call
+/// runs directly there).
+pub fn service_stats(handle: &Handle) -> Option<ServiceStats> {
+    let shared = handle.shared();
+    shared.hyper.map(|_| shared.offload.stats())
+}
+
+/// Test hook: stops (or, with `panic`, makes panic) the service loop of `handle`'s
+/// runtime at its next pass. Pending and later calls then run directly.
+#[doc(hidden)]
+pub fn __stop_service(handle: &Handle, panic: bool) {
+    let shared = handle.shared();
+    shared.offload.request_stop(panic);
+    if let Some(h) = shared.hyper {
+        shared.cores[h].nudge();
+    }
 }

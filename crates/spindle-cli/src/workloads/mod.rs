@@ -44,6 +44,7 @@ pub mod on_queues;
 pub mod on_raw;
 pub mod on_spindle;
 pub mod on_std;
+pub mod on_syscall;
 pub mod on_tokio;
 mod pingpong;
 
@@ -70,11 +71,16 @@ pub enum Bench {
     /// A compute step on the worker cores, while the hypercore is idle or runs 1,000
     /// busy maintenance threads.
     HypercoreIsolation,
+    /// One `getpid` round trip: offloaded to the hypercore, direct, and the raw
+    /// two-thread delegation floor.
+    SyscallOffload,
+    /// `getpid` calls from many threads of one worker core: offloaded vs direct.
+    SyscallThroughput,
 }
 
 impl Bench {
     /// Every bench, in report order.
-    pub const ALL: [Bench; 8] = [
+    pub const ALL: [Bench; 10] = [
         Bench::Switch,
         Bench::SpawnJoin,
         Bench::ParkUnpark,
@@ -83,6 +89,8 @@ impl Bench {
         Bench::RemoteSpawn,
         Bench::Migration,
         Bench::HypercoreIsolation,
+        Bench::SyscallOffload,
+        Bench::SyscallThroughput,
     ];
 
     /// The name used on the command line and in reports.
@@ -96,6 +104,8 @@ impl Bench {
             Bench::RemoteSpawn => "remote_spawn",
             Bench::Migration => "migration",
             Bench::HypercoreIsolation => "hypercore_isolation",
+            Bench::SyscallOffload => "syscall_offload",
+            Bench::SyscallThroughput => "syscall_throughput",
         }
     }
 }
@@ -115,6 +125,8 @@ pub enum Runtime {
     SpindleChan,
     /// This project, with 1,000 busy maintenance threads on its hypercore.
     SpindleBusyHypercore,
+    /// This project without a hypercore: system calls run directly on the worker.
+    SpindleDirect,
     /// The floor of a cross-core bench: two OS threads pinned to two CPUs, talking
     /// through one cache line ([`on_raw`]).
     Raw,
@@ -140,10 +152,11 @@ pub enum Runtime {
 
 impl Runtime {
     /// Every runtime, in the order they run within a repetition and appear in reports.
-    pub const ALL: [Runtime; 11] = [
+    pub const ALL: [Runtime; 12] = [
         Runtime::Spindle,
         Runtime::SpindleChan,
         Runtime::SpindleBusyHypercore,
+        Runtime::SpindleDirect,
         Runtime::Raw,
         Runtime::Std,
         Runtime::StdPark,
@@ -160,6 +173,7 @@ impl Runtime {
             Runtime::Spindle => "spindle",
             Runtime::SpindleChan => "spindle_chan",
             Runtime::SpindleBusyHypercore => "busy_hyper",
+            Runtime::SpindleDirect => "spindle_direct",
             Runtime::Raw => "raw",
             Runtime::Std => "std",
             Runtime::StdPark => "std_park",
@@ -457,6 +471,36 @@ pub const ALL: &[Workload] = {
             "the same compute step while 1,000 maintenance threads spin and yield on the hypercore",
             on_spindle::isolation_busy,
         ),
+        w(
+            SyscallOffload,
+            Spindle,
+            "one getpid round trip through spindle::sys, offloaded: a thread on the one worker core (CPU 0) hands it to the hypercore (last CPU) and sleeps until its core collects the result",
+            on_syscall::offload,
+        ),
+        w(
+            SyscallOffload,
+            SpindleDirect,
+            "one getpid through spindle::sys from a thread on the one worker core of a runtime without hypercore: a direct system call",
+            on_syscall::direct,
+        ),
+        pinned(w(
+            SyscallOffload,
+            Raw,
+            "the delegation floor: one getpid handed to an OS thread spinning on another CPU through one cache line (turn + result), the caller spinning for the answer",
+            on_syscall::raw_delegation,
+        )),
+        w(
+            SyscallThroughput,
+            Spindle,
+            "one getpid of many: 64 threads on the one worker core issue offloaded calls; the hypercore serves them in batches",
+            on_syscall::throughput_offload,
+        ),
+        w(
+            SyscallThroughput,
+            SpindleDirect,
+            "one getpid of many: 64 threads on the one worker core of a runtime without hypercore, direct calls",
+            on_syscall::throughput_direct,
+        ),
     ]
 };
 
@@ -586,6 +630,16 @@ mod tests {
             // bench compares spindle with itself under load.
             if bench == Bench::HypercoreIsolation {
                 assert_eq!(runtimes, [Spindle, SpindleBusyHypercore]);
+                continue;
+            }
+            // The system-call benches compare offloading with direct calls (and the
+            // delegation floor).
+            if bench == Bench::SyscallOffload {
+                assert_eq!(runtimes, [Spindle, SpindleDirect, Raw]);
+                continue;
+            }
+            if bench == Bench::SyscallThroughput {
+                assert_eq!(runtimes, [Spindle, SpindleDirect]);
                 continue;
             }
             let peers = runtimes.iter().filter(|&&r| r != Spindle).count();

@@ -239,8 +239,14 @@ pub fn migration(n: u64) -> Duration {
     scale(t1 - t0, k * IN_FLIGHT as u64, n)
 }
 
-/// Stack size of the skynet threads: a node's frames take far less.
-const SKYNET_STACK: usize = 16 * 1024;
+/// Stack size of the skynet threads: a node's frames take far less in an optimised
+/// build. Unoptimised builds (the unit tests) get 64 KiB: their frames of `spawn` and
+/// `join` outgrew 16 KiB.
+const SKYNET_STACK: usize = if cfg!(debug_assertions) {
+    64 * 1024
+} else {
+    16 * 1024
+};
 
 /// How the skynet tree is laid out over the cores.
 #[derive(Debug, Clone, Copy)]

@@ -54,8 +54,16 @@ impl Doorbell {
     /// Announces that the core is about to sleep. Returns false if work arrived and
     /// the core must not sleep: `pending` was set, or `has_work` (which looks at the
     /// exchange slots addressed to this core) found something.
+    #[cfg_attr(not(all(test, loom)), allow(dead_code))]
     pub(crate) fn prepare_sleep(&self, has_work: impl FnOnce() -> bool) -> bool {
-        self.sleeping.store(1, Ordering::Relaxed);
+        self.prepare_sleep_as(1, has_work)
+    }
+
+    /// [`Doorbell::prepare_sleep`] with the value announced in `sleeping`: 1 for a
+    /// futex sleep (wakers must issue a futex wake), 2 for a monitored wait (the
+    /// waker's write to the word is the wakeup; no system call).
+    pub(crate) fn prepare_sleep_as(&self, mark: u32, has_work: impl FnOnce() -> bool) -> bool {
+        self.sleeping.store(mark, Ordering::Relaxed);
         // StoreLoad: pairs with the fence in `ring` / `wake_if_sleeping` (module docs).
         fence(Ordering::SeqCst);
         if self.pending.load(Ordering::Relaxed) || has_work() {
@@ -72,13 +80,23 @@ impl Doorbell {
         // StoreLoad: orders the caller's publication before reading `sleeping`; pairs
         // with the fence in `prepare_sleep`.
         fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::Relaxed) == 1
-            && self.sleeping.swap(0, Ordering::Relaxed) == 1
-        {
-            self.wake();
+        if self.sleeping.load(Ordering::Relaxed) != 0 {
+            // 1: a futex sleeper, wake it; 2: a monitored wait, which the swap's
+            // write to the monitored line ends by itself.
+            match self.sleeping.swap(0, Ordering::Relaxed) {
+                1 => self.wake(),
+                2 => {}
+                _ => return false,
+            }
             return true;
         }
         false
+    }
+
+    /// The word a sleeper waits on (for the monitored waits of the service loop).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.sleeping
     }
 
     /// Marks the core awake again. Relaxed: only the core reads its own flag back.
@@ -90,7 +108,7 @@ impl Doorbell {
     /// `prepare_sleep` returned true.
     pub(crate) fn sleep(&self, timeout: Option<std::time::Duration>) {
         #[cfg(not(loom))]
-        crate::sys::futex_wait(&self.sleeping, 1, timeout);
+        crate::os::futex_wait(&self.sleeping, 1, timeout);
         #[cfg(loom)]
         {
             let _ = timeout;
@@ -101,7 +119,7 @@ impl Doorbell {
     /// Wakes the core after `ring` returned true.
     pub(crate) fn wake(&self) {
         #[cfg(not(loom))]
-        crate::sys::futex_wake(&self.sleeping, 1);
+        crate::os::futex_wake(&self.sleeping, 1);
     }
 }
 

@@ -495,6 +495,9 @@ impl Core {
             self.balance.store(0, Ordering::Relaxed);
             self.rebalance(l, req);
         }
+        // Exception-less system calls: the hypercore serves requests, a worker with
+        // requests in flight collects completions (one load when there are none).
+        crate::offload::at_schedule_point(self, l);
         let load = l.runq.len() as u32 + u32::from(!l.current.is_null());
         if load != l.load_seen {
             l.load_seen = load;
@@ -746,6 +749,17 @@ impl Core {
         }
     }
 
+    /// Wakes thread `(index, generation)` if it is blocked on its internal channel,
+    /// from this core's schedule point (the system-call collector, `offload`).
+    pub(crate) fn wake_internal_here(&self, l: &mut CoreLocal, index: u32, generation: u32) {
+        if let Some(slot) = table().get(index)
+            && slot.word.wake(Channel::Internal, generation) == Wake::MustEnqueue
+        {
+            // SAFETY: we won the wake: the thread is alive and asleep, its TCB valid.
+            unsafe { self.enqueue_woken_here(l, *slot.tcb.get()) };
+        }
+    }
+
     /// Arms a timer that wakes thread `(index, generation)` at `deadline` if it is
     /// still blocked on the channel then.
     pub(crate) fn add_timer(&self, deadline: Instant, index: u32, generation: u32, chan: Channel) {
@@ -802,6 +816,13 @@ impl Core {
         }
     }
 
+    /// Whether another OS thread or core handed this core work (injection queue or
+    /// an exchange slot): a caller polling its system-call slot stops then.
+    #[inline]
+    pub(crate) fn has_incoming(&self) -> bool {
+        self.doorbell.pending() || self.slots_pending()
+    }
+
     /// Whether anything addressed to this core waits in an exchange slot.
     fn slots_pending(&self) -> bool {
         let shared = self.shared();
@@ -830,7 +851,7 @@ impl Core {
         let sending = unsafe { (*l).out_mask != 0 };
         let start = Instant::now();
         loop {
-            if self.doorbell.pending() || self.slots_pending() {
+            if self.doorbell.pending() || self.slots_pending() || crate::offload::idle_work(self) {
                 return;
             }
             if sending {
@@ -855,7 +876,10 @@ impl Core {
             // pause, ~40 ns on this kind of CPU), and at the clock only every 64.
             for _ in 0..64 {
                 std::hint::spin_loop();
-                if self.doorbell.pending() || self.slots_pending() {
+                if self.doorbell.pending()
+                    || self.slots_pending()
+                    || crate::offload::idle_work(self)
+                {
                     return;
                 }
             }
@@ -869,7 +893,10 @@ impl Core {
                 (*l).pool.hand_surplus(POOL_KEEP);
             }
         }
-        if self.doorbell.prepare_sleep(|| self.slots_pending()) {
+        let mark = crate::offload::sleep_mark(self);
+        if self.doorbell.prepare_sleep_as(mark, || {
+            self.slots_pending() || crate::offload::idle_work(self)
+        }) {
             let mut timeout = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if sending {
                 // A destination's slot is still full: look again soon.
@@ -877,7 +904,8 @@ impl Core {
                 timeout = Some(timeout.map_or(retry, |t| t.min(retry)));
             }
             if timeout != Some(Duration::ZERO) {
-                self.doorbell.sleep(timeout);
+                // A futex sleep, or the hypercore's monitored wait (`offload::wait`).
+                crate::offload::idle_sleep(self, timeout);
             }
             self.doorbell.end_sleep();
             // SAFETY: as above.

@@ -44,7 +44,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::sys;
+use crate::os;
 
 /// Smallest stack block: 16 KiB.
 pub const MIN_STACK_SIZE: usize = 16 << 10;
@@ -151,7 +151,7 @@ impl Arena {
                 )
             };
             if p == libc::MAP_FAILED {
-                last = sys::last_error().raw_os_error().unwrap_or(libc::ENOMEM);
+                last = os::last_error().raw_os_error().unwrap_or(libc::ENOMEM);
                 continue;
             }
             let start = p as usize;
@@ -168,7 +168,7 @@ impl Arena {
                 }
             }
             ARENA_SHIFT.store(shift as usize, Ordering::Relaxed);
-            PAGE_SIZE.store(sys::page_size(), Ordering::Relaxed);
+            PAGE_SIZE.store(os::page_size(), Ordering::Relaxed);
             ARENA_BASE.store(base, Ordering::Release);
             overflow::install_handler();
             return Ok(Arena {
@@ -178,7 +178,7 @@ impl Arena {
                 spare: Mutex::new(std::array::from_fn(|_| Vec::new())),
                 unreleased: Mutex::new(std::array::from_fn(|_| Vec::new())),
                 guard: AtomicU8::new(initial_guard_mode()),
-                page: sys::page_size(),
+                page: os::page_size(),
             });
         }
         Err(last)
@@ -207,7 +207,7 @@ impl Arena {
             )
         };
         if rc != 0 {
-            return Err(sys::last_error());
+            return Err(os::last_error());
         }
         for block in (start..start + chunk).step_by(size) {
             self.install_guard(block)?;
@@ -234,7 +234,7 @@ impl Arena {
         if rc == 0 {
             Ok(())
         } else {
-            Err(sys::last_error())
+            Err(os::last_error())
         }
     }
 }

@@ -126,7 +126,7 @@ impl Node {
             };
             // Sleeps only while the state is still 0: a notification stored before
             // this call makes it return at once (no lost wakeup).
-            crate::sys::futex_wait(&self.state, 0, timeout);
+            crate::os::futex_wait(&self.state, 0, timeout);
         }
     }
 
@@ -172,7 +172,7 @@ impl Notify {
             #[cfg(loom)]
             Who::Spindle(_) => unreachable!("no spindle threads under loom"),
             #[cfg(not(loom))]
-            Who::Os => crate::sys::futex_wake(&self.0.state, 1),
+            Who::Os => crate::os::futex_wake(&self.0.state, 1),
             #[cfg(loom)]
             Who::Os => {}
         }

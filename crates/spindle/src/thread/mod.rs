@@ -244,6 +244,11 @@ impl Waiter {
         })
     }
 
+    /// The waiter of thread `(index, generation)` (as kept by the system-call slots).
+    pub(crate) fn from_parts(index: u32, generation: u32) -> Waiter {
+        Waiter { index, generation }
+    }
+
     /// Wakes the waiter if it is blocked in [`block_internal`]; otherwise leaves a
     /// token so that its next `block_internal` returns at once. Does nothing if the
     /// thread has finished. Callable from any context (spindle thread or OS thread).

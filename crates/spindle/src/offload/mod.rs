@@ -1,0 +1,461 @@
+//! Exception-less system calls (seed 003): a spindle thread hands its system call to
+//! the hypercore through shared memory and sleeps; its core runs other threads.
+//!
+//! - Each worker core has a [`Region`] of [`SLOTS`] request slots (`slot.rs`: the
+//!   state machine FREE → CLAIMED → READY → DONE → FREE, one writer per transition,
+//!   no RMW). A request and its answer each move one cache line: the slot's.
+//! - The **service loop** ([`Service::serve`]) runs on the hypercore's OS thread: at
+//!   each of its schedule points (between maintenance threads) and in its idle loop.
+//!   It reads the state of every slot of every started worker (lines it holds shared
+//!   until a worker writes one), runs every READY one (a batch), marks them DONE, and
+//!   rings the doorbell of each worker it completed for, if that worker sleeps.
+//! - A worker **collects** at each schedule point ([`at_schedule_point`]), and only
+//!   when it has requests in flight (a core-local mask): it wakes the threads whose
+//!   slot left READY (or all, if the service died). An idle worker counts such a slot
+//!   as work before it sleeps, and the service's doorbell ring wakes it.
+//! - **Full slots**: a call that finds every slot of its core taken runs directly on
+//!   its own core (counted in [`ServiceStats::direct_full`]); it never waits.
+//! - **Failure**: if the service loop panics or is stopped, it publishes `dead` after
+//!   its last slot access and rings every worker. Pending calls are woken and run
+//!   directly by their own threads; new calls run directly. A warning is printed once
+//!   and [`ServiceStats::failed`] says so.
+
+pub(crate) mod slot;
+pub(crate) mod wait;
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+use crate::runtime::Shared;
+use crate::sched::{Core, CoreLocal, CoreState, MAX_CORES};
+use slot::{READY, ReqSlot};
+pub use wait::WaitStrategy;
+
+/// Request slots per worker core.
+pub const SLOTS: usize = 16;
+
+/// Pauses a caller whose core has nothing else to run polls its slot before it
+/// sleeps (~10–40 µs, about the idle loop's spin).
+const POLL_SPINS: u32 = 512;
+
+/// The requests of one worker core.
+pub(crate) struct Region {
+    slots: [ReqSlot; SLOTS],
+    /// The waiting thread of each slot, `index << 32 | generation` (written by the
+    /// claimer before READY; read by the collector, or by the service when the core
+    /// is gone).
+    waiters: [AtomicU64; SLOTS],
+    /// Touched only by the worker core's OS thread.
+    local: CachePadded<UnsafeCell<WorkerSide>>,
+}
+
+#[derive(Default)]
+struct WorkerSide {
+    /// Slots published from this core and not collected yet.
+    inflight: u32,
+}
+
+impl Region {
+    fn new() -> Region {
+        Region {
+            slots: std::array::from_fn(|_| ReqSlot::new()),
+            waiters: std::array::from_fn(|_| AtomicU64::new(0)),
+            local: CachePadded::new(UnsafeCell::new(WorkerSide::default())),
+        }
+    }
+}
+
+/// What a test hook asks of the service loop.
+const STOP_NONE: u8 = 0;
+const STOP_QUIETLY: u8 = 1;
+const STOP_PANIC: u8 = 2;
+
+/// The system-call service of one runtime.
+pub(crate) struct Service {
+    regions: Box<[Region]>,
+    /// Set (release) by the service loop once it will never touch a slot again.
+    dead: AtomicBool,
+    /// A test hook's request: stop (1) or panic (2) at the next pass.
+    stop: AtomicU8,
+    /// Calls served (single writer: the hypercore).
+    served: AtomicU64,
+    /// Calls run directly because the slots of their core were all taken.
+    direct_full: AtomicU64,
+    /// Calls run directly because the service had failed.
+    direct_failed: AtomicU64,
+    strategy: WaitStrategy,
+}
+
+// SAFETY: each region's `local` is touched only by its core's OS thread (see its docs); everything else is atomic.
+unsafe impl Sync for Service {}
+// SAFETY: as above.
+unsafe impl Send for Service {}
+
+/// Figures of a runtime's system-call service (see [`crate::sys::service_stats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// Calls the service loop ran for the worker cores.
+    pub served: u64,
+    /// Calls run directly because every request slot of their core was taken.
+    pub direct_full: u64,
+    /// Calls run directly because the service loop had failed or was stopped.
+    pub direct_failed: u64,
+    /// Whether the service loop has failed (panicked) or was stopped.
+    pub failed: bool,
+    /// How the idle service loop waits.
+    pub strategy: WaitStrategy,
+}
+
+impl Service {
+    pub(crate) fn new() -> Service {
+        Service {
+            regions: (0..MAX_CORES).map(|_| Region::new()).collect(),
+            dead: AtomicBool::new(false),
+            stop: AtomicU8::new(STOP_NONE),
+            served: AtomicU64::new(0),
+            direct_full: AtomicU64::new(0),
+            direct_failed: AtomicU64::new(0),
+            strategy: wait::detect(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> ServiceStats {
+        ServiceStats {
+            served: self.served.load(Ordering::Relaxed),
+            direct_full: self.direct_full.load(Ordering::Relaxed),
+            direct_failed: self.direct_failed.load(Ordering::Relaxed),
+            failed: self.dead.load(Ordering::Acquire),
+            strategy: self.strategy,
+        }
+    }
+
+    /// Asks the service loop to stop (or panic) at its next pass (test hook).
+    pub(crate) fn request_stop(&self, panic: bool) {
+        let how = if panic { STOP_PANIC } else { STOP_QUIETLY };
+        self.stop.store(how, Ordering::Release);
+    }
+
+    /// One pass of the service loop: runs every READY request of every started
+    /// worker. Returns the number of calls run. Only the hypercore's OS
+    /// thread calls this.
+    pub(crate) fn serve(&self, shared: &Shared) -> usize {
+        if self.dead.load(Ordering::Relaxed) {
+            return 0;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pass(shared))) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                self.die(shared, "it was stopped");
+                0
+            }
+            Err(_) => {
+                self.die(shared, "it panicked");
+                0
+            }
+        }
+    }
+
+    /// The body of [`Service::serve`]; `None` if asked to stop.
+    fn pass(&self, shared: &Shared) -> Option<usize> {
+        match self.stop.load(Ordering::Relaxed) {
+            STOP_NONE => {}
+            STOP_QUIETLY => return None,
+            _ => panic!("spindle: the system-call service was told to panic (test hook)"),
+        }
+        let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
+        let mut total = 0;
+        for (c, r) in self.regions.iter().enumerate().take(n) {
+            if Some(c) == shared.hyper {
+                continue;
+            }
+            let mut done = 0u64;
+            let mut mask = 0u32;
+            for (i, s) in r.slots.iter().enumerate() {
+                if let Some((nr, args)) = s.take_ready() {
+                    // SAFETY: the caller of the offloaded call vouched for the arguments (`sys::syscall`'s contract) and sleeps until DONE, so its buffers stay valid.
+                    let res = unsafe { raw_syscall(nr, args) };
+                    s.complete(res);
+                    done += 1;
+                    mask |= 1 << i;
+                }
+            }
+            if done == 0 {
+                continue;
+            }
+            total += done as usize;
+            let core = &shared.cores[c];
+            if core.state() == CoreState::Active {
+                core.doorbell.wake_if_sleeping();
+            } else {
+                // The core left (or is leaving): nobody may collect there, so wake
+                // the waiters here; a double wake only leaves a spare token.
+                wake_waiters(r, mask);
+            }
+        }
+        self.served.store(
+            self.served.load(Ordering::Relaxed) + total as u64,
+            Ordering::Relaxed,
+        );
+        Some(total)
+    }
+
+    /// Whether a worker has a READY request (the hypercore's check before sleeping).
+    fn has_posted(&self, shared: &Shared) -> bool {
+        let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
+        self.regions[..n]
+            .iter()
+            .any(|r| r.slots.iter().any(|s| s.state() == READY))
+    }
+
+    /// The service loop stops for good: publish it, wake every worker and every
+    /// waiter so that the pending calls run directly.
+    #[cold]
+    fn die(&self, shared: &Shared, why: &str) {
+        // Release: every slot access of the service happened before.
+        self.dead.store(true, Ordering::Release);
+        eprintln!(
+            "spindle: warning: the system-call service on the hypercore stopped ({why}); \
+             system calls now run directly on the calling cores"
+        );
+        tracing::warn!(reason = why, "spindle system-call service stopped");
+        for (c, r) in self
+            .regions
+            .iter()
+            .enumerate()
+            .take(shared.hwm.load(Ordering::Acquire))
+        {
+            let core = &shared.cores[c];
+            if core.state() == CoreState::Active {
+                core.doorbell.wake_if_sleeping();
+            } else {
+                wake_waiters(r, u32::MAX >> (32 - SLOTS));
+            }
+        }
+    }
+
+    /// Whether worker core `id` has completions to collect (its idle loop's check).
+    fn worker_pending(&self, id: usize) -> bool {
+        let r = &self.regions[id];
+        // SAFETY: called on core `id`'s OS thread.
+        let mut bits = unsafe { (*r.local.get()).inflight };
+        if bits == 0 {
+            return false;
+        }
+        if self.dead.load(Ordering::Acquire) {
+            return true;
+        }
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if r.slots[i].state() != READY {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Wakes the threads of core `core` whose request left READY (or all, if the
+    /// service died). Called at the core's schedule points when it has requests in
+    /// flight.
+    #[cold]
+    #[inline(never)]
+    fn collect(&self, core: &Core, l: &mut CoreLocal) {
+        let r = &self.regions[core.id];
+        // SAFETY: called on the core's OS thread.
+        let w = unsafe { &mut *r.local.get() };
+        let dead = self.dead.load(Ordering::Acquire);
+        let mut bits = w.inflight;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if dead || r.slots[i].state() != READY {
+                w.inflight &= !(1 << i);
+                let (index, generation) = unpack(r.waiters[i].load(Ordering::Relaxed));
+                core.wake_internal_here(l, index, generation);
+            }
+        }
+    }
+}
+
+fn unpack(w: u64) -> (u32, u32) {
+    ((w >> 32) as u32, w as u32)
+}
+
+/// Wakes the waiters of the slots in `mask` from any context.
+fn wake_waiters(r: &Region, mut mask: u32) {
+    while mask != 0 {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        let (index, generation) = unpack(r.waiters[i].load(Ordering::Relaxed));
+        if index != 0 || generation != 0 {
+            crate::thread::Waiter::from_parts(index, generation).wake();
+        }
+    }
+}
+
+/// The offload work of a schedule point: the hypercore serves, a worker with requests
+/// in flight collects. One load and a compare when there is nothing to do.
+#[inline]
+pub(crate) fn at_schedule_point(core: &Core, l: &mut CoreLocal) {
+    let shared = core.shared();
+    if shared.hyper == Some(core.id) {
+        shared.offload.serve(shared);
+        return;
+    }
+    let r = &shared.offload.regions[core.id];
+    // SAFETY: called on the core's OS thread.
+    if unsafe { (*r.local.get()).inflight } != 0 {
+        shared.offload.collect(core, l);
+    }
+}
+
+/// The offload part of the idle loop's "anything to do?" check: the hypercore serves
+/// (true if it ran something or more was posted), a worker reports pending
+/// completions.
+pub(crate) fn idle_work(core: &Core) -> bool {
+    let shared = core.shared();
+    if shared.hyper == Some(core.id) {
+        shared.offload.serve(shared) > 0 || shared.offload.has_posted(shared)
+    } else {
+        shared.offload.worker_pending(core.id)
+    }
+}
+
+/// The value an idle core announces in its doorbell before it sleeps: 2 (a monitored
+/// wait, which wakers end by writing the word) for the hypercore on a CPU with
+/// WAITPKG or MONITORX, else 1 (a futex sleep).
+pub(crate) fn sleep_mark(core: &Core) -> u32 {
+    let shared = core.shared();
+    if shared.hyper == Some(core.id) && shared.offload.strategy != WaitStrategy::Futex {
+        2
+    } else {
+        1
+    }
+}
+
+/// The idle core's wait, after `prepare_sleep_as(sleep_mark(core), ..)` said it may.
+pub(crate) fn idle_sleep(core: &Core, timeout: Option<std::time::Duration>) {
+    let shared = core.shared();
+    let strategy = shared.offload.strategy;
+    if shared.hyper == Some(core.id) && strategy != WaitStrategy::Futex {
+        // SAFETY: `strategy` came from CPUID (`wait::detect`) and is not Futex.
+        unsafe { wait::monitored_wait(strategy, core.doorbell.word(), 2) };
+    } else {
+        core.doorbell.sleep(timeout);
+    }
+}
+
+/// Runs system call `nr` directly and returns the raw kernel result (a negative errno
+/// on failure).
+///
+/// # Safety
+///
+/// The arguments must be valid for the call (pointers to live buffers of the right
+/// size, and so on), as for `libc::syscall`.
+#[inline]
+pub(crate) unsafe fn raw_syscall(nr: u32, a: [u64; 6]) -> i64 {
+    let ret: i64;
+    // SAFETY: the caller vouches for the arguments; the kernel clobbers only rax, rcx and r11.
+    unsafe {
+        std::arch::asm!(
+            // enter the kernel: number in rax, arguments in rdi, rsi, rdx, r10, r8,
+            // r9; the result (or -errno) comes back in rax, rcx and r11 are clobbered
+            "syscall",
+            inlateout("rax") u64::from(nr) => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Runs system call `nr`: offloaded to the hypercore when the caller is a spindle
+/// thread on a worker core of a runtime with a live service, else directly. Returns
+/// the raw kernel result.
+///
+/// # Safety
+///
+/// As for [`raw_syscall`].
+pub(crate) unsafe fn syscall(nr: u32, args: [u64; 6]) -> i64 {
+    if let Some(r) = offload(nr, args) {
+        return r;
+    }
+    // SAFETY: as for this function.
+    unsafe { raw_syscall(nr, args) }
+}
+
+/// The offloaded path; `None` if the call must run directly.
+fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
+    let me = crate::thread::current_tcb()?;
+    // SAFETY: the running thread's TCB and core are valid while it runs.
+    let (core, index, generation) = unsafe { (&*(*me).core.get(), (*me).index, (*me).generation) };
+    let shared = core.shared();
+    let hyper = shared.hyper?;
+    if core.id == hyper {
+        return None;
+    }
+    let svc = &shared.offload;
+    if svc.dead.load(Ordering::Acquire) {
+        svc.direct_failed.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let r = &svc.regions[core.id];
+    // Claim and publish with no schedule point in between: the threads of this core
+    // run one at a time, so the claim needs no RMW.
+    let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
+        svc.direct_full.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let s = &r.slots[i];
+    r.waiters[i].store(
+        u64::from(index) << 32 | u64::from(generation),
+        Ordering::Relaxed,
+    );
+    // SAFETY: we run on the core's OS thread, with no schedule point until `block`.
+    unsafe { (*r.local.get()).inflight |= 1 << i };
+    s.publish(nr, args);
+    shared.cores[hyper].doorbell.wake_if_sleeping();
+    // With nothing else to run on this core, poll the slot for a while, as the idle
+    // loop would, but without the two switches; stop as soon as work arrives here.
+    // SAFETY: we run on the core's OS thread; a brief read of its run queue length.
+    if unsafe { (*core.local()).runq.len() } == 0 {
+        for _ in 0..POLL_SPINS {
+            if let Some(res) = s.result() {
+                // No schedule point since the publish: we are still on `core`.
+                // SAFETY: as above.
+                unsafe { (*r.local.get()).inflight &= !(1 << i) };
+                s.release();
+                return Some(res);
+            }
+            if core.has_incoming() || svc.dead.load(Ordering::Relaxed) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    loop {
+        // Dead first, then the state: a service that died after completing us has
+        // its DONE visible once we saw `dead`.
+        let dead = svc.dead.load(Ordering::Acquire);
+        if let Some(res) = s.result() {
+            s.release();
+            return Some(res);
+        }
+        if dead {
+            // READY, and the service will never touch it again: run it ourselves.
+            s.release();
+            svc.direct_failed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        crate::thread::block_internal(None);
+    }
+}

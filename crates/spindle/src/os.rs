@@ -1,0 +1,55 @@
+//! Thin wrappers over the Linux system calls the runtime makes for itself (futexes, page
+//! size, errno); the public, offloaded calls are in `crate::sys`.
+
+use std::io;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+#[cfg_attr(loom, allow(dead_code))]
+/// Sleeps while `*word == expected`, at most `timeout` (forever if `None`).
+/// Returns on a wake, a timeout, a signal or a changed value; callers re-check.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32 for the duration of the call; `ts_ptr` is null or points at a timespec on this stack. FUTEX_WAIT only reads both.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            ts_ptr,
+        )
+    };
+}
+
+#[cfg_attr(loom, allow(dead_code))]
+/// Wakes up to `n` OS threads sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key; `word` is live.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            n,
+        )
+    };
+}
+
+/// The page size of this machine.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as usize } else { 4096 }
+}
+
+/// `errno` of the last failed call, as an `io::Error`.
+pub(crate) fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}

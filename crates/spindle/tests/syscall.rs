@@ -1,0 +1,211 @@
+//! Exception-less system calls: offloaded calls give the same results as direct ones,
+//! are really served by the hypercore, fall back to direct execution without a runtime,
+//! without a hypercore, with full slots and after the service fails; `blocking` runs
+//! work on a pool while the core goes on.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::watchdog;
+use spindle::Runtime;
+
+const THREADS: u64 = 48;
+const CALLS: u64 = 200;
+
+#[test]
+fn offloaded_calls_are_served_by_the_hypercore() {
+    let done = watchdog("offloaded getpid", 120);
+    let rt = Runtime::builder().cores(2).build().unwrap();
+    let before = spindle::sys::service_stats(&rt).expect("a hypercore by default");
+    assert!(!before.failed);
+    let pid = std::process::id();
+    rt.block_on(move || {
+        let hs: Vec<_> = (0..THREADS)
+            .map(|_| {
+                spindle::spawn(move || {
+                    for _ in 0..CALLS {
+                        assert_eq!(spindle::sys::getpid(), pid);
+                        spindle::yield_now();
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    let after = spindle::sys::service_stats(&rt).unwrap();
+    let served = after.served - before.served;
+    let full = after.direct_full - before.direct_full;
+    // Every call was either served by the hypercore or found its core's slots full.
+    assert_eq!(served + full, THREADS * CALLS, "{after:?}");
+    assert!(served > 0, "nothing was offloaded: {after:?}");
+    assert_eq!(after.direct_failed, 0);
+    assert!(!after.failed);
+    done.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn a_lone_thread_on_an_idle_core_gets_its_results() {
+    // One worker whose only thread waits on the service: the core goes idle and the
+    // completion must wake it.
+    let done = watchdog("idle worker completion", 60);
+    let rt = Runtime::builder().cores(1).build().unwrap();
+    let n = rt.block_on(|| {
+        let mut n = 0u64;
+        for i in 0..2000u64 {
+            if spindle::sys::getpid() == std::process::id() {
+                n += 1;
+            }
+            if i % 100 == 0 {
+                spindle::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+        n
+    });
+    assert_eq!(n, 2000);
+    let s = spindle::sys::service_stats(&rt).unwrap();
+    assert_eq!(s.served + s.direct_full, 2000);
+    done.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn calls_run_directly_without_runtime_or_hypercore() {
+    let done = watchdog("direct calls", 60);
+    // A plain OS thread.
+    assert_eq!(spindle::sys::getpid(), std::process::id());
+    // SAFETY: getpid takes no arguments.
+    let pid = unsafe { spindle::sys::syscall(libc::SYS_getpid, [0; 6]) }.unwrap();
+    assert_eq!(pid as u32, std::process::id());
+    // A runtime without a hypercore: no service at all.
+    let rt = Runtime::builder()
+        .cores(2)
+        .hypercore(false)
+        .build()
+        .unwrap();
+    assert!(spindle::sys::service_stats(&rt).is_none());
+    let ok = rt.block_on(|| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                spindle::spawn(|| (0..100).all(|_| spindle::sys::getpid() == std::process::id()))
+            })
+            .collect();
+        hs.into_iter().all(|h| h.join().unwrap())
+    });
+    assert!(ok);
+    done.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn errors_come_back_as_io_errors() {
+    let done = watchdog("errno", 60);
+    let check = || {
+        // SAFETY: close takes no pointers; -1 is never a valid descriptor.
+        let e = unsafe { spindle::sys::syscall(libc::SYS_close, [usize::MAX, 0, 0, 0, 0, 0]) }
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+        // SAFETY: no call is made (the number is refused).
+        let e = unsafe { spindle::sys::syscall(-1, [0; 6]) }.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("libc::SYS_"), "{e}");
+    };
+    check();
+    let rt = Runtime::builder().cores(1).build().unwrap();
+    rt.block_on(check);
+    done.store(true, Ordering::Relaxed);
+}
+
+/// Threads call in a loop while the service is stopped (or panics): every call still
+/// returns the right result, nobody hangs, and the failure is reported.
+fn service_failure(panic: bool) {
+    let done = watchdog("service failure", 120);
+    let rt = Runtime::builder().cores(2).build().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let workers = {
+        let (stop, calls) = (stop.clone(), calls.clone());
+        rt.block_on(move || {
+            (0..16)
+                .map(|_| {
+                    let (stop, calls) = (stop.clone(), calls.clone());
+                    spindle::spawn(move || {
+                        let mut n = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            assert_eq!(spindle::sys::getpid(), std::process::id());
+                            calls.fetch_add(1, Ordering::Relaxed);
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    // Let some calls be offloaded first.
+    while spindle::sys::service_stats(&rt).unwrap().served < 100 {
+        std::thread::yield_now();
+    }
+    spindle::sys::__stop_service(&rt, panic);
+    while !spindle::sys::service_stats(&rt).unwrap().failed {
+        std::thread::yield_now();
+    }
+    // Calls go on after the failure, directly.
+    let at_failure = calls.load(Ordering::Relaxed);
+    while calls.load(Ordering::Relaxed) < at_failure + 1000 {
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let total: u64 = rt.block_on(move || workers.into_iter().map(|h| h.join().unwrap()).sum());
+    let s = spindle::sys::service_stats(&rt).unwrap();
+    assert!(s.failed);
+    assert!(s.direct_failed > 0, "{s:?}");
+    assert_eq!(s.served + s.direct_full + s.direct_failed, total, "{s:?}");
+    done.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn a_stopped_service_falls_back_to_direct_calls() {
+    service_failure(false);
+}
+
+#[test]
+fn a_panicking_service_falls_back_to_direct_calls() {
+    service_failure(true);
+}
+
+#[test]
+fn wait_strategy_is_reported() {
+    let rt = Runtime::builder().cores(1).build().unwrap();
+    let s = spindle::sys::service_stats(&rt).unwrap();
+    assert_eq!(s.strategy, spindle::sys::wait_strategy());
+    // CPUID.(7,0):ECX bit 5 is WAITPKG.
+    let waitpkg = std::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 5) != 0;
+    assert_eq!(waitpkg, s.strategy.name() == "umwait");
+}
+
+#[test]
+fn blocking_runs_on_the_pool_while_the_core_goes_on() {
+    let done = watchdog("blocking", 60);
+    // One worker core: if `blocking` blocked it, the sender below could never run and
+    // the pool thread would wait forever.
+    let rt = Runtime::builder().cores(1).build().unwrap();
+    let got = rt.block_on(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<u32>();
+        let sender = spindle::spawn(move || tx.send(7).unwrap());
+        let got = spindle::blocking(move || rx.recv().unwrap() * 6);
+        sender.join().unwrap();
+        got
+    });
+    assert_eq!(got, 42);
+    // A panic in the work comes back to the caller.
+    let r = rt.block_on(|| {
+        spindle::spawn(|| spindle::blocking(|| -> u32 { panic!("boom in the pool") })).join()
+    });
+    let msg = r.unwrap_err().downcast::<&str>().map(|b| *b).unwrap_or("");
+    assert_eq!(msg, "boom in the pool");
+    // Without a runtime it runs in place.
+    assert_eq!(spindle::blocking(|| 5), 5);
+    done.store(true, Ordering::Relaxed);
+}
