@@ -756,7 +756,7 @@ impl Core {
             && slot.word.wake(Channel::Internal, generation) == Wake::MustEnqueue
         {
             // SAFETY: we won the wake: the thread is alive and asleep, its TCB valid.
-            unsafe { self.enqueue_woken_here(l, *slot.tcb.get()) };
+            unsafe { self.enqueue_woken_here(l, slot) };
         }
     }
 

@@ -219,9 +219,9 @@ impl Arena {
     fn install_guard(&self, block: usize) -> Result<(), std::io::Error> {
         let mode = self.guard.load(Ordering::Relaxed);
         if mode != GUARD_MPROTECT {
+            let first = block as *mut libc::c_void;
             // SAFETY: the first page of a block we own; MADV_GUARD_INSTALL only marks it.
-            let rc =
-                unsafe { libc::madvise(block as *mut libc::c_void, self.page, MADV_GUARD_INSTALL) };
+            let rc = unsafe { libc::madvise(first, self.page, MADV_GUARD_INSTALL) };
             if rc == 0 {
                 self.guard.store(GUARD_MADVISE, Ordering::Relaxed);
                 return Ok(());
