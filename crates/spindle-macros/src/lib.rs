@@ -201,8 +201,8 @@ fn expand_thread(
         const _: () = {
             #[allow(unsafe_code, unused_unsafe, clippy::undocumented_unsafe_blocks)]
             unsafe fn __spindle_call(arg: *mut u8, out: *mut u8) {
-                // SAFETY: spindle passes an A to move out and room for an R, and runs
-                // this variant only on cores whose type has its features.
+                // Spindle runs this variant only on cores whose type has its features.
+                // SAFETY: spindle passes an A to move out and room for an R.
                 unsafe { ::spindle::__private::call_erased::<#arg_ty, #ret_ty>(arg, out, |a| unsafe { (#call)(a) }) }
             }
 
