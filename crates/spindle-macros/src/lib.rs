@@ -199,6 +199,10 @@ fn expand_thread(
 
         #[doc(hidden)]
         const _: () = {
+            /// # Safety
+            ///
+            /// `arg` points to an initialised argument that is moved out, and `out`
+            /// to room for the result.
             #[allow(unsafe_code, unused_unsafe, clippy::undocumented_unsafe_blocks)]
             unsafe fn __spindle_call(arg: *mut u8, out: *mut u8) {
                 // Spindle runs this variant only on cores whose type has its features.

@@ -607,6 +607,9 @@ mod tests {
     fn bn() -> &'static str {
         "u64"
     }
+    /// # Safety
+    ///
+    /// None: a test stub that touches nothing.
     unsafe fn nop(_: *mut u8, _: *mut u8) {}
 
     const fn e(name: &'static str, variant: &'static str, req: &'static [&'static str]) -> Entry {

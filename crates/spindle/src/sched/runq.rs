@@ -145,9 +145,24 @@ mod tests {
         unreachable!()
     }
 
+    /// # Safety
+
+    ///
+
+    /// None: a test stub that touches nothing.
+
     unsafe fn nop_closure(_: *mut u8) {}
+    /// # Safety
+    ///
+    /// None: a test stub that touches nothing.
     unsafe fn nop_result(_: *mut crate::thread::slot::ResultBuf) {}
+    /// # Safety
+    ///
+    /// None: a test stub that touches nothing.
     unsafe fn nop_error(_: *mut crate::thread::slot::ResultBuf, _: Box<dyn std::any::Any + Send>) {}
+    /// # Safety
+    ///
+    /// None: a test stub that touches nothing.
     unsafe fn no_block(_: *mut Tcb, _: &mut crate::stack::StackPool) -> Option<*mut Tcb> {
         None
     }
@@ -158,6 +173,9 @@ mod tests {
         materialize: no_block,
         free_record: nop_record,
     };
+    /// # Safety
+    ///
+    /// None: a test stub that touches nothing.
     unsafe fn nop_record(_: *mut Tcb) {}
 
     fn tcbs(levels: &[u8]) -> Vec<Tcb> {
