@@ -146,11 +146,8 @@ mod tests {
     }
 
     /// # Safety
-
     ///
-
     /// None: a test stub that touches nothing.
-
     unsafe fn nop_closure(_: *mut u8) {}
     /// # Safety
     ///
