@@ -29,6 +29,7 @@ mod arch;
 mod error;
 mod loom;
 pub mod names;
+mod preempt;
 mod runtime;
 mod sched;
 pub mod stack;
@@ -39,6 +40,7 @@ pub mod topology;
 
 pub use error::SpawnError;
 pub use names::spawn_named;
+pub use preempt::{DEFAULT_TICK, DEFAULT_TIME_SLICE, DEFAULT_WATCHDOG_SLICES, PREEMPT_SIGNAL};
 pub use runtime::{
     ABANDONED, ConfigError, CoreError, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, DEFAULT_TYPE, Handle,
     MAIN_STACK_SIZE, Runtime, RuntimeBuilder, core_stats, run,

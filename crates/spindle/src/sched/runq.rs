@@ -124,6 +124,8 @@ mod tests {
                     name: None,
                     vtable: &VT,
                     main: false,
+                    run_word: 0,
+                    preemptible: false,
                 })
             })
             .collect()

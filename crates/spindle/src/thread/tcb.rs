@@ -17,6 +17,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 
 use crate::arch::Context;
 use crate::sched::Core;
@@ -101,6 +102,17 @@ pub(crate) struct Tcb {
     /// The core that first picks it moves it onto a block of its own pool
     /// (`thread::materialize`).
     pub(crate) lazy: bool,
+    /// Preempt count: raised by the runtime's critical sections (`PreemptGuard`);
+    /// asynchronous preemption only happens at zero. Changed only by the thread itself
+    /// with plain loads and stores; read by the signal handler on the same OS thread.
+    /// Starts at 1: a new thread is inside the runtime until its entry finished the
+    /// switch.
+    pub(crate) preempt_count: AtomicU32,
+    /// What the core publishes for the tick while this thread runs (slice in ticks,
+    /// preemptible; `preempt::CoreClock`).
+    pub(crate) run_word: u64,
+    /// The thread opted in to asynchronous preemption.
+    pub(crate) preemptible: bool,
 }
 
 /// A thread name: static names (the main thread's) cost nothing to copy into a
@@ -132,6 +144,8 @@ pub(crate) struct TcbInit {
     pub(crate) name: Option<Name>,
     pub(crate) vtable: &'static ThreadVtable,
     pub(crate) main: bool,
+    pub(crate) run_word: u64,
+    pub(crate) preemptible: bool,
 }
 
 /// Operations a spawn leaves behind for the types it erased.
@@ -196,6 +210,9 @@ impl Tcb {
             vtable: p.vtable,
             main: p.main,
             lazy: false,
+            preempt_count: AtomicU32::new(1),
+            run_word: p.run_word,
+            preemptible: p.preemptible,
         }
     }
 
