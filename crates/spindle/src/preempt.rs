@@ -383,6 +383,8 @@ struct Watch {
     flagged_at: Option<u64>,
     /// The watchdog reported (or is reporting) this run.
     reported: bool,
+    /// CPU time of the core's OS thread when the flag was set, in ns.
+    cpu_at_flag: u64,
     /// A report waiting for the thread's name: (tick asked, thread id, ms stuck,
     /// slices, what).
     pending: Option<Pending>,
@@ -390,7 +392,8 @@ struct Watch {
 
 #[derive(Clone, Copy)]
 struct Pending {
-    asked: u64,
+    /// Ticks waited for the name so far.
+    waited: u32,
     id: u64,
     ms: u64,
     slices: u64,
@@ -412,7 +415,7 @@ pub(crate) fn tick(shared: &Shared, now: Instant) {
     for core in &shared.cores[..n] {
         let w = &mut watch[core.id];
         if let Some(p) = w.pending {
-            finish_report(core, p, t, w);
+            finish_report(core, p, w);
         }
         if core.state() != CoreState::Active {
             w.flagged_at = None;
@@ -441,6 +444,7 @@ pub(crate) fn tick(shared: &Shared, now: Instant) {
                 // Release: what the tick saw is visible to whoever sees the flag.
                 core.resched.store(true, Ordering::Release);
                 w.flagged_at = Some(t);
+                w.cpu_at_flag = thread_cpu_ns(k.tid.load(Ordering::Relaxed));
             }
             Some(f) if t > f && run & RUN_PREEMPTIBLE != 0 => {
                 core.resched.store(true, Ordering::Release);
@@ -448,10 +452,23 @@ pub(crate) fn tick(shared: &Shared, now: Instant) {
             }
             Some(_) => {}
         }
+        // The watchdog counts from the request: a thread that honours it is never
+        // reported, even when the tick itself ran late (then `elapsed` jumps).
         let limit = slice.saturating_mul(u64::from(clock.config.watchdog_slices));
-        if !w.reported && elapsed >= limit {
+        let ignored = w.flagged_at.map_or(0, |f| t - f);
+        if !w.reported && elapsed >= limit && ignored + slice >= limit {
+            // Only time the core's OS thread really ran counts (on a loaded machine
+            // the OS may keep it off the CPU): since the request it must have used
+            // the rest of the limit, or be asleep in the kernel.
+            let tid = k.tid.load(Ordering::Relaxed);
+            let used = thread_cpu_ns(tid).saturating_sub(w.cpu_at_flag);
+            let spun = used >= (limit - slice).saturating_mul(clock.tick_ns);
+            let blocked = !spun && blocked_in_kernel(tid);
+            if !spun && !blocked {
+                continue;
+            }
             w.reported = true;
-            let what = if blocked_in_kernel(k.tid.load(Ordering::Relaxed)) {
+            let what = if blocked {
                 "its core is blocked in the kernel (a blocking system call or a std lock): use \
                  spindle's sync types, sleep and join, which park the thread instead"
             } else if run & RUN_PREEMPTIBLE != 0 {
@@ -467,7 +484,7 @@ pub(crate) fn tick(shared: &Shared, now: Instant) {
             k.want_name.store(true, Ordering::Relaxed);
             signal(k);
             w.pending = Some(Pending {
-                asked: t,
+                waited: 0,
                 id: k.id.load(Ordering::Relaxed),
                 ms: elapsed.saturating_mul(clock.tick_ns) / 1_000_000,
                 slices: elapsed / slice,
@@ -477,12 +494,18 @@ pub(crate) fn tick(shared: &Shared, now: Instant) {
     }
 }
 
+/// Ticks a watchdog report waits for the signal handler to hand over the thread's
+/// name (the core's OS thread may be off the CPU for a while).
+const NAME_WAIT_TICKS: u32 = 50;
+
 /// Emits a pending watchdog report once the handler handed over the name, or after
-/// two ticks without it.
-fn finish_report(core: &Core, p: Pending, t: u64, w: &mut Watch) {
+/// `NAME_WAIT_TICKS` ticks without it.
+fn finish_report(core: &Core, mut p: Pending, w: &mut Watch) {
     let k = &core.clock;
     let ready = k.name_ready.load(Ordering::Acquire);
-    if !ready && t < p.asked + 2 {
+    if !ready && p.waited < NAME_WAIT_TICKS {
+        p.waited += 1;
+        w.pending = Some(p);
         return;
     }
     w.pending = None;
@@ -548,6 +571,25 @@ fn blocked_in_kernel(tid: i32) -> bool {
     stat.rfind(')')
         .and_then(|i| stat[i + 1..].trim_start().chars().next())
         .is_some_and(|s| s == 'S' || s == 'D')
+}
+
+/// CPU time the OS thread `tid` of this process has used, in ns (0 if unknown).
+fn thread_cpu_ns(tid: i32) -> u64 {
+    if tid == 0 {
+        return 0;
+    }
+    // The kernel's per-thread CPU clock id: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)
+    // = (~tid << 3) | CPUCLOCK_PERTHREAD_MASK (4) | CPUCLOCK_SCHED (2).
+    let clock = (!tid << 3) | 6;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes `ts`; an unknown clock id (the thread is gone) is an error, not undefined behaviour.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Sends the preemption signal to the core's OS thread.
