@@ -18,6 +18,7 @@ pub mod dot;
 pub mod mem;
 pub mod million;
 pub mod named;
+pub mod preempt;
 pub mod skynet;
 pub mod stats;
 pub mod workloads;

@@ -14,7 +14,7 @@ use spindle_cli::bench::{self, Measurement, Options, Report};
 use spindle_cli::million::{self, MillionReport};
 use spindle_cli::workloads::on_spindle::inside;
 use spindle_cli::workloads::{self, Bench};
-use spindle_cli::{child, named, skynet};
+use spindle_cli::{child, named, preempt, skynet};
 
 #[derive(Parser)]
 #[command(
@@ -305,9 +305,10 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         ]
         .iter()
         .any(|r| opts.selects("named_variants", r));
-    if workloads == 0 && !million && skynets == 0 && !named_on {
+    let preempt_on = !only_million && preempt::selected(&opts);
+    if workloads == 0 && !million && skynets == 0 && !named_on && !preempt_on {
         return Err(format!(
-            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, named_variants, million, skynet, or a runtime name)",
+            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, named_variants, preempt_latency, ticker_overhead, million, skynet, or a runtime name)",
             args.filter.unwrap_or_default()
         ));
     }
@@ -317,7 +318,11 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     let million_steps = if million { 3 } else { 0 };
     let skynet_steps = (skynets * skynet::DEFAULT_RUNS) as u64;
     let named_steps = if named_on { named::steps(&opts) } else { 0 };
-    let pb = progress_bar(steps + named_steps + million_steps + skynet_steps, hidden);
+    let preempt_steps = if preempt_on { preempt::steps(&opts) } else { 0 };
+    let pb = progress_bar(
+        steps + named_steps + preempt_steps + million_steps + skynet_steps,
+        hidden,
+    );
     let wall = Instant::now();
     let measurements = if workloads > 0 {
         bench::run(&opts, |done, next| {
@@ -337,6 +342,17 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     } else {
         Vec::new()
     };
+    let preempt_records = if preempt_on {
+        let mut done = steps + named_steps;
+        preempt::run(&opts, |next| {
+            pb.set_message(next.to_owned());
+            pb.set_position(done);
+            done += 1;
+        })
+    } else {
+        Vec::new()
+    };
+    let named_steps = named_steps + preempt_steps;
     let million_report = if million {
         let mut done = steps + named_steps;
         let r = million::run(threads, |phase| {
@@ -365,6 +381,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     if args.json {
         let mut results = bench::records(&measurements);
         results.extend(named_records);
+        results.extend(preempt_records);
         results.extend(million_report.as_ref().map(bench::million_record));
         results.extend(skynet::records(&skynet_outcomes, depth));
         let json = serde_json::to_string_pretty(&Report { results })
@@ -373,6 +390,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     } else {
         print_table(&measurements, &opts);
         named::print_table(&named_records);
+        preempt::print_table(&preempt_records);
         if let Some(r) = &million_report {
             print_million(r);
         }

@@ -436,6 +436,9 @@ pub(crate) fn tick(shared: &Shared, now: Instant) {
         }
         let slice = (run & RUN_SLICE).max(1);
         let elapsed = t.saturating_sub(k.start.load(Ordering::Relaxed));
+        // The start is a tick count, so the run began up to a tick after it: a run
+        // gets between `slice - 1` and `slice` ticks before the request (runs that
+        // follow a preemption start right after a tick, and get their full slice).
         if elapsed < slice {
             continue;
         }
