@@ -327,14 +327,24 @@ fn spin_and_check_sse(seed: u64, iters: u64) -> bool {
     bad == 0
 }
 
+/// The tests that keep a core busy run one at a time: on a small machine, several
+/// busy cores would share CPUs and the OS, not spindle, would decide the shares.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Rounds of `spin_and_check` in about a few milliseconds.
 const ROUNDS: u64 = 4_000_000;
 
 #[test]
 fn tight_loops_on_one_core_share_it_within_2x() {
+    let _serial = serial();
     let done = common::watchdog("tight_loops_on_one_core_share_it_within_2x", 60);
     let rt = Runtime::builder()
         .cores(1)
+        .pin(false)
         .time_slice(Duration::from_millis(2))
         .preemptible(true)
         .build()
@@ -392,6 +402,7 @@ fn tight_loops_on_one_core_share_it_within_2x() {
 
 #[test]
 fn preempted_threads_resume_with_every_register_intact() {
+    let _serial = serial();
     let done = common::watchdog("preempted_threads_resume_with_every_register_intact", 120);
     let rt = Runtime::builder()
         .cores(1)
@@ -450,6 +461,7 @@ fn preempted_threads_resume_with_every_register_intact() {
 
 #[test]
 fn threads_that_did_not_opt_in_are_never_interrupted_asynchronously() {
+    let _serial = serial();
     let done = common::watchdog("threads_that_did_not_opt_in", 60);
     let rt = Runtime::builder()
         .cores(1)
@@ -507,6 +519,7 @@ fn threads_that_did_not_opt_in_are_never_interrupted_asynchronously() {
 
 #[test]
 fn cooperative_threads_honour_the_slice_at_runtime_calls() {
+    let _serial = serial();
     let done = common::watchdog("cooperative_threads_honour_the_slice", 60);
     // Not preemptible: the reschedule flag set at slice expiry is honoured by the
     // next runtime call (here an uncontended spindle Mutex lock).
