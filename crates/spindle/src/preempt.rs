@@ -348,9 +348,16 @@ impl Drop for PreemptGuard {
             (v == 0, &*(*me).core.get())
         };
         if zero && core.resched.load(Ordering::Relaxed) {
-            crate::thread::yield_now();
+            honour();
         }
     }
+}
+
+/// Yields for a pending reschedule request (out of line: keeps the guards small).
+#[cold]
+#[inline(never)]
+fn honour() {
+    crate::thread::yield_now();
 }
 
 /// Honours a pending reschedule request at a runtime call that takes no guard (one
@@ -366,7 +373,7 @@ pub(crate) fn check() {
             )
         };
         if core.resched.load(Ordering::Relaxed) && free {
-            crate::thread::yield_now();
+            honour();
         }
     }
 }
@@ -1061,6 +1068,38 @@ mod loom_tick_flag {
                 resched.load(Ordering::Relaxed) || end > seen,
                 "a reschedule request for run {seen} was lost (points {end})"
             );
+        });
+    }
+
+    /// The watchdog's name hand-off between the signal handler (on the core's OS
+    /// thread) and the tick: a one-slot mailbox. The tick never reads a half-written
+    /// slot, and the handler never overwrites one the tick has not taken.
+    #[test]
+    fn loom_name_hand_off() {
+        loom::model(|| {
+            let ready = Arc::new(AtomicBool::new(false));
+            let ptr = Arc::new(AtomicU64::new(0));
+            let len = Arc::new(AtomicU64::new(0));
+            let (r, p, l) = (ready.clone(), ptr.clone(), len.clone());
+            let handler = loom::thread::spawn(move || {
+                // Two hand-offs (two reports): each only into an empty slot.
+                for name in [1u64, 2] {
+                    if !r.load(Ordering::Acquire) {
+                        p.store(name * 100, Ordering::Relaxed);
+                        l.store(name, Ordering::Relaxed);
+                        r.store(true, Ordering::Release);
+                    }
+                }
+            });
+            // The tick takes whatever is there, twice.
+            for _ in 0..2 {
+                if ready.load(Ordering::Acquire) {
+                    let (p, l) = (ptr.load(Ordering::Relaxed), len.load(Ordering::Relaxed));
+                    assert_eq!(p, l * 100, "a torn name: ptr {p}, len {l}");
+                    ready.store(false, Ordering::Release);
+                }
+            }
+            handler.join().unwrap();
         });
     }
 }

@@ -239,8 +239,14 @@ pub fn migration(n: u64) -> Duration {
     scale(t1 - t0, k * IN_FLIGHT as u64, n)
 }
 
-/// Stack size of the skynet threads: a node's frames take far less.
-const SKYNET_STACK: usize = 16 * 1024;
+/// Stack size of the skynet threads: a node's frames take far less with
+/// optimisations; unoptimised builds (the debug test run) get twice as much, their
+/// frames being several times larger.
+const SKYNET_STACK: usize = if cfg!(debug_assertions) {
+    32 * 1024
+} else {
+    16 * 1024
+};
 
 /// How the skynet tree is laid out over the cores.
 #[derive(Debug, Clone, Copy)]
