@@ -7,8 +7,8 @@
 //! own ([`CoreClock`]), a *schedule point* counter (bumped at every switch, and when a
 //! yield keeps the same thread running), the tick at which the running thread's run
 //! began, and the running thread's id, slice and preemptibility. The slice start is a
-//! copy of [`Clock::now`], a tick counter the tick writes: a switch reads one shared
-//! word instead of the clock.
+//! copy of `CoreClock::now`, the tick counter, which the tick writes into every core's
+//! line: a switch reads a word of its own line instead of the clock.
 //!
 //! [`tick`] runs every tick (default [`DEFAULT_TICK`]), for now on an OS thread named
 //! `spindle-ticker` ([`start_ticker`]). For each core whose schedule point counter did
@@ -176,12 +176,6 @@ impl Clock {
         self.config.preemptible
     }
 
-    /// The tick counter (a coarse clock).
-    #[inline(always)]
-    pub(crate) fn now(&self) -> u64 {
-        self.now.load(Ordering::Relaxed)
-    }
-
     /// The `CoreClock::run` word of a thread with this slice (`None`: the runtime's
     /// default) and preemptibility (`None`: the default).
     pub(crate) fn run_word(&self, slice: Option<Duration>, preemptible: Option<bool>) -> u64 {
@@ -202,6 +196,8 @@ impl Clock {
 /// line group per core; the core's own fields have one writer (the core's OS thread).
 #[derive(Default)]
 pub(crate) struct CoreClock {
+    /// The tick counter, copied here by the tick (so a switch reads its own line).
+    now: AtomicU64,
     /// Schedule points passed: bumped at every switch and every yield that keeps
     /// running (release: the fields below are written first).
     points: AtomicU64,
@@ -241,10 +237,11 @@ impl CoreClock {
             .store(self.points.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
 
-    /// A switch to the thread with `run` word `run` and id `id`, at tick `now`.
+    /// A switch to the thread with `run` word `run` and id `id`.
     #[inline(always)]
-    pub(crate) fn switched_to(&self, now: u64, run: u64, id: u64) {
-        self.start.store(now, Ordering::Relaxed);
+    pub(crate) fn switched_to(&self, run: u64, id: u64) {
+        self.start
+            .store(self.now.load(Ordering::Relaxed), Ordering::Relaxed);
         self.run.store(run, Ordering::Relaxed);
         self.id.store(id, Ordering::Relaxed);
         self.bump();
@@ -252,8 +249,9 @@ impl CoreClock {
 
     /// A yield that kept the same thread running: a new run (and slice) begins.
     #[inline(always)]
-    pub(crate) fn kept(&self, now: u64) {
-        self.start.store(now, Ordering::Relaxed);
+    pub(crate) fn kept(&self) {
+        self.start
+            .store(self.now.load(Ordering::Relaxed), Ordering::Relaxed);
         self.bump();
     }
 
@@ -426,9 +424,11 @@ pub(crate) fn tick(shared: &Shared, now: Instant) {
         }
         if core.state() != CoreState::Active {
             w.flagged_at = None;
+            core.clock.now.store(t, Ordering::Relaxed);
             continue;
         }
         let k = &core.clock;
+        k.now.store(t, Ordering::Relaxed);
         // Acquire: pairs with the release in `bump`, so `start` and `run` are at
         // least as new as `points` (see `loom_tick_flag`).
         let points = k.points.load(Ordering::Acquire);

@@ -344,14 +344,14 @@ impl Core {
             {
                 // Nothing at least as urgent is waiting: keep running (a new slice).
                 (*me).set_state(State::Running);
-                self.clock.kept(self.shared().clock.now());
+                self.clock.kept();
                 return;
             }
             let to: *const Context = match self.pop_ready(&mut *l) {
                 Some(n) if n == me => {
                     // Woken while switching out (injected before we left).
                     (*me).set_state(State::Running);
-                    self.clock.kept(self.shared().clock.now());
+                    self.clock.kept();
                     return;
                 }
                 Some(n) => {
@@ -426,8 +426,7 @@ impl Core {
             }
             (*n).set_state(State::Running);
             self.publish_level(&mut *self.local(), (*n).level);
-            self.clock
-                .switched_to(self.shared().clock.now(), (*n).run_word, (*n).id_u64());
+            self.clock.switched_to((*n).run_word, (*n).id_u64());
         }
     }
 

@@ -72,6 +72,16 @@ pub(crate) struct Tcb {
     state: Cell<State>,
     /// Intrusive run-queue link.
     pub(crate) next: Cell<*mut Tcb>,
+    // -- hot on the switch path, next to the state --
+    /// Preempt count: raised by the runtime's critical sections (`PreemptGuard`);
+    /// asynchronous preemption only happens at zero. Changed only by the thread itself
+    /// with plain loads and stores; read by the signal handler on the same OS thread.
+    /// Starts at 1: a new thread is inside the runtime until its entry finished the
+    /// switch.
+    pub(crate) preempt_count: AtomicU32,
+    /// What the core publishes for the tick while this thread runs (slice in ticks,
+    /// preemptible; `preempt::CoreClock`).
+    pub(crate) run_word: u64,
     // -- immutable after spawn (until the thread migrates, which only its owner does) --
     /// The core that owns the thread.
     pub(crate) core: Cell<*const Core>,
@@ -102,15 +112,6 @@ pub(crate) struct Tcb {
     /// The core that first picks it moves it onto a block of its own pool
     /// (`thread::materialize`).
     pub(crate) lazy: bool,
-    /// Preempt count: raised by the runtime's critical sections (`PreemptGuard`);
-    /// asynchronous preemption only happens at zero. Changed only by the thread itself
-    /// with plain loads and stores; read by the signal handler on the same OS thread.
-    /// Starts at 1: a new thread is inside the runtime until its entry finished the
-    /// switch.
-    pub(crate) preempt_count: AtomicU32,
-    /// What the core publishes for the tick while this thread runs (slice in ticks,
-    /// preemptible; `preempt::CoreClock`).
-    pub(crate) run_word: u64,
     /// The thread opted in to asynchronous preemption.
     pub(crate) preemptible: bool,
 }
