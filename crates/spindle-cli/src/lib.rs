@@ -20,6 +20,7 @@ pub mod million;
 pub mod named;
 pub mod netbench;
 pub mod servers;
+pub mod preempt;
 pub mod skynet;
 pub mod stats;
 pub mod workloads;

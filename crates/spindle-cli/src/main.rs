@@ -14,7 +14,7 @@ use spindle_cli::bench::{self, Measurement, Options, Report};
 use spindle_cli::million::{self, MillionReport};
 use spindle_cli::workloads::on_spindle::inside;
 use spindle_cli::workloads::{self, Bench};
-use spindle_cli::{child, named, netbench, servers, skynet};
+use spindle_cli::{child, named, netbench, preempt, servers, skynet};
 
 #[derive(Parser)]
 #[command(
@@ -327,9 +327,10 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         .flat_map(|k| servers::Peer::ALL.map(move |p| (k, p)))
         .filter(|&(k, p)| net_selects(k, p))
         .count();
-    if workloads == 0 && !million && skynets == 0 && !named_on && nets == 0 {
+    let preempt_on = !only_million && preempt::selected(&opts);
+    if workloads == 0 && !million && skynets == 0 && !named_on && nets == 0 && !preempt_on {
         return Err(format!(
-            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, hypercore_isolation, syscall_offload, syscall_throughput, echo, http, named_variants, million, skynet, or a runtime name)",
+            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, hypercore_isolation, syscall_offload, syscall_throughput, echo, http, named_variants, preempt_latency, ticker_overhead, million, skynet, or a runtime name)",
             args.filter.unwrap_or_default()
         ));
     }
@@ -339,8 +340,9 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     let million_steps = if million { 3 } else { 0 };
     let skynet_steps = (skynets * skynet::DEFAULT_RUNS) as u64;
     let named_steps = if named_on { named::steps(&opts) } else { 0 };
+    let preempt_steps = if preempt_on { preempt::steps(&opts) } else { 0 };
     let pb = progress_bar(
-        steps + named_steps + million_steps + skynet_steps + nets as u64,
+        steps + named_steps + preempt_steps + million_steps + skynet_steps + nets as u64,
         hidden,
     );
     let wall = Instant::now();
@@ -362,6 +364,17 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     } else {
         Vec::new()
     };
+    let preempt_records = if preempt_on {
+        let mut done = steps + named_steps;
+        preempt::run(&opts, |next| {
+            pb.set_message(next.to_owned());
+            pb.set_position(done);
+            done += 1;
+        })
+    } else {
+        Vec::new()
+    };
+    let named_steps = named_steps + preempt_steps;
     let million_report = if million {
         let mut done = steps + named_steps;
         let r = million::run(threads, |phase| {
@@ -396,6 +409,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     if args.json {
         let mut results = bench::records(&measurements);
         results.extend(named_records);
+        results.extend(preempt_records);
         results.extend(million_report.as_ref().map(bench::million_record));
         results.extend(skynet::records(&skynet_outcomes, depth));
         results.extend(netbench::records(&net_outcomes));
@@ -405,6 +419,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
     } else {
         print_table(&measurements, &opts);
         named::print_table(&named_records);
+        preempt::print_table(&preempt_records);
         if let Some(r) = &million_report {
             print_million(r);
         }

@@ -52,6 +52,8 @@ pub enum SpawnError {
         /// The service core's id.
         core: usize,
     },
+    /// The time slice is zero.
+    TimeSlice,
     /// No `#[spindle::thread]` has this name.
     UnknownName {
         /// The name given.
@@ -127,6 +129,10 @@ impl fmt::Display for SpawnError {
                 "core type '{name}' has no running core: add one with Handle::add_core(\"{name}\")"
             ),
             SpawnError::ShutDown => f.write_str("the runtime has shut down: build a new one"),
+            SpawnError::TimeSlice => f.write_str(
+                "the time slice is zero: give Builder::time_slice a positive duration (it is \
+                 rounded up to whole ticks, 1 ms by default)",
+            ),
             SpawnError::UnknownName { name, known } => write!(
                 f,
                 "no named thread '{name}': mark a fn(A) -> R with #[spindle::thread(name = \

@@ -38,6 +38,7 @@ pub mod names;
 pub mod net;
 mod offload;
 mod os;
+mod preempt;
 mod runtime;
 mod sched;
 pub mod stack;
@@ -49,6 +50,7 @@ pub mod topology;
 pub use blocking::{BLOCKING_THREADS, blocking};
 pub use error::SpawnError;
 pub use names::spawn_named;
+pub use preempt::{DEFAULT_TICK, DEFAULT_TIME_SLICE, DEFAULT_WATCHDOG_SLICES, PREEMPT_SIGNAL};
 pub use runtime::{
     ABANDONED, ConfigError, CoreError, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, DEFAULT_TYPE, Handle,
     MAIN_STACK_SIZE, Runtime, RuntimeBuilder, SERVICE_TYPE, core_stats, run,

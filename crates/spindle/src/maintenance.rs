@@ -5,8 +5,10 @@
 //! `start` when the runtime is built, that does one pass of its work and sleeps
 //! for its period:
 //!
-//! - the **ticker** (every [`TICK`]) advances the runtime's tick count, the coarse
-//!   clock the time-slice checks are measured in;
+//! - the **ticker** (every tick, 1 ms unless configured) runs `preempt::tick`: it
+//!   advances the slice clock, flags threads past their time slice, signals cores
+//!   whose preemptible thread ignored the flag, and feeds the watchdog (absent if the
+//!   runtime was built with `ticker(false)`);
 //! - the **reaper** (every [`REAP_EVERY`]) releases the memory of the stack blocks
 //!   that idle worker cores handed over (`stack::reap`) — the `madvise`
 //!   calls happen here, not on a worker;
@@ -31,8 +33,6 @@ use crate::runtime::Shared;
 use crate::sched::CoreState;
 use crate::thread::{MAX_PRIORITY, SpawnOpts, Target, spawn_unchecked};
 
-/// The ticker's period.
-pub const TICK: Duration = Duration::from_millis(1);
 /// The reaper's period.
 pub const REAP_EVERY: Duration = Duration::from_millis(10);
 /// The balancer's period.
@@ -46,14 +46,17 @@ type Job = (&'static str, Duration, fn(&Shared));
 /// Starts the runtime's maintenance threads. Called once by `RuntimeBuilder::build`,
 /// from the building OS thread.
 pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
-    let jobs: [Job; 4] = [
-        ("spindle-ticker", TICK, tick),
+    let mut jobs: Vec<Job> = vec![
         ("spindle-reaper", REAP_EVERY, |_| {
             crate::stack::reap();
         }),
         ("spindle-balancer", BALANCE_EVERY, balance),
         ("spindle-stats", STATS_EVERY, sample),
     ];
+    let config = &shared.clock.config;
+    if shared.hyper.is_some() && config.ticker {
+        jobs.push(("spindle-ticker", config.tick, tick));
+    }
     for (name, period, work) in jobs {
         let weak = Arc::downgrade(shared);
         let opts = SpawnOpts {
@@ -63,6 +66,8 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
             main: false,
             target: Target::Maintenance,
             lazy: false,
+            time_slice: None,
+            preemptible: Some(false),
         };
         // The handle is dropped: the thread is detached.
         // SAFETY: the closure and its result are 'static and Send.
@@ -77,6 +82,8 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
         main: false,
         target: Target::Maintenance,
         lazy: false,
+        time_slice: None,
+        preemptible: Some(false),
     };
     // SAFETY: the closure and its result are 'static and Send.
     drop(unsafe { spawn_unchecked(shared, move || crate::io::poller_main(weak), opts)? });
@@ -99,7 +106,7 @@ fn every(weak: &Weak<Shared>, period: Duration, work: fn(&Shared)) {
 
 /// The ticker's pass.
 fn tick(shared: &Shared) {
-    shared.ticks.fetch_add(1, Ordering::Relaxed);
+    crate::preempt::tick(shared, std::time::Instant::now());
 }
 
 /// Smoothing of the stats sampler: each sample weighs 1/8.

@@ -24,7 +24,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -181,6 +181,12 @@ pub enum ConfigError {
     /// The named-thread table is invalid for this configuration (every offender is
     /// listed).
     ThreadTable(crate::names::TableError),
+    /// The default time slice is zero.
+    TimeSlice,
+    /// The tick period is zero.
+    Tick,
+    /// The watchdog's slice count is zero.
+    WatchdogSlices,
 }
 
 impl fmt::Display for ConfigError {
@@ -238,6 +244,18 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::Os { message } => write!(f, "cannot start a core's OS thread: {message}"),
             ConfigError::ThreadTable(e) => e.fmt(f),
+            ConfigError::TimeSlice => f.write_str(
+                "the default time slice is zero: give RuntimeBuilder::time_slice a positive \
+                 duration (the default is 10 ms)",
+            ),
+            ConfigError::Tick => f.write_str(
+                "the tick period is zero: give RuntimeBuilder::tick a positive duration (the \
+                 default is 1 ms), or turn the ticker off with ticker(false)",
+            ),
+            ConfigError::WatchdogSlices => f.write_str(
+                "the watchdog's slice count is zero: give RuntimeBuilder::watchdog_slices 1 or \
+                 more (the default is 10)",
+            ),
         }
     }
 }
@@ -362,6 +380,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     /// The variant of each named thread to run on each core type.
     pub(crate) choices: Choices,
+    /// Time slices and the tick's state (see `preempt`).
+    pub(crate) clock: crate::preempt::Clock,
     /// Serialises adding and removing cores.
     admin: Mutex<()>,
     /// The service core (the hypercore), if the runtime has one.
@@ -372,8 +392,6 @@ pub(crate) struct Shared {
     pub(crate) maint_ty: usize,
     /// The process may use a single CPU (the hypercore is then unpinned).
     one_cpu: bool,
-    /// Ticks of the ticker so far (a coarse clock).
-    pub(crate) ticks: AtomicU64,
     /// The system-call service: request slots per core, served by the hypercore.
     pub(crate) offload: crate::offload::Service,
     /// The readiness poller of `net` (epoll), run by a maintenance thread.
@@ -471,6 +489,7 @@ pub struct RuntimeBuilder {
     stack_size: Option<usize>,
     idle_spin: Duration,
     hypercore: bool,
+    preempt: crate::preempt::Config,
 }
 
 impl RuntimeBuilder {
@@ -524,12 +543,53 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Default time slice of the runtime's threads (default 10 ms; see
+    /// [`Builder::time_slice`](crate::Builder::time_slice)). Zero is a
+    /// [`ConfigError::TimeSlice`].
+    pub fn time_slice(mut self, slice: Duration) -> RuntimeBuilder {
+        self.preempt.time_slice = slice;
+        self
+    }
+
+    /// Period of the tick that accounts time slices and preempts (default 1 ms).
+    /// Slices are counted in ticks. Zero is a [`ConfigError::Tick`].
+    pub fn tick(mut self, period: Duration) -> RuntimeBuilder {
+        self.preempt.tick = period;
+        self
+    }
+
+    /// Runs the ticker (default `true`). Without it, time slices are not enforced,
+    /// nothing is preempted and the watchdog is off.
+    pub fn ticker(mut self, on: bool) -> RuntimeBuilder {
+        self.preempt.ticker = on;
+        self
+    }
+
+    /// Whether threads are asynchronously preemptible unless their
+    /// [`Builder::preemptible`](crate::Builder::preemptible) says otherwise (default
+    /// `false`; read the caveat about `std` locks there first).
+    pub fn preemptible(mut self, on: bool) -> RuntimeBuilder {
+        self.preempt.preemptible = on;
+        self
+    }
+
+    /// How many of its own time slices a thread may hold its core without reaching a
+    /// schedule point before the watchdog reports it (default 10): a thread that
+    /// neither yields nor can be preempted, or a core blocked in the kernel. Reports
+    /// are `tracing` warnings (target `spindle::watchdog`) with the thread's name, id
+    /// and core, once per occurrence. Zero is a [`ConfigError::WatchdogSlices`].
+    pub fn watchdog_slices(mut self, slices: u32) -> RuntimeBuilder {
+        self.preempt.watchdog_slices = slices;
+        self
+    }
+
     /// Checks the configuration and starts the cores.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming the problem; nothing is started then.
     pub fn build(self) -> Result<Runtime, ConfigError> {
+        self.preempt.validate()?;
         let allowed = topology::allowed_cpus();
         let default_stack = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         if !default_stack.is_power_of_two()
@@ -662,6 +722,7 @@ impl RuntimeBuilder {
             allowed.len() == 1 || infos[..s].iter().any(|t| t.cpus.contains(&cpu))
         });
         let spin = self.idle_spin;
+        let clock = crate::preempt::Clock::new(self.preempt.clone());
         let shared = Arc::new_cyclic(|weak| {
             let p = weak.as_ptr();
             Shared {
@@ -683,12 +744,12 @@ impl RuntimeBuilder {
                 foreign_typed: std::array::from_fn(|_| AtomicI64::new(0)),
                 shutdown: AtomicBool::new(false),
                 choices,
+                clock,
                 admin: Mutex::new(()),
                 hyper,
                 service_ty,
                 maint_ty: service_ty.unwrap_or(0),
                 one_cpu: allowed.len() == 1,
-                ticks: AtomicU64::new(0),
                 offload: crate::offload::Service::new(),
                 poller: crate::io::Poller::new(),
             }
@@ -713,6 +774,10 @@ impl RuntimeBuilder {
         }
         drop(_g);
         crate::maintenance::start(&rt.handle.shared).map_err(|e| ConfigError::Os {
+            message: e.to_string(),
+        })?;
+        // The ticker (time slices, preemption, watchdog).
+        crate::preempt::start_ticker(&rt.handle.shared).map_err(|e| ConfigError::Os {
             message: e.to_string(),
         })?;
         Ok(rt)
@@ -768,6 +833,7 @@ impl Runtime {
             stack_size: None,
             idle_spin: DEFAULT_IDLE_SPIN,
             hypercore: true,
+            preempt: crate::preempt::Config::default(),
         }
     }
 
@@ -845,6 +911,8 @@ impl Handle {
             main: true,
             target: Target::Any,
             lazy: true,
+            time_slice: None,
+            preemptible: None,
         };
         // SAFETY: we join the thread before returning, so whatever `f` and `R` borrow outlives it; both are Send.
         let h: JoinHandle<R> = match unsafe { thread::spawn_unchecked(&self.shared, f, opts) } {
@@ -999,6 +1067,7 @@ impl Handle {
     /// [`CoreError::NoSuchType`], [`CoreError::TooManyCores`], [`CoreError::ShutDown`],
     /// or [`CoreError::Os`].
     pub fn add_core(&self, name: &str) -> Result<usize, CoreError> {
+        let _p = crate::preempt::PreemptGuard::new();
         let shared = &self.shared;
         let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
         if shared.shutdown.load(Ordering::Acquire) {
@@ -1029,6 +1098,7 @@ impl Handle {
     /// [`CoreError::LastCoreOfType`] (its type still has threads), or
     /// [`CoreError::ShutDown`]. Nothing changes then.
     pub fn remove_core(&self, id: usize) -> Result<(), CoreError> {
+        let _p = crate::preempt::PreemptGuard::new();
         let shared = &self.shared;
         {
             let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
@@ -1084,6 +1154,7 @@ impl Handle {
                 return;
             }
         }
+        crate::preempt::stop_ticker(shared);
         for c in shared.started() {
             c.halt.store(true, Ordering::Release);
             c.nudge();
@@ -1130,6 +1201,7 @@ fn core_main(handle: Handle, id: usize, cpu: Option<usize>, mask: Vec<usize>) {
         }
     }
     let _alt = AltStack::install();
+    crate::preempt::core_started(core);
     loop {
         if core.halt.load(Ordering::Acquire) {
             break;
@@ -1144,6 +1216,7 @@ fn core_main(handle: Handle, id: usize, cpu: Option<usize>, mask: Vec<usize>) {
     if core.state() == CoreState::Leaving && !shared.shutdown.load(Ordering::Acquire) {
         retire(shared, core);
     }
+    crate::preempt::core_stopped(core);
 }
 
 /// The leaving core's side of removal (see the module docs).

@@ -410,7 +410,9 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
     }
     let r = &svc.regions[core.id];
     // Claim and publish with no schedule point in between: the threads of this core
-    // run one at a time, so the claim needs no RMW.
+    // run one at a time, so the claim needs no RMW. Asynchronous preemption is held
+    // off until the call is published (and while polling for its result).
+    let guard = crate::preempt::PreemptGuard::new();
     let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
         svc.direct_full.fetch_add(1, Ordering::Relaxed);
         return None;
@@ -442,6 +444,7 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
             std::hint::spin_loop();
         }
     }
+    drop(guard);
     loop {
         // Dead first, then the state: a service that died after completing us has
         // its DONE visible once we saw `dead`.

@@ -98,6 +98,13 @@ pub struct CoreStats {
     /// Lazily created threads (remote and named spawns) whose stack block this core
     /// took from its own pool and set up, the first time it ran them.
     pub built: u64,
+    /// Preemption signals the tick sent this core (its thread did not honour a
+    /// reschedule request within a tick, or the watchdog asked for its name).
+    pub preempt_signals: u64,
+    /// Asynchronous preemptions on this core: signals whose handler rewrote the
+    /// interrupted context so that the thread yielded. Only preemptible threads are
+    /// ever preempted this way.
+    pub async_preemptions: u64,
 }
 
 /// A core's outgoing list for one destination (its dispatcher list): touched by the
@@ -219,6 +226,9 @@ pub(crate) struct Core {
     pub(crate) typed: [AtomicI64; MAX_TYPES],
     /// The OS thread running this core.
     pub(crate) os_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// What the core publishes for the tick (schedule points, slice start, running
+    /// thread) and the preemption signal's counters.
+    pub(crate) clock: CachePadded<crate::preempt::CoreClock>,
 }
 
 /// A TCB pointer in transit to its core's injection queue.
@@ -269,6 +279,7 @@ impl Core {
             epoch: CachePadded::new(AtomicU64::new(0)),
             typed: std::array::from_fn(|_| AtomicI64::new(0)),
             os_thread: Mutex::new(None),
+            clock: CachePadded::new(crate::preempt::CoreClock::default()),
         }
     }
 
@@ -349,14 +360,16 @@ impl Core {
             }
             if after == After::Requeue && (*l).runq.top_level().is_none_or(|top| top > (*me).level)
             {
-                // Nothing at least as urgent is waiting: keep running.
+                // Nothing at least as urgent is waiting: keep running (a new slice).
                 (*me).set_state(State::Running);
+                self.clock.kept();
                 return;
             }
             let to: *const Context = match self.pop_ready(&mut *l) {
                 Some(n) if n == me => {
                     // Woken while switching out (injected before we left).
                     (*me).set_state(State::Running);
+                    self.clock.kept();
                     return;
                 }
                 Some(n) => {
@@ -381,6 +394,10 @@ impl Core {
         let l = self.local();
         // SAFETY: we own `l` (caller); no reference to it survives the switch. `me` stays valid: its block is freed only by `finish_switch` after the switch.
         unsafe {
+            if (*l).current.is_null() {
+                // The published level stays (see `Published`); the slice clock stops.
+                self.clock.idle();
+            }
             (*l).prev = me;
             (*l).prev_after = after;
             (*l).stats.switches += 1;
@@ -427,6 +444,7 @@ impl Core {
             }
             (*n).set_state(State::Running);
             self.publish_level(&mut *self.local(), (*n).level);
+            self.clock.switched_to((*n).run_word, (*n).id_u64());
         }
     }
 
@@ -943,7 +961,10 @@ impl Core {
     /// Statistics so far.
     pub(crate) fn stats(&self) -> CoreStats {
         // SAFETY: called on this core's OS thread; a plain copy.
-        unsafe { (*self.local()).stats }
+        let mut s = unsafe { (*self.local()).stats };
+        s.preempt_signals = self.clock.signals_sent();
+        s.async_preemptions = self.clock.preemptions();
+        s
     }
 
     /// Closes the injection queue (a leaving core) and takes what is in it.
@@ -1084,6 +1105,7 @@ fn inject_anywhere(mut t: *mut Tcb, home: &Core) {
 
 /// Wakes `(slot, generation)` on `chan`; returns true if this woke a sleeping thread.
 pub(crate) fn wake(slot: &crate::thread::slot::Slot, generation: u32, chan: Channel) -> bool {
+    let _g = crate::preempt::PreemptGuard::new();
     if slot.word.wake(chan, generation) == Wake::MustEnqueue {
         // SAFETY: we won the wake: the thread is alive and asleep, its TCB valid.
         unsafe { enqueue_woken(slot) };

@@ -192,6 +192,8 @@ mod tests {
                     vtable: &VT,
                     main: false,
                     bound: false,
+                    run_word: 0,
+                    preemptible: false,
                 })
             })
             .collect()

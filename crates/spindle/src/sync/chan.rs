@@ -193,7 +193,7 @@ impl<T> Chan<T> {
     /// Buffers `msg` and wakes one blocked receiver.
     fn deliver(
         &self,
-        mut st: crate::loom::MutexGuard<'_, State<T>>,
+        mut st: super::waiter::Locked<'_, State<T>>,
         msg: T,
     ) -> Result<(), SendFail<T>> {
         st.buf.push_back(Entry { msg, sender: None });
@@ -210,7 +210,7 @@ impl<T> Chan<T> {
     /// deadline passes (then take the message back).
     fn rendezvous(
         &self,
-        mut st: crate::loom::MutexGuard<'_, State<T>>,
+        mut st: super::waiter::Locked<'_, State<T>>,
         msg: T,
         wait: Wait,
     ) -> Result<(), SendFail<T>> {

@@ -122,6 +122,8 @@ impl<T: ?Sized> Mutex<T> {
     /// `Err` (carrying the guard) if the mutex is poisoned.
     #[inline]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        // A pending reschedule request is honoured at every runtime call.
+        crate::preempt::check();
         if self
             .state
             .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)

@@ -126,6 +126,8 @@ impl<T: ?Sized> RwLock<T> {
     /// `Err` (carrying the guard) if the lock is poisoned.
     #[inline]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
+        // A pending reschedule request is honoured at every runtime call.
+        crate::preempt::check();
         if !self.try_read_fast() {
             self.read_slow();
         }
@@ -153,6 +155,8 @@ impl<T: ?Sized> RwLock<T> {
     /// `Err` (carrying the guard) if the lock is poisoned.
     #[inline]
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
+        // A pending reschedule request is honoured at every runtime call.
+        crate::preempt::check();
         // Acquire: pairs with the release of the previous holders.
         if self
             .state

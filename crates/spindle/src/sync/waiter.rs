@@ -29,6 +29,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::loom::{Arc, AtomicU32, Mutex, MutexGuard, Ordering};
+use crate::preempt::PreemptGuard;
 use crate::thread::Waiter;
 
 /// How a node's owner blocks.
@@ -245,9 +246,39 @@ impl WaitList {
 
 /// Locks an internal lock. Internal critical sections run no user code and do not
 /// panic, so poisoning cannot happen; it is ignored all the same.
+///
+/// The lock is an OS-thread lock: while a spindle thread holds it, its preempt count
+/// is raised, so it is never preempted asynchronously with the lock held (another
+/// thread of the same core would deadlock on it).
 #[inline]
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+pub(crate) fn lock<T>(m: &Mutex<T>) -> Locked<'_, T> {
+    let preempt = PreemptGuard::new();
+    Locked {
+        guard: m.lock().unwrap_or_else(|e| e.into_inner()),
+        _preempt: preempt,
+    }
+}
+
+/// A held internal lock (see [`lock`]). Fields drop in order: the lock is released,
+/// then the preempt count lowered (and a pending reschedule honoured).
+pub(crate) struct Locked<'a, T> {
+    guard: MutexGuard<'a, T>,
+    _preempt: PreemptGuard,
+}
+
+impl<T> std::ops::Deref for Locked<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::DerefMut for Locked<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
 }
 
 /// The deadline `timeout` from now; `None` if it is beyond the clock's range (wait

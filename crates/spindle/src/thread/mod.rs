@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::arch;
 use crate::error::SpawnError;
+use crate::preempt::PreemptGuard;
 use crate::runtime::{CoreError, Handle, Shared};
 use crate::sched::{self, After, Core, CoreLocal, CoreState};
 use crate::stack::{self, MAX_STACK_SIZE, MIN_STACK_SIZE, StackPool};
@@ -141,6 +142,7 @@ impl Thread {
     /// If the woken thread is more urgent than the caller and runs on the caller's core,
     /// it runs right away.
     pub fn unpark(&self) {
+        let _g = PreemptGuard::new();
         if self.slot().word.wake(Channel::Park, self.id.generation) == Wake::MustEnqueue {
             // Read before the handoff: once enqueued, the thread may run (and exit)
             // on another core at any moment, and the slot be reused.
@@ -189,6 +191,8 @@ pub fn yield_now() {
         return std::thread::yield_now();
     };
     // SAFETY: `me` is the running thread on its core, on its own stack.
+    let _g = unsafe { PreemptGuard::of(me) };
+    // SAFETY: as above.
     unsafe {
         (*me).set_state(State::Runnable);
         (*(*me).core.get()).schedule(me, After::Requeue);
@@ -211,6 +215,8 @@ fn preempt_for(level: u8) {
 /// pending).
 fn block(me: *mut Tcb, chan: Channel) {
     // SAFETY: `me` is the running thread; its slot is alive while it runs.
+    let _g = unsafe { PreemptGuard::of(me) };
+    // SAFETY: as above.
     let slot = unsafe { (*me).slot() };
     if slot.word.block(chan) == Block::MustSleep {
         // SAFETY: we run on `me`'s stack and set the state schedule expects.
@@ -268,6 +274,8 @@ impl Waiter {
 /// On an OS thread (callers block OS threads themselves).
 pub(crate) fn block_internal(deadline: Option<Instant>) {
     let me = current_tcb().expect("block_internal called on an OS thread");
+    // SAFETY: `me` is the running thread.
+    let _g = unsafe { PreemptGuard::of(me) };
     if let Some(d) = deadline {
         if d <= Instant::now() {
             return;
@@ -306,6 +314,8 @@ pub fn park_timeout(dur: Duration) {
     let Some(me) = current_tcb() else {
         return std::thread::park_timeout(dur);
     };
+    // SAFETY: `me` is the running thread.
+    let _g = unsafe { PreemptGuard::of(me) };
     if let Some(deadline) = Instant::now().checked_add(dur) {
         // SAFETY: `me` runs on its core; the timer is core-local.
         unsafe {
@@ -321,6 +331,8 @@ pub fn sleep(dur: Duration) {
     let Some(me) = current_tcb() else {
         return std::thread::sleep(dur);
     };
+    // SAFETY: `me` is the running thread.
+    let _g = unsafe { PreemptGuard::of(me) };
     let Some(deadline) = Instant::now().checked_add(dur) else {
         // Beyond the clock's range: sleep for good, as a very long sleep would.
         loop {
@@ -448,6 +460,8 @@ pub fn current_core() -> Option<usize> {
 /// ```
 pub fn migrate_to(core: usize) -> Result<(), CoreError> {
     let me = current_tcb().ok_or(CoreError::NotInRuntime)?;
+    // SAFETY: `me` is the running thread.
+    let _g = unsafe { PreemptGuard::of(me) };
     // SAFETY: `me` runs on its core, which is alive; we are its OS thread.
     unsafe {
         let here = &*(*me).core.get();
@@ -517,6 +531,8 @@ pub struct Builder {
     core: Option<usize>,
     core_type: Option<String>,
     maintenance: bool,
+    time_slice: Option<Duration>,
+    preemptible: Option<bool>,
 }
 
 impl Builder {
@@ -586,9 +602,50 @@ impl Builder {
         self
     }
 
+    /// Sets the thread's time slice (default: the runtime's, 10 ms unless configured
+    /// with [`RuntimeBuilder::time_slice`](crate::RuntimeBuilder::time_slice)). It is
+    /// counted in ticks, rounded up. A thread that runs longer than its slice without
+    /// reaching a schedule point gets a reschedule request, honoured at its next
+    /// runtime call (spawn, park, unpark, a `sync` operation, `yield_now`,
+    /// [`preempt_point`]) — or asynchronously if it is [`preemptible`](Self::preemptible).
+    /// A zero slice is a [`SpawnError::TimeSlice`].
+    pub fn time_slice(mut self, slice: Duration) -> Builder {
+        self.time_slice = Some(slice);
+        self
+    }
+
+    /// Opts the thread in to (or out of) asynchronous preemption (default: the
+    /// runtime's, off unless [`RuntimeBuilder::preemptible`](crate::RuntimeBuilder::preemptible)).
+    ///
+    /// A preemptible thread that keeps running past its time slice plus one tick is
+    /// interrupted by a signal and made to yield wherever it is, even in a loop that
+    /// makes no runtime call; all its registers (general, flags, x87/SSE/AVX state) are
+    /// saved and restored exactly. The runtime's own critical sections are never
+    /// interrupted, nor is code outside the main executable (libc, the vDSO).
+    ///
+    /// **Do not hold a lock of the OS-thread world in a preemptible thread**: a
+    /// `std::sync::Mutex`, `RwLock` or `ReentrantLock` (`stdout().lock()`, held briefly
+    /// by `println!`), a `RefCell` borrow of a `thread_local!`, or a lock of a C
+    /// library. Such locks belong to the core's OS thread, which runs other spindle
+    /// threads while the preempted one is suspended with the lock held. If one of them
+    /// takes the same lock, a plain mutex deadlocks the whole core (its owner can never
+    /// run again to release it), and a reentrant lock lets it in — both threads are in
+    /// the critical section at once. spindle's own [`sync`](crate::sync) types are
+    /// safe: a waiter parks its spindle thread, so the preempted holder runs again and
+    /// releases the lock. A global allocator linked into the executable (jemalloc,
+    /// mimalloc) has the same hazard; the default (libc's `malloc`) does not, as libc's
+    /// code is never interrupted.
+    pub fn preemptible(mut self, yes: bool) -> Builder {
+        self.preemptible = Some(yes);
+        self
+    }
+
     pub(crate) fn opts(&self) -> Result<SpawnOpts, SpawnError> {
         if let Some(size) = self.stack_size {
             validate_stack_size(size)?;
+        }
+        if self.time_slice.is_some_and(|d| d.is_zero()) {
+            return Err(SpawnError::TimeSlice);
         }
         let priority = self.priority.unwrap_or(DEFAULT_PRIORITY);
         if priority > MAX_PRIORITY {
@@ -609,6 +666,8 @@ impl Builder {
             main: false,
             target,
             lazy: false,
+            time_slice: self.time_slice,
+            preemptible: self.preemptible,
         })
     }
 
@@ -695,6 +754,10 @@ pub(crate) struct SpawnOpts {
     /// Create the thread lazily if its core is not the creating core (named spawns;
     /// spawns from OS threads outside the runtime are always lazy).
     pub(crate) lazy: bool,
+    /// Time slice; `None`: the runtime's default.
+    pub(crate) time_slice: Option<Duration>,
+    /// Asynchronous preemption; `None`: the runtime's default.
+    pub(crate) preemptible: Option<bool>,
 }
 
 /// Join slots for spawns by OS threads that are not cores (their threads are built
@@ -718,6 +781,7 @@ pub(crate) unsafe fn spawn_unchecked<F, T>(
 where
     F: FnOnce() -> T,
 {
+    let _g = PreemptGuard::new();
     if shared.shutdown.load(Ordering::Acquire) {
         return Err(SpawnError::ShutDown);
     }
@@ -892,7 +956,7 @@ where
     // SAFETY: the block is ours (from the pool) and its top page is writable; the slot is ours (freshly allocated) and not yet visible to anyone.
     unsafe {
         tcb.write(Tcb::init(tcb_init::<F, T>(
-            slot, index, generation, opts, class, ty,
+            slot, index, generation, opts, class, ty, shared,
         )));
         store_closure(tcb, f);
         publish_slot::<T>(tcb, slot, shared);
@@ -908,8 +972,13 @@ fn tcb_init<F: FnOnce() -> T, T>(
     opts: &SpawnOpts,
     class: usize,
     ty: usize,
+    shared: &Shared,
 ) -> TcbInit {
     TcbInit {
+        run_word: shared.clock.run_word(opts.time_slice, opts.preemptible),
+        preemptible: opts
+            .preemptible
+            .unwrap_or(shared.clock.default_preemptible()),
         slot,
         index,
         generation,
@@ -1001,7 +1070,9 @@ where
     let slot = table().get(index).expect("allocated slot");
     let generation = slot.word.generation();
     let rec = Box::into_raw(Box::new(LazyEmbryo {
-        tcb: Tcb::init(tcb_init::<F, T>(slot, index, generation, opts, class, ty)),
+        tcb: Tcb::init(tcb_init::<F, T>(
+            slot, index, generation, opts, class, ty, shared,
+        )),
         f,
     }));
     let tcb = rec.cast::<Tcb>();
@@ -1150,6 +1221,10 @@ unsafe extern "C" fn thread_entry<F: FnOnce() -> T, T>(arg: usize) -> ! {
     // SAFETY: we were just switched into on our core: finish that switch first; then move the closure out of where spawn_raw stored it (exactly once).
     let f: F = unsafe {
         (*(*me).core.get()).finish_switch();
+        // Out of the runtime: asynchronous preemption may start (the count starts
+        // at 1).
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        (*me).preempt_count.store(0, Ordering::Relaxed);
         let p = (*me).closure.cast::<F>();
         if inline_closure::<F>() {
             p.read()
@@ -1172,6 +1247,9 @@ unsafe extern "C" fn thread_entry<F: FnOnce() -> T, T>(arg: usize) -> ! {
 unsafe fn exit(me: *mut Tcb) -> ! {
     // SAFETY: we are `me`; the slot is ours until `finish` sets F_DONE.
     unsafe {
+        // Inside the runtime for good: never preempted again (the name is dropped
+        // here, and the signal handler reads it when the count is zero).
+        std::mem::forget(PreemptGuard::of(me));
         let slot = (*me).slot();
         std::ptr::drop_in_place(&raw mut (*me).name);
         let core = &*(*me).core.get();
@@ -1223,6 +1301,7 @@ impl<T> JoinHandle<T> {
     /// it panicked. On a spindle thread the caller sleeps and its core runs others; on
     /// an OS thread the OS thread blocks.
     pub fn join(self) -> std::thread::Result<T> {
+        let _g = PreemptGuard::new();
         let this = ManuallyDrop::new(self);
         let slot = this.thread.slot();
         if slot.word.flags() & F_DONE == 0 {
@@ -1287,6 +1366,7 @@ pub(crate) fn wake(joiner: Joiner) {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
+        let _g = PreemptGuard::new();
         let slot = self.thread.slot();
         let old = slot.word.set(F_HANDLE_GONE);
         if old & F_DONE != 0 {

@@ -17,6 +17,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 
 use crate::arch::Context;
 use crate::sched::Core;
@@ -71,6 +72,16 @@ pub(crate) struct Tcb {
     state: Cell<State>,
     /// Intrusive run-queue link.
     pub(crate) next: Cell<*mut Tcb>,
+    // -- hot on the switch path, next to the state --
+    /// Preempt count: raised by the runtime's critical sections (`PreemptGuard`);
+    /// asynchronous preemption only happens at zero. Changed only by the thread itself
+    /// with plain loads and stores; read by the signal handler on the same OS thread.
+    /// Starts at 1: a new thread is inside the runtime until its entry finished the
+    /// switch.
+    pub(crate) preempt_count: AtomicU32,
+    /// What the core publishes for the tick while this thread runs (slice in ticks,
+    /// preemptible; `preempt::CoreClock`).
+    pub(crate) run_word: u64,
     // -- immutable after spawn (until the thread migrates, which only its owner does) --
     /// The core that owns the thread.
     pub(crate) core: Cell<*const Core>,
@@ -104,6 +115,8 @@ pub(crate) struct Tcb {
     /// Bound to its core (spawned on a given core, or migrated there): the balancer
     /// leaves it where it is.
     pub(crate) bound: Cell<bool>,
+    /// The thread opted in to asynchronous preemption.
+    pub(crate) preemptible: bool,
 }
 
 /// A thread name: static names (the main thread's) cost nothing to copy into a
@@ -136,6 +149,8 @@ pub(crate) struct TcbInit {
     pub(crate) vtable: &'static ThreadVtable,
     pub(crate) main: bool,
     pub(crate) bound: bool,
+    pub(crate) run_word: u64,
+    pub(crate) preemptible: bool,
 }
 
 /// Operations a spawn leaves behind for the types it erased.
@@ -201,6 +216,9 @@ impl Tcb {
             main: p.main,
             lazy: false,
             bound: Cell::new(p.bound),
+            preempt_count: AtomicU32::new(1),
+            run_word: p.run_word,
+            preemptible: p.preemptible,
         }
     }
 
