@@ -90,8 +90,11 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
     Ok(())
 }
 
-/// Runs `work` every `period` until the runtime shuts down.
+/// Runs `work` every `period` until the runtime shuts down. Passes are due at fixed
+/// times (start + k × period), so the work and the wake-up latency do not stretch the
+/// period; a pass that is late is not made up for.
 fn every(weak: &Weak<Shared>, period: Duration, work: fn(&Shared)) {
+    let mut next = std::time::Instant::now();
     loop {
         {
             let Some(shared) = weak.upgrade() else { return };
@@ -100,7 +103,13 @@ fn every(weak: &Weak<Shared>, period: Duration, work: fn(&Shared)) {
             }
             work(&shared);
         }
-        crate::thread::sleep(period);
+        next += period;
+        let now = std::time::Instant::now();
+        if next > now {
+            crate::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
     }
 }
 

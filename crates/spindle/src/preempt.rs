@@ -141,6 +141,8 @@ impl Config {
 pub(crate) struct Clock {
     pub(crate) config: Config,
     tick_ns: u64,
+    /// The run word of a thread with the default slice and preemptibility.
+    default_run: u64,
     epoch: Instant,
     /// Ticks since `epoch`, as of the last tick. Cores copy it at every switch.
     now: CachePadded<AtomicU64>,
@@ -161,14 +163,17 @@ impl Clock {
         let tick_ns = u64::try_from(config.tick.as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
-        Clock {
+        let mut clock = Clock {
             config,
             tick_ns,
+            default_run: 0,
             epoch: Instant::now(),
             now: CachePadded::new(AtomicU64::new(0)),
             watch: Mutex::new(vec![Watch::default(); MAX_CORES]),
             ticker: Mutex::new(None),
-        }
+        };
+        clock.default_run = clock.compute_run_word(None, None);
+        clock
     }
 
     /// Whether threads are preemptible unless their builder says otherwise.
@@ -179,6 +184,14 @@ impl Clock {
     /// The `CoreClock::run` word of a thread with this slice (`None`: the runtime's
     /// default) and preemptibility (`None`: the default).
     pub(crate) fn run_word(&self, slice: Option<Duration>, preemptible: Option<bool>) -> u64 {
+        if slice.is_none() && preemptible.is_none() {
+            // The common case, computed once (no 128-bit division on a spawn).
+            return self.default_run;
+        }
+        self.compute_run_word(slice, preemptible)
+    }
+
+    fn compute_run_word(&self, slice: Option<Duration>, preemptible: Option<bool>) -> u64 {
         let slice = slice.unwrap_or(self.config.time_slice);
         let ticks = slice
             .as_nanos()

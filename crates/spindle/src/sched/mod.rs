@@ -535,6 +535,10 @@ impl Core {
         let shared = self.shared();
         let n = shared.hwm.load(Ordering::Relaxed);
         for src in 0..n {
+            if src == self.id {
+                // A core never offers to itself.
+                continue;
+            }
             let mut t = shared.slots.take(self.id, src);
             while !t.is_null() {
                 // SAFETY: `take` handed the list to us: its threads are ours now, and the sender's writes to them are visible (acquire).
