@@ -59,24 +59,25 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
     }
     for (name, period, work) in jobs {
         let weak = Arc::downgrade(shared);
-        let opts = SpawnOpts {
-            name: Some(crate::thread::tcb::Name::Static(name)),
-            stack_size: None,
-            priority: MAX_PRIORITY,
-            main: false,
-            target: Target::Maintenance,
-            lazy: false,
-            time_slice: None,
-            preemptible: Some(false),
-        };
-        // The handle is dropped: the thread is detached.
-        // SAFETY: the closure and its result are 'static and Send.
-        drop(unsafe { spawn_unchecked(shared, move || every(&weak, period, work), opts)? });
+        spawn_detached(shared, name, move || every(&weak, period, work))?;
     }
     // The readiness poller of `net` (see `crate::io`).
     let weak = Arc::downgrade(shared);
+    spawn_detached(shared, "spindle-poller", move || {
+        crate::io::poller_main(weak)
+    })?;
+    Ok(())
+}
+
+/// Starts `f` as a detached, non-preemptible maintenance thread of the highest
+/// priority named `name`.
+fn spawn_detached(
+    shared: &Arc<Shared>,
+    name: &'static str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<(), crate::SpawnError> {
     let opts = SpawnOpts {
-        name: Some(crate::thread::tcb::Name::Static("spindle-poller")),
+        name: Some(crate::thread::tcb::Name::Static(name)),
         stack_size: None,
         priority: MAX_PRIORITY,
         main: false,
@@ -85,8 +86,9 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
         time_slice: None,
         preemptible: Some(false),
     };
+    // The handle is dropped: the thread is detached.
     // SAFETY: the closure and its result are 'static and Send.
-    drop(unsafe { spawn_unchecked(shared, move || crate::io::poller_main(weak), opts)? });
+    drop(unsafe { spawn_unchecked(shared, f, opts)? });
     Ok(())
 }
 

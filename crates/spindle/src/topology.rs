@@ -65,9 +65,28 @@ pub fn current_cpu() -> Option<usize> {
     usize::try_from(c).ok()
 }
 
-/// Every CPU-feature name a core type may have or a named thread may require, in
-/// bit order: feature `FEATURES[i]` is bit `i` of a [`FeatureSet`].
-pub const FEATURES: [&str; 30] = [
+/// Declares [`FEATURES`] and the detection of each entry from one list, so the two
+/// cannot drift apart.
+macro_rules! feature_list {
+    ($($name:tt),* $(,)?) => {
+        /// Every CPU-feature name a core type may have or a named thread may require,
+        /// in bit order: feature `FEATURES[i]` is bit `i` of a [`FeatureSet`].
+        pub const FEATURES: [&str; [$($name),*].len()] = [$($name),*];
+
+        #[cfg(target_arch = "x86_64")]
+        fn detect_features() -> FeatureSet {
+            let mut set = FeatureSet::EMPTY;
+            $(
+                if std::arch::is_x86_feature_detected!($name) {
+                    set.0 |= 1 << feature_bit($name).expect("listed feature");
+                }
+            )*
+            set
+        }
+    };
+}
+
+feature_list!(
     "sse2",
     "sse3",
     "ssse3",
@@ -98,7 +117,7 @@ pub const FEATURES: [&str; 30] = [
     "vaes",
     "vpclmulqdq",
     "gfni",
-];
+);
 
 /// Features that imply others (as `rustc`'s target features do): having the first
 /// means having the second.
@@ -234,53 +253,6 @@ pub fn feature_bit(name: &str) -> Option<u32> {
 pub fn machine_features() -> FeatureSet {
     static SET: std::sync::OnceLock<FeatureSet> = std::sync::OnceLock::new();
     *SET.get_or_init(detect_features)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect_features() -> FeatureSet {
-    macro_rules! detect {
-        ($($name:tt),* $(,)?) => {{
-            let mut set = FeatureSet::EMPTY;
-            $(
-                if std::arch::is_x86_feature_detected!($name) {
-                    set.0 |= 1 << feature_bit($name).expect("listed feature");
-                }
-            )*
-            set
-        }};
-    }
-    detect!(
-        "sse2",
-        "sse3",
-        "ssse3",
-        "sse4.1",
-        "sse4.2",
-        "popcnt",
-        "avx",
-        "avx2",
-        "fma",
-        "f16c",
-        "bmi1",
-        "bmi2",
-        "lzcnt",
-        "movbe",
-        "aes",
-        "pclmulqdq",
-        "sha",
-        "adx",
-        "rdrand",
-        "rdseed",
-        "xsave",
-        "avx512f",
-        "avx512bw",
-        "avx512cd",
-        "avx512dq",
-        "avx512vl",
-        "avx512vnni",
-        "vaes",
-        "vpclmulqdq",
-        "gfni",
-    )
 }
 
 #[cfg(not(target_arch = "x86_64"))]
