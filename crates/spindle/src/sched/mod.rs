@@ -691,8 +691,20 @@ impl Core {
         if !ok || dst == self.id {
             return;
         }
+        // Threads more urgent than the one running here run at this very schedule
+        // point or the next: sending them away would only delay them (an urgent
+        // spawn placed here, for instance).
+        let running = if l.current.is_null() {
+            0
+        } else {
+            // SAFETY: the current thread's TCB is valid while it is current.
+            unsafe { (*l.current).level }
+        };
         // SAFETY: the run queue's threads are ours, runnable and on no other list.
-        let moved = unsafe { l.runq.take_least_urgent(count, |t| !(*t).bound.get()) };
+        let moved = unsafe {
+            l.runq
+                .take_least_urgent(count, |t| !(*t).bound.get() && (*t).level >= running)
+        };
         for t in moved {
             // SAFETY: `t` was just unlinked from our run queue.
             unsafe { self.push_out(l, dst, t) };
