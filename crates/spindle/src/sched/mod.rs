@@ -976,7 +976,7 @@ impl Core {
 
     /// Statistics so far.
     pub(crate) fn stats(&self) -> CoreStats {
-        // SAFETY: called on this core's OS thread; a plain copy.
+        // SAFETY: only this core's OS thread calls it (it owns `local`); the copy ends the borrow.
         let mut s = unsafe { (*self.local()).stats };
         s.preempt_signals = self.clock.signals_sent();
         s.async_preemptions = self.clock.preemptions();
@@ -1123,7 +1123,7 @@ fn inject_anywhere(mut t: *mut Tcb, home: &Core) {
 pub(crate) fn wake(slot: &crate::thread::slot::Slot, generation: u32, chan: Channel) -> bool {
     let _g = crate::preempt::PreemptGuard::new();
     if slot.word.wake(chan, generation) == Wake::MustEnqueue {
-        // SAFETY: we won the wake: the thread is alive and asleep, its TCB valid.
+        // SAFETY: our CAS cleared BLOCKED, so the thread is alive, asleep, and ours alone to enqueue.
         unsafe { enqueue_woken(slot) };
         true
     } else {

@@ -220,7 +220,7 @@ impl Arena {
         let mode = self.guard.load(Ordering::Relaxed);
         if mode != GUARD_MPROTECT {
             let first = block as *mut libc::c_void;
-            // SAFETY: the first page of a block we own; MADV_GUARD_INSTALL only marks it.
+            // SAFETY: `first` is the page-aligned first page of a block we own and no thread uses; the guard advice only marks it.
             let rc = unsafe { libc::madvise(first, self.page, MADV_GUARD_INSTALL) };
             if rc == 0 {
                 self.guard.store(GUARD_MADVISE, Ordering::Relaxed);

@@ -147,7 +147,7 @@ impl Thread {
             // Read before the handoff: once enqueued, the thread may run (and exit)
             // on another core at any moment, and the slot be reused.
             let level = self.slot().level.load(Ordering::Relaxed);
-            // SAFETY: we won the wake: the thread is alive and asleep.
+            // SAFETY: our CAS cleared PARKED, so the thread is alive, asleep, and ours alone to enqueue.
             unsafe { sched::enqueue_woken(self.slot()) };
             preempt_for(level);
         }
