@@ -437,7 +437,11 @@ pub(crate) fn tick(shared: &Shared, now: Instant) {
         }
         // The hypercore runs the tick itself (its running thread is the ticker), and
         // its maintenance threads are cooperative: only worker cores are watched.
-        if core.state() != CoreState::Active || Some(core.id) == shared.hyper {
+        // A leaving core is watched too: its thread must reach the schedule point
+        // where the core halts.
+        if !matches!(core.state(), CoreState::Active | CoreState::Leaving)
+            || Some(core.id) == shared.hyper
+        {
             w.flagged_at = None;
             core.clock.now.store(t, Ordering::Relaxed);
             continue;

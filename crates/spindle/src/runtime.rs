@@ -11,16 +11,21 @@
 //!
 //! ## Removing a core
 //!
-//! [`Handle::remove_core`] marks the core `Leaving` and halts it. At its next schedule
-//! point the core goes to its scheduler context and waits for a *grace period*: every
-//! other core passes a schedule point (its epoch moves). Senders re-check the
-//! destination's state right before each slot offer, with no schedule point between
-//! the check and the offer, and bump their epoch after; so after the grace period no
-//! offer to the leaving core can still be in flight, and the core's last take-in sees
-//! everything sent to it. It then closes its injection queue, hands its runnable
-//! threads to the active cores of their type through the exchange slots and its timers
-//! through their inboxes, and retires. Its sleeping threads keep pointing at it; the
-//! thread that wakes one sends it to an active core of its type instead.
+//! [`Handle::remove_core`] marks the core `Leaving` and halts it. Placement skips it
+//! from then on, but threads it owns are still routed to it: it may be half-way
+//! through switching one out. At its next schedule point the core goes to its
+//! scheduler context, finishes the last switch, and marks itself `Evacuating`; only
+//! now may wakers send its sleeping threads elsewhere (`sched::lifecycle` states the
+//! rule and its loom model). It then waits for a *grace period*: every other core
+//! passes a schedule point (its epoch moves). Senders re-check the destination's state
+//! right before each slot offer, with no schedule point between the check and the
+//! offer, and bump their epoch after; so after the grace period no offer to the
+//! leaving core can still be in flight, and the core's last take-in sees everything
+//! sent to it. It then closes its injection queue, collects completed offloaded calls,
+//! hands its runnable threads to the active cores of their type through the exchange
+//! slots and its timers through their inboxes, and retires. Its sleeping threads keep
+//! pointing at it; the thread that wakes one sends it to an active core of its type
+//! instead.
 
 use std::any::Any;
 use std::fmt;
@@ -1139,7 +1144,9 @@ impl Handle {
         // Wait for the core to retire (it may be the caller's own core: sleep, so the
         // caller is handed over too).
         let core = &shared.cores[id];
-        while core.state() == CoreState::Leaving && !shared.shutdown.load(Ordering::Acquire) {
+        while matches!(core.state(), CoreState::Leaving | CoreState::Evacuating)
+            && !shared.shutdown.load(Ordering::Acquire)
+        {
             crate::thread::sleep(Duration::from_micros(100));
         }
         Ok(())
@@ -1219,13 +1226,18 @@ fn core_main(handle: Handle, id: usize, cpu: Option<usize>, mask: Vec<usize>) {
     crate::preempt::core_stopped(core);
 }
 
-/// The leaving core's side of removal (see the module docs).
+/// The leaving core's side of removal (see the module docs and `sched::lifecycle`).
+/// Runs in the core's scheduler context, after the `finish_switch` of the last thread
+/// it ran.
 fn retire(shared: &Shared, core: &Core) {
+    // None of our threads is on a CPU any more: from now on wakers send them to other
+    // cores, and senders stop offering to us.
+    core.set_state(CoreState::Evacuating);
     // Grace period: every other started core passes a schedule point.
     let mut waiting: Vec<(usize, u64)> = shared
         .started()
         .iter()
-        .filter(|c| c.id != core.id && matches!(c.state(), CoreState::Active | CoreState::Leaving))
+        .filter(|c| c.id != core.id && c.state().is_running())
         .map(|c| (c.id, c.epoch.load(Ordering::Acquire)))
         .collect();
     for &(id, _) in &waiting {
@@ -1237,8 +1249,7 @@ fn retire(shared: &Shared, core: &Core) {
         }
         waiting.retain(|&(id, e0)| {
             let c = &shared.cores[id];
-            matches!(c.state(), CoreState::Active | CoreState::Leaving)
-                && c.epoch.load(Ordering::Acquire) == e0
+            c.state().is_running() && c.epoch.load(Ordering::Acquire) == e0
         });
         // SAFETY: scheduler context of `core`: keep taking in while we wait.
         unsafe { core.take_in(&mut *core.local()) };

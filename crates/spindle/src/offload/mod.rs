@@ -186,6 +186,11 @@ impl Service {
             }
             total += done as usize;
             let core = &shared.cores[c];
+            // StoreLoad: the DONE stores above before the state load below. Pairs with
+            // the SeqCst store of `Leaving` (and the leaving core's later collection in
+            // `collect_leaving`): either the core's collection sees DONE, or we see it
+            // is no longer active and wake the waiters here.
+            std::sync::atomic::fence(Ordering::SeqCst);
             if core.state() == CoreState::Active {
                 core.doorbell.wake_if_sleeping();
             } else {
@@ -276,6 +281,23 @@ impl Service {
                 core.wake_internal_here(l, index, generation);
             }
         }
+    }
+}
+
+/// A leaving core's last collection, in its scheduler context before it evacuates:
+/// wakes the threads whose call completed while the core was still active (the
+/// service rang its doorbell then, and the core halted before collecting). Calls
+/// still in flight are completed and woken by the service, which sees the core is not
+/// active any more.
+pub(crate) fn collect_leaving(core: &Core, l: &mut CoreLocal) {
+    let shared = core.shared();
+    if shared.hyper == Some(core.id) {
+        return;
+    }
+    let r = &shared.offload.regions[core.id];
+    // SAFETY: called on the core's OS thread (its scheduler context).
+    if unsafe { (*r.local.get()).inflight } != 0 {
+        shared.offload.collect(core, l);
     }
 }
 

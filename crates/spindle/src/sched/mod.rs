@@ -20,6 +20,7 @@
 
 pub(crate) mod doorbell;
 pub(crate) mod exchange;
+pub(crate) mod lifecycle;
 pub(crate) mod runq;
 
 use std::cell::UnsafeCell;
@@ -38,6 +39,7 @@ use crate::stack::StackPool;
 use crate::thread::slot::{Channel, Slot, Wake, table};
 use crate::thread::tcb::{State, Tcb};
 use doorbell::Doorbell;
+pub(crate) use lifecycle::CoreState;
 use runq::RunQueue;
 
 /// Free stack blocks per size class a core keeps resident when it goes idle; the
@@ -157,20 +159,6 @@ struct Inbox {
     timers: Vec<Timer>,
     /// Set by a leaving core once it stopped taking injections.
     closed: bool,
-}
-
-/// Life cycle of a core.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum CoreState {
-    /// Never started.
-    Unused = 0,
-    /// Running and eligible for placement.
-    Active = 1,
-    /// Being removed: takes nothing new, hands its threads to the others.
-    Leaving = 2,
-    /// Removed; its OS thread is gone. `add_core` of its type may restart it.
-    Retired = 3,
 }
 
 /// Figures a core publishes for placement, with relaxed stores (single writer), each
@@ -299,13 +287,8 @@ impl Core {
     #[inline]
     pub(crate) fn state(&self) -> CoreState {
         // SeqCst: the removal protocol orders this load against the leaving core's
-        // store (see `runtime`); on x86 it is a plain load.
-        match self.state.load(Ordering::SeqCst) {
-            1 => CoreState::Active,
-            2 => CoreState::Leaving,
-            3 => CoreState::Retired,
-            _ => CoreState::Unused,
-        }
+        // store (see `lifecycle`); on x86 it is a plain load.
+        CoreState::from_byte(self.state.load(Ordering::SeqCst))
     }
 
     pub(crate) fn set_state(&self, s: CoreState) {
@@ -439,6 +422,14 @@ impl Core {
     unsafe fn prepare(&self, n: *mut Tcb) {
         // SAFETY: `n` is ours and not running; its stack top and entry were set at spawn.
         unsafe {
+            #[cfg(debug_assertions)]
+            assert!(
+                !(*n).on_cpu.swap(true, Ordering::AcqRel),
+                "runtime: thread {} is switched into on core {} while its previous run has \
+                 not finished switching out (it would run on two cores at once)",
+                (*n).id_u64(),
+                self.id
+            );
             if (*n).state() == State::Embryo {
                 arch::init_context(&mut *(*n).ctx.get(), (*n).stack_top, (*n).entry, n as usize);
             }
@@ -473,6 +464,9 @@ impl Core {
                 return;
             }
             (*l).prev = std::ptr::null_mut();
+            // Its context is saved: it is off the CPU.
+            #[cfg(debug_assertions)]
+            (*prev).on_cpu.store(false, Ordering::Release);
             match (*l).prev_after {
                 After::Requeue => (*l).runq.push(prev),
                 After::Sleep => {}
@@ -611,8 +605,9 @@ impl Core {
             let dst = pending.trailing_zeros() as usize;
             pending &= pending - 1;
             let to = &shared.cores[dst];
-            if to.state() != CoreState::Active {
-                // Leaving or gone: the list goes elsewhere (cold path).
+            if !to.state().holds_its_threads() {
+                // Past its last switch, or gone: the list goes elsewhere (cold path;
+                // see `lifecycle`).
                 sent |= self.reroute(l, dst);
                 continue;
             }
@@ -767,9 +762,11 @@ impl Core {
             let t = *slot.tcb.get();
             let level = slot.level.load(Ordering::Relaxed);
             let home = &*slot.home.load(Ordering::Relaxed);
+            // A leaving core may still be switching the thread out: it goes home
+            // until the core itself wrote `Evacuating` (see `lifecycle`).
             let to = if std::ptr::eq(home, self) {
                 self.id
-            } else if home.state() == CoreState::Active {
+            } else if home.state().holds_its_threads() {
                 home.id
             } else {
                 self.shared().place_woken((*t).ty, Some(self.id))
@@ -1019,6 +1016,10 @@ impl Core {
             self.finish_switch();
             self.take_in(&mut *l);
             self.drain_inject(&mut *l);
+            // Completions of offloaded calls the core did not collect before it halted:
+            // their threads sleep with this core as home, so wake them onto the run
+            // queue now (calls still in flight are woken by the service itself).
+            crate::offload::collect_leaving(self, &mut *l);
             while let Some(t) = (*l).runq.pop() {
                 let to = shared.place_woken((*t).ty, None);
                 self.push_out(&mut *l, to, t);
@@ -1096,16 +1097,11 @@ pub(crate) unsafe fn enqueue_woken(slot: &Slot) {
     }
 }
 
-/// Hands `t` to `home` (or, if it is leaving, to another core of its type) through the
-/// injection queue.
+/// Hands `t` to `home` through its injection queue, or, once `home` has closed it
+/// (after its last switch: see `lifecycle`), to another core of its type.
 fn inject_anywhere(mut t: *mut Tcb, home: &Core) {
     let shared = home.shared();
-    let mut to = if home.state() == CoreState::Active {
-        home.id
-    } else {
-        // SAFETY: `t` is ours to enqueue (caller chain); reading its type.
-        shared.place_woken(unsafe { (*t).ty }, None)
-    };
+    let mut to = home.id;
     loop {
         match shared.cores[to].inject(t) {
             Ok(()) => return,

@@ -117,6 +117,12 @@ pub(crate) struct Tcb {
     pub(crate) bound: Cell<bool>,
     /// The thread opted in to asynchronous preemption.
     pub(crate) preemptible: bool,
+    /// Debug builds: the thread is on a CPU. Set by the core that prepares it to run
+    /// (`Core::prepare`, which asserts it was clear), cleared by the next context's
+    /// `finish_switch` once the thread's context is saved. Preparing a thread whose
+    /// flag is still set would run it on two cores at once.
+    #[cfg(debug_assertions)]
+    pub(crate) on_cpu: std::sync::atomic::AtomicBool,
 }
 
 /// A thread name: static names (the main thread's) cost nothing to copy into a
@@ -219,6 +225,8 @@ impl Tcb {
             preempt_count: AtomicU32::new(1),
             run_word: p.run_word,
             preemptible: p.preemptible,
+            #[cfg(debug_assertions)]
+            on_cpu: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
