@@ -52,8 +52,8 @@ pub use error::SpawnError;
 pub use names::spawn_named;
 pub use preempt::{DEFAULT_TICK, DEFAULT_TIME_SLICE, DEFAULT_WATCHDOG_SLICES, PREEMPT_SIGNAL};
 pub use runtime::{
-    ABANDONED, ConfigError, CoreError, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, DEFAULT_TYPE, Handle,
-    MAIN_STACK_SIZE, Runtime, RuntimeBuilder, SERVICE_TYPE, core_stats, run,
+    ABANDONED, CORES_ENV, ConfigError, CoreError, CoreInfo, CoreType, DEFAULT_IDLE_SPIN,
+    DEFAULT_TYPE, Handle, MAIN_STACK_SIZE, Runtime, RuntimeBuilder, SERVICE_TYPE, core_stats, run,
 };
 pub use sched::CoreStats;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};

@@ -192,6 +192,13 @@ pub enum ConfigError {
     Tick,
     /// The watchdog's slice count is zero.
     WatchdogSlices,
+    /// An environment variable that configures the runtime has a value it cannot use.
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -256,6 +263,12 @@ impl fmt::Display for ConfigError {
             ConfigError::Tick => f.write_str(
                 "the tick period is zero: give RuntimeBuilder::tick a positive duration (the \
                  default is 1 ms), or turn the ticker off with ticker(false)",
+            ),
+            ConfigError::Env { var, value } => write!(
+                f,
+                "{var}={value:?} is not a number of worker cores: set it to a whole number \
+                 from 1 to {} or unset it",
+                MAX_CORES - 1
             ),
             ConfigError::WatchdogSlices => f.write_str(
                 "the watchdog's slice count is zero: give RuntimeBuilder::watchdog_slices 1 or \
@@ -484,6 +497,25 @@ impl Shared {
     }
 }
 
+/// The environment variable that sets the number of worker cores of a runtime whose
+/// builder names none (like Go's `GOMAXPROCS`).
+pub const CORES_ENV: &str = "SPINDLE_CORES";
+
+/// The worker core count [`CORES_ENV`] asks for, if set.
+fn cores_from_env() -> Result<Option<usize>, ConfigError> {
+    let Some(v) = std::env::var_os(CORES_ENV) else {
+        return Ok(None);
+    };
+    let value = v.to_string_lossy().into_owned();
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(ConfigError::Env {
+            var: CORES_ENV,
+            value,
+        }),
+    }
+}
+
 /// Configures a [`Runtime`]; see [`Runtime::builder`].
 #[derive(Debug, Clone)]
 #[must_use = "a RuntimeBuilder does nothing until build is called"]
@@ -515,8 +547,10 @@ impl RuntimeBuilder {
     }
 
     /// Number of cores of the default type (when no core types are declared). Default:
-    /// one per CPU the process may use, minus one (kept for the service core), at
-    /// least one.
+    /// the value of the environment variable [`CORES_ENV`] (`SPINDLE_CORES`) if set,
+    /// else one per CPU the process may use, minus one (kept for the service core), at
+    /// least one. A `SPINDLE_CORES` that is not a positive number is a
+    /// [`ConfigError::Env`].
     pub fn cores(mut self, n: usize) -> RuntimeBuilder {
         self.cores = Some(n);
         self
@@ -606,13 +640,19 @@ impl RuntimeBuilder {
         }
         let mut types = self.types.clone();
         let detected = topology::detected_types();
-        if types.is_empty() && self.cores.is_none() && detected.len() > 1 {
+        // The environment sizes the default type only.
+        let cores_asked = match self.cores {
+            Some(n) => Some(n),
+            None if types.is_empty() => cores_from_env()?,
+            None => None,
+        };
+        if types.is_empty() && cores_asked.is_none() && detected.len() > 1 {
             // A hybrid machine: one type per class of CPUs, one core per CPU.
             for t in detected {
                 types.push(CoreType::new(t.name.clone()).cpus(t.cpus.clone()));
             }
         } else if types.is_empty() {
-            let cores = self.cores.unwrap_or(allowed.len().saturating_sub(1).max(1));
+            let cores = cores_asked.unwrap_or(allowed.len().saturating_sub(1).max(1));
             let cpus = if allowed.len() > 1 && cores < allowed.len() {
                 allowed[..allowed.len() - 1].to_vec()
             } else {

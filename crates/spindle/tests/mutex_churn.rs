@@ -93,6 +93,9 @@ fn mutex_contention_survives_core_churn() {
         churner.join().unwrap();
         assert_eq!(total, THREADS * LOCKS, "round {round}: increments lost");
     }
-    assert!(churns.load(Ordering::Relaxed) > 0, "no core was added or removed");
+    assert!(
+        churns.load(Ordering::Relaxed) > 0,
+        "no core was added or removed"
+    );
     w.store(true, Ordering::Relaxed);
 }

@@ -1,10 +1,15 @@
-//! Priorities, turn-taking, park/unpark, sleep, and the foreign-thread paths.
+//! Priorities, turn-taking, park/unpark, sleep, and the foreign-thread paths, among
+//! the threads of one core: every test builds a one-core runtime, so that it holds on
+//! a machine of any size.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use spindle::Builder;
+
+mod common;
+use common::on_one_core;
 
 fn log() -> Arc<Mutex<Vec<u32>>> {
     Arc::new(Mutex::new(Vec::new()))
@@ -13,7 +18,7 @@ fn log() -> Arc<Mutex<Vec<u32>>> {
 #[test]
 fn higher_priority_runs_first() {
     let order = log();
-    spindle::run(|| {
+    on_one_core(|| {
         // Main is priority 32; spawn less urgent threads so none preempts it, then
         // block in join so they all compete.
         let hs: Vec<_> = [3u8, 10, 1, 30, 10, 20]
@@ -37,7 +42,7 @@ fn higher_priority_runs_first() {
 
 #[test]
 fn a_more_urgent_spawn_runs_before_spawn_returns() {
-    spindle::run(|| {
+    on_one_core(|| {
         let ran = Arc::new(AtomicBool::new(false));
         let r = ran.clone();
         let h = Builder::new()
@@ -65,7 +70,7 @@ fn a_more_urgent_spawn_runs_before_spawn_returns() {
 
 #[test]
 fn a_yielding_urgent_thread_keeps_the_core() {
-    spindle::run(|| {
+    on_one_core(|| {
         let low_ran = Arc::new(AtomicBool::new(false));
         let l = low_ran.clone();
         let low = Builder::new()
@@ -87,7 +92,7 @@ fn a_yielding_urgent_thread_keeps_the_core() {
 #[test]
 fn equal_priorities_take_turns() {
     let order = log();
-    spindle::run(|| {
+    on_one_core(|| {
         let hs: Vec<_> = (0..3u32)
             .map(|i| {
                 let o = order.clone();
@@ -111,7 +116,7 @@ fn equal_priorities_take_turns() {
 
 #[test]
 fn park_tokens_follow_std_semantics() {
-    spindle::run(|| {
+    on_one_core(|| {
         let me = spindle::current();
         // unpark before park: park returns at once.
         me.unpark();
@@ -131,7 +136,7 @@ fn park_tokens_follow_std_semantics() {
 
 #[test]
 fn unpark_resumes_a_parked_thread() {
-    spindle::run(|| {
+    on_one_core(|| {
         let stage = Arc::new(AtomicUsize::new(0));
         let s = stage.clone();
         let h = spindle::spawn(move || {
@@ -158,7 +163,7 @@ fn unpark_resumes_a_parked_thread() {
 
 #[test]
 fn sleeping_threads_let_others_run_and_sleep_long_enough() {
-    spindle::run(|| {
+    on_one_core(|| {
         let counter = Arc::new(AtomicUsize::new(0));
         let c = counter.clone();
         let sleeper = spindle::spawn(move || {
@@ -184,7 +189,7 @@ fn sleeping_threads_let_others_run_and_sleep_long_enough() {
 #[test]
 fn sleepers_wake_in_deadline_order() {
     let order = log();
-    spindle::run(|| {
+    on_one_core(|| {
         let hs: Vec<_> = [30u64, 10, 20]
             .into_iter()
             .map(|ms| {
@@ -204,7 +209,7 @@ fn sleepers_wake_in_deadline_order() {
 
 #[test]
 fn unpark_from_a_foreign_os_thread_wakes_an_idle_core() {
-    spindle::run(|| {
+    on_one_core(|| {
         for _ in 0..50 {
             let h = spindle::spawn(|| {
                 spindle::park();
@@ -257,7 +262,7 @@ fn mxcsr_and_x87_control_are_per_thread() {
         // SAFETY: loads a valid x87 control word.
         unsafe { std::arch::asm!("fldcw [{}]", in(reg) &v, options(nostack)) };
     }
-    spindle::run(|| {
+    on_one_core(|| {
         let base = (mxcsr(), fpucw());
         let a = spindle::spawn(|| {
             set_mxcsr((mxcsr() & !0x6000) | 0x6000); // round toward zero
@@ -294,7 +299,7 @@ fn mxcsr_and_x87_control_are_per_thread() {
 fn callee_saved_registers_survive_switches() {
     // Values kept live across yields in many locals force the compiler to keep some in
     // callee-saved registers; any corruption shows up in the sums.
-    spindle::run(|| {
+    on_one_core(|| {
         let hs: Vec<_> = (0..4u64)
             .map(|k| {
                 spindle::spawn(move || {

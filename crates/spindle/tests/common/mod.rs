@@ -31,3 +31,14 @@ pub(crate) fn with_watchdog<R>(name: impl Into<String>, secs: u64, f: impl FnOnc
     done.store(true, Ordering::Relaxed);
     r
 }
+
+/// Runs `f` as the main thread of a runtime with exactly one worker core (and the
+/// service core), whatever the machine's size or `SPINDLE_CORES`: for tests of what
+/// happens among the threads of one core (priorities, turns, yields).
+pub(crate) fn on_one_core<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    spindle::Runtime::builder()
+        .cores(1)
+        .build()
+        .expect("a one-core runtime")
+        .block_on(f)
+}
