@@ -27,8 +27,20 @@ pub enum SpawnError {
         /// The OS error number, if the kernel refused memory (0 if a table was full).
         errno: i32,
     },
+    /// The stack arena's region for this stack size has no room left: it holds
+    /// `region_bytes` of address space (sized when the first runtime started, to what
+    /// the process could reserve).
+    StackRegionFull {
+        /// Stack size of the failed spawn, in bytes.
+        stack_size: usize,
+        /// Address space of the region for this size, in bytes.
+        region_bytes: usize,
+    },
     /// Called outside a spindle runtime.
     NoRuntime,
+    /// The process forked: in the child, the runtime's other OS threads do not exist,
+    /// so no runtime can be used there (exec or exit instead).
+    Forked,
     /// No running core has this id.
     NoSuchCore {
         /// The id given.
@@ -106,6 +118,21 @@ impl fmt::Display for SpawnError {
                      vm.max_map_count if guard pages fall back to mprotect"
                 )
             }
+            SpawnError::StackRegionFull {
+                stack_size,
+                region_bytes,
+            } => write!(
+                f,
+                "no room for another {stack_size}-byte stack: the stack arena's region for \
+                 this size is full ({} stacks in {} MiB of address space, all the arena \
+                 reserved per size class): join or drop finished threads, use a smaller stack \
+                 size, or let the arena reserve more (raise the address-space limit, ulimit \
+                 -v, or {})",
+                region_bytes / stack_size,
+                region_bytes >> 20,
+                crate::stack::ARENA_ENV
+            ),
+            SpawnError::Forked => f.write_str(FORKED),
             SpawnError::NoRuntime => f.write_str(
                 "not inside a spindle runtime: spawn from a thread started by spindle::run \
                  or #[spindle::main], or through a runtime Handle",
@@ -164,3 +191,47 @@ impl fmt::Display for SpawnError {
 }
 
 impl std::error::Error for SpawnError {}
+
+/// The message of every runtime call made in the child of a `fork`.
+pub(crate) const FORKED: &str = "runtime not usable after fork: in the child process the \
+     runtime's cores (its OS threads) do not exist; call exec or exit there, and use spindle \
+     in the parent";
+
+impl SpawnError {
+    /// The error for a spawn from an OS thread that is no spindle thread.
+    pub(crate) fn not_in_runtime() -> SpawnError {
+        if crate::fork::forked() {
+            SpawnError::Forked
+        } else {
+            SpawnError::NoRuntime
+        }
+    }
+
+    /// The error for a spawn into a runtime that cannot take it (shut down, or left
+    /// behind by a fork).
+    pub(crate) fn not_running() -> SpawnError {
+        if crate::fork::forked() {
+            SpawnError::Forked
+        } else {
+            SpawnError::ShutDown
+        }
+    }
+
+    /// The error for a stack block that could not be had.
+    pub(crate) fn from_stack(stack_size: usize, e: crate::stack::StackError) -> SpawnError {
+        use crate::stack::{ArenaError, StackError};
+        match e {
+            StackError::RegionFull { region } => SpawnError::StackRegionFull {
+                stack_size,
+                region_bytes: region,
+            },
+            StackError::Os(errno) | StackError::Arena(ArenaError::Reserve { errno, .. }) => {
+                SpawnError::OutOfMemory { stack_size, errno }
+            }
+            StackError::Arena(ArenaError::Env { .. }) => SpawnError::OutOfMemory {
+                stack_size,
+                errno: libc::EINVAL,
+            },
+        }
+    }
+}

@@ -30,6 +30,7 @@ extern crate self as spindle;
 mod arch;
 mod blocking;
 mod error;
+mod fork;
 pub mod fs;
 mod io;
 mod loom;

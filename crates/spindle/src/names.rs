@@ -446,7 +446,7 @@ where
     A: Send + 'static,
     R: Send + 'static,
 {
-    let me = current_tcb().ok_or(SpawnError::NoRuntime)?;
+    let me = current_tcb().ok_or_else(SpawnError::not_in_runtime)?;
     // SAFETY: `me` runs on its core, so the core and its runtime are alive.
     let shared = unsafe { (*(*me).core.get()).shared() };
     spawn_named_in_shared(shared, name, arg, attrs)
@@ -483,8 +483,8 @@ where
     A: Send + 'static,
     R: Send + 'static,
 {
-    if shared.shutdown.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(SpawnError::ShutDown);
+    if shared.shutdown.load(std::sync::atomic::Ordering::Acquire) || crate::fork::forked() {
+        return Err(SpawnError::not_running());
     }
     let idx = index();
     let Some(ni) = idx.find(name) else {
@@ -509,6 +509,17 @@ where
     let mut opts = attrs.opts()?;
     opts.lazy = true;
     let ty = match &opts.target {
+        // The service core runs maintenance threads only, named or not.
+        Target::Core(id) if Some(*id) == shared.hyper => {
+            return Err(SpawnError::ServiceCore { core: *id });
+        }
+        Target::Type(t)
+            if shared.service_ty.is_some() && shared.type_index(t) == shared.service_ty =>
+        {
+            return Err(SpawnError::ServiceCore {
+                core: shared.hyper.unwrap_or(0),
+            });
+        }
         Target::Core(id) => shared
             .active_core(*id)
             .ok_or(SpawnError::NoSuchCore { core: *id })?

@@ -498,15 +498,18 @@ pub(crate) fn tick(shared: &Shared, now: Instant) {
             }
             w.reported = true;
             let what = if blocked {
-                "its core is blocked in the kernel (a blocking system call or a std lock): use \
-                 spindle's sync types, sleep and join, which park the thread instead"
+                "its core's OS thread is blocked in the kernel (a blocking system call, or a \
+                 std lock): run blocking calls with spindle::blocking(..) (or use \
+                 spindle::net and spindle::fs), and use spindle::sync instead of std locks, \
+                 so that only the thread waits, not its core"
             } else if run & RUN_PREEMPTIBLE != 0 {
-                "it could not be preempted (it runs in a shared library or in the runtime): \
-                 call spindle::preempt_point() in its loop"
+                "it is preemptible but could not be preempted (it runs in a shared library, \
+                 in the standard library or in the runtime): call spindle::preempt_point() in \
+                 its loop"
             } else {
-                "it runs without yielding and is not preemptible: call \
-                 spindle::preempt_point() in its loop, or spawn it with \
-                 Builder::preemptible(true)"
+                "it computes without yielding and is not preemptible: spawn it with \
+                 Builder::preemptible(true) (or RuntimeBuilder::preemptible), or call \
+                 spindle::preempt_point() in its loop"
             };
             // Drop a name a late handler left behind, then ask for this one.
             take_name(k);
@@ -544,21 +547,30 @@ fn finish_report(core: &Core, mut p: Pending, w: &mut Watch) {
         Some(n) => n.as_str(),
         None => "<unnamed>",
     });
-    tracing::warn!(
-        target: "spindle::watchdog",
-        thread = name,
-        id = p.id,
-        core = core.id,
-        ms = p.ms,
-        slices = p.slices,
-        "thread '{name}' (id {}) on core {} has not reached a schedule point for {} ms ({} time \
-         slices): {}",
-        p.id,
-        core.id,
-        p.ms,
-        p.slices,
-        p.what
-    );
+    if tracing::enabled!(target: "spindle::watchdog", tracing::Level::WARN) {
+        tracing::warn!(
+            target: "spindle::watchdog",
+            thread = name,
+            id = p.id,
+            core = core.id,
+            ms = p.ms,
+            slices = p.slices,
+            "thread '{name}' (id {}) on core {} has not reached a schedule point for {} ms ({} \
+             time slices): {}",
+            p.id,
+            core.id,
+            p.ms,
+            p.slices,
+            p.what
+        );
+    } else {
+        // No subscriber takes it: the report must not vanish.
+        eprintln!(
+            "spindle: watchdog: thread '{name}' (id {}) on core {} has not reached a schedule \
+             point for {} ms ({} time slices): {}",
+            p.id, core.id, p.ms, p.slices, p.what
+        );
+    }
 }
 
 /// Takes the name the handler handed over, if any: (thread id, name).

@@ -128,8 +128,16 @@ pub enum ConfigError {
     },
     /// More cores than a runtime supports.
     TooManyCores {
-        /// Cores asked for.
+        /// Cores asked for, the service core included when there is one.
         requested: usize,
+        /// Whether the count includes the service core (the hypercore).
+        service_core: bool,
+    },
+    /// The stack arena (the address space all thread stacks are carved from) could
+    /// not be reserved; the message says how much it needs and why it failed.
+    StackArena {
+        /// What went wrong, in words.
+        message: String,
     },
     /// More core types than a runtime supports.
     TooManyTypes {
@@ -192,6 +200,8 @@ pub enum ConfigError {
     Tick,
     /// The watchdog's slice count is zero.
     WatchdogSlices,
+    /// The process forked and this is the child: runtimes cannot be used there.
+    Forked,
     /// An environment variable that configures the runtime has a value it cannot use.
     Env {
         /// The variable.
@@ -208,10 +218,25 @@ impl fmt::Display for ConfigError {
                 "a runtime needs at least one core: ask for cores(1) or more (or a core type \
                  with cores(1) or more)",
             ),
-            ConfigError::TooManyCores { requested } => write!(
+            ConfigError::TooManyCores {
+                requested,
+                service_core: true,
+            } => write!(
+                f,
+                "{} worker cores plus the service core (the hypercore) make {requested}, but a \
+                 runtime has at most {MAX_CORES} cores: ask for at most {} worker cores, or \
+                 disable the service core with RuntimeBuilder::hypercore(false)",
+                requested - 1,
+                MAX_CORES - 1
+            ),
+            ConfigError::TooManyCores {
+                requested,
+                service_core: false,
+            } => write!(
                 f,
                 "{requested} cores asked for, but a runtime has at most {MAX_CORES}: ask for fewer"
             ),
+            ConfigError::StackArena { message } => f.write_str(message),
             ConfigError::TooManyTypes { requested } => write!(
                 f,
                 "{requested} core types declared, but a runtime has at most {MAX_TYPES}: merge some"
@@ -264,6 +289,7 @@ impl fmt::Display for ConfigError {
                 "the tick period is zero: give RuntimeBuilder::tick a positive duration (the \
                  default is 1 ms), or turn the ticker off with ticker(false)",
             ),
+            ConfigError::Forked => f.write_str(crate::error::FORKED),
             ConfigError::Env { var, value } => write!(
                 f,
                 "{var}={value:?} is not a number of worker cores: set it to a whole number \
@@ -320,6 +346,8 @@ pub enum CoreError {
     ShutDown,
     /// The caller is not a spindle thread (for `migrate_to`).
     NotInRuntime,
+    /// The process forked and this is the child: runtimes cannot be used there.
+    Forked,
     /// The OS refused to start the core's thread.
     Os {
         /// The OS error message.
@@ -364,6 +392,7 @@ impl fmt::Display for CoreError {
                  remove or reuse some"
             ),
             CoreError::ShutDown => f.write_str("the runtime has shut down"),
+            CoreError::Forked => f.write_str(crate::error::FORKED),
             CoreError::NotInRuntime => {
                 f.write_str("not a spindle thread: only a running spindle thread can migrate")
             }
@@ -629,6 +658,14 @@ impl RuntimeBuilder {
     /// A [`ConfigError`] naming the problem; nothing is started then.
     pub fn build(self) -> Result<Runtime, ConfigError> {
         self.preempt.validate()?;
+        if crate::fork::forked() {
+            return Err(ConfigError::Forked);
+        }
+        // Every thread's stack comes from the arena: a process that cannot have one
+        // learns it here, with the reason, rather than from every spawn.
+        crate::stack::ensure_arena().map_err(|e| ConfigError::StackArena {
+            message: e.to_string(),
+        })?;
         let allowed = topology::allowed_cpus();
         let default_stack = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         if !default_stack.is_power_of_two()
@@ -727,7 +764,10 @@ impl RuntimeBuilder {
             return Err(ConfigError::ZeroCores);
         }
         if total > MAX_CORES {
-            return Err(ConfigError::TooManyCores { requested: total });
+            return Err(ConfigError::TooManyCores {
+                requested: total,
+                service_core: false,
+            });
         }
         let pinned = self.pin.unwrap_or_else(|| {
             total <= allowed.len() && infos.iter().zip(&counts).all(|(t, &n)| n <= t.cpus.len())
@@ -746,6 +786,7 @@ impl RuntimeBuilder {
             if total + 1 > MAX_CORES {
                 return Err(ConfigError::TooManyCores {
                     requested: total + 1,
+                    service_core: true,
                 });
             }
             // The last CPU; on a one-CPU machine, that CPU unpinned.
@@ -990,7 +1031,11 @@ impl Handle {
     }
 
     /// The running worker cores, by id (the service core is [`Handle::hypercore`]).
+    /// None once the runtime has shut down.
     pub fn cores(&self) -> Vec<CoreInfo> {
+        if self.shared.shutdown.load(Ordering::Acquire) {
+            return Vec::new();
+        }
         self.shared
             .started()
             .iter()
@@ -1000,8 +1045,11 @@ impl Handle {
     }
 
     /// The service core (the hypercore), or `None` if the runtime runs without one
-    /// ([`RuntimeBuilder::hypercore`]).
+    /// ([`RuntimeBuilder::hypercore`]) or has shut down.
     pub fn hypercore(&self) -> Option<CoreInfo> {
+        if self.shared.shutdown.load(Ordering::Acquire) {
+            return None;
+        }
         self.shared
             .hyper
             .map(|id| self.info(&self.shared.cores[id]))
@@ -1112,6 +1160,9 @@ impl Handle {
     /// [`CoreError::NoSuchType`], [`CoreError::TooManyCores`], [`CoreError::ShutDown`],
     /// or [`CoreError::Os`].
     pub fn add_core(&self, name: &str) -> Result<usize, CoreError> {
+        if crate::fork::forked() {
+            return Err(CoreError::Forked);
+        }
         let _p = crate::preempt::PreemptGuard::new();
         let shared = &self.shared;
         let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
@@ -1143,6 +1194,9 @@ impl Handle {
     /// [`CoreError::LastCoreOfType`] (its type still has threads), or
     /// [`CoreError::ShutDown`]. Nothing changes then.
     pub fn remove_core(&self, id: usize) -> Result<(), CoreError> {
+        if crate::fork::forked() {
+            return Err(CoreError::Forked);
+        }
         let _p = crate::preempt::PreemptGuard::new();
         let shared = &self.shared;
         {
@@ -1195,6 +1249,11 @@ impl Handle {
     /// Stops every core and abandons the threads still alive.
     fn shut_down(&self) {
         let shared = &self.shared;
+        if crate::fork::forked() {
+            // The child of a fork: the cores' OS threads do not exist here.
+            shared.shutdown.store(true, Ordering::Release);
+            return;
+        }
         {
             let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
             if shared.shutdown.swap(true, Ordering::AcqRel) {

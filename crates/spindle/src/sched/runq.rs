@@ -160,8 +160,11 @@ mod tests {
     /// # Safety
     ///
     /// None: a test stub that touches nothing.
-    unsafe fn no_block(_: *mut Tcb, _: &mut crate::stack::StackPool) -> Option<*mut Tcb> {
-        None
+    unsafe fn no_block(
+        _: *mut Tcb,
+        _: &mut crate::stack::StackPool,
+    ) -> Result<*mut Tcb, crate::stack::StackError> {
+        Err(crate::stack::StackError::Os(libc::ENOMEM))
     }
     static VT: crate::thread::tcb::ThreadVtable = crate::thread::tcb::ThreadVtable {
         drop_closure: nop_closure,

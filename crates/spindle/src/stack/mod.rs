@@ -57,10 +57,100 @@ const MIN_SHIFT: u32 = MIN_STACK_SIZE.trailing_zeros();
 /// Number of size classes: 16 KiB, 32 KiB, ..., 8 MiB.
 pub(crate) const NUM_CLASSES: usize = (MAX_STACK_SIZE.trailing_zeros() - MIN_SHIFT + 1) as usize;
 
-/// Address space reserved per class, as a power of two, tried in order. 512 GiB holds
-/// eight million 64 KiB stacks; the smaller spans are fallbacks for a process with an
-/// address-space limit.
-const SPAN_SHIFTS: [u32; 3] = [39, 36, 33];
+/// Address space reserved per class, as a power of two: at most 512 GiB (eight million
+/// 64 KiB stacks), at least 16 MiB (two 8 MiB stacks). Without an address-space limit
+/// the arena takes the most; under one (`ulimit -v`) it takes the largest span whose
+/// arena fits in half of what the process may still map, leaving the rest to the heap
+/// and everything else.
+const MAX_SPAN_SHIFT: u32 = 39;
+const MIN_SPAN_SHIFT: u32 = 24;
+
+/// Environment variable that caps the address space the stack arena reserves per stack
+/// size class: bytes, a power of two from 16M to 512G, with an optional `K`, `M` or
+/// `G` suffix (e.g. `SPINDLE_STACK_ARENA=1G`). The arena reserves `10 + 1` times it
+/// (ten classes, one for alignment).
+pub const ARENA_ENV: &str = "SPINDLE_STACK_ARENA";
+
+/// Why the stack arena could not be reserved (once per process, at the first runtime).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ArenaError {
+    /// [`ARENA_ENV`] is set to something unusable.
+    Env { value: String },
+    /// Not even the smallest arena could be mapped.
+    Reserve {
+        /// The kernel's answer to the last attempt.
+        errno: i32,
+        /// Bytes of address space the smallest arena needs.
+        needed: usize,
+        /// The process's address-space limit (`RLIMIT_AS`), if any.
+        limit: Option<u64>,
+        /// Bytes the process had mapped already.
+        mapped: usize,
+    },
+}
+
+impl fmt::Display for ArenaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArenaError::Env { value } => write!(
+                f,
+                "{ARENA_ENV}={value:?} is not a usable stack arena size: give the bytes to \
+                 reserve per stack size class, a power of two from 16M to 512G (suffix K, M or \
+                 G), or unset it"
+            ),
+            ArenaError::Reserve {
+                errno,
+                needed,
+                limit,
+                mapped,
+            } => {
+                write!(
+                    f,
+                    "cannot reserve address space for the stack arena ({}): it needs at least \
+                     {} MiB ({NUM_CLASSES} stack size classes of {} MiB, plus one for \
+                     alignment), ",
+                    std::io::Error::from_raw_os_error(*errno),
+                    needed >> 20,
+                    (1usize << MIN_SPAN_SHIFT) >> 20,
+                )?;
+                match limit {
+                    Some(l) => write!(
+                        f,
+                        "and this process may map {} MiB in all (ulimit -v), {} MiB of it \
+                         already in use: raise the limit (ulimit -v)",
+                        l >> 20,
+                        mapped >> 20
+                    )?,
+                    None => f.write_str("and the kernel has no more: free address space")?,
+                }
+                write!(
+                    f,
+                    " (the arena takes up to half of what an address-space limit leaves free, \
+                     from {} MiB to {} GiB; {ARENA_ENV} caps it)",
+                    needed >> 20,
+                    ((NUM_CLASSES + 1) << MAX_SPAN_SHIFT) >> 30
+                )
+            }
+        }
+    }
+}
+
+/// Why a stack block could not be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StackError {
+    /// The arena could not be reserved.
+    Arena(ArenaError),
+    /// The arena's region for this size class is full: it holds `region` bytes.
+    RegionFull { region: usize },
+    /// The kernel refused memory or a guard page (`errno`).
+    Os(i32),
+}
+
+impl From<std::io::Error> for StackError {
+    fn from(e: std::io::Error) -> StackError {
+        StackError::Os(e.raw_os_error().unwrap_or(libc::ENOMEM))
+    }
+}
 /// Bytes carved from a class region at once (or one block, if blocks are larger).
 const CHUNK_BYTES: usize = 2 << 20;
 
@@ -121,21 +211,95 @@ struct Arena {
     page: usize,
 }
 
-static ARENA: OnceLock<Result<Arena, i32>> = OnceLock::new();
+static ARENA: OnceLock<Result<Arena, ArenaError>> = OnceLock::new();
 
-fn arena() -> Result<&'static Arena, std::io::Error> {
+fn arena() -> Result<&'static Arena, ArenaError> {
     ARENA
         .get_or_init(Arena::reserve)
         .as_ref()
-        .map_err(|&errno| std::io::Error::from_raw_os_error(errno))
+        .map_err(Clone::clone)
+}
+
+/// Reserves the stack arena if it is not yet (the first runtime's `build` calls this,
+/// so that a process that cannot have one gets a configuration error, not failing
+/// spawns).
+pub(crate) fn ensure_arena() -> Result<(), ArenaError> {
+    arena().map(|_| ())
+}
+
+/// Bytes of address space the arena reserved per size class (`None` before the first
+/// runtime, or if it could not be reserved).
+pub fn arena_span() -> Option<usize> {
+    ARENA.get()?.as_ref().ok().map(|a| 1usize << a.span_shift)
+}
+
+/// Makes `block_of` find no block anywhere: in the child of a `fork` (see
+/// `crate::fork`), where no spindle thread can run, every stack is an OS stack.
+pub(crate) fn forget_arena() {
+    ARENA_BASE.store(0, Ordering::Relaxed);
+}
+
+/// The largest span shift [`ARENA_ENV`] allows.
+fn span_cap_from_env() -> Result<u32, ArenaError> {
+    let Some(v) = std::env::var_os(ARENA_ENV) else {
+        return Ok(MAX_SPAN_SHIFT);
+    };
+    let value = v.to_string_lossy().into_owned();
+    let t = value.trim();
+    let (digits, unit) = match t.as_bytes().last() {
+        Some(b'k' | b'K') => (&t[..t.len() - 1], 10),
+        Some(b'm' | b'M') => (&t[..t.len() - 1], 20),
+        Some(b'g' | b'G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let bytes = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << unit));
+    match bytes {
+        Some(b)
+            if b.is_power_of_two()
+                && (MIN_SPAN_SHIFT..=MAX_SPAN_SHIFT).contains(&b.trailing_zeros()) =>
+        {
+            Ok(b.trailing_zeros())
+        }
+        _ => Err(ArenaError::Env { value }),
+    }
+}
+
+/// The process's address-space limit (`RLIMIT_AS`), if it has one.
+fn address_space_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut r) };
+    (rc == 0 && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
+}
+
+/// Bytes of address space the process has mapped (`/proc/self/statm`, first field).
+fn mapped_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * os::page_size())
 }
 
 impl Arena {
-    fn reserve() -> Result<Arena, i32> {
+    fn reserve() -> Result<Arena, ArenaError> {
+        let cap = span_cap_from_env()?;
+        let limit = address_space_limit();
+        let mapped = mapped_bytes();
+        // Half of what the process may still map, under a limit.
+        let budget = limit.map(|l| (l as usize).saturating_sub(mapped) / 2);
         let mut last = libc::ENOMEM;
-        for shift in SPAN_SHIFTS {
+        for shift in (MIN_SPAN_SHIFT..=cap).rev() {
             let span = 1usize << shift;
             let total = span * NUM_CLASSES;
+            if shift > MIN_SPAN_SHIFT && budget.is_some_and(|b| total + span > b) {
+                continue;
+            }
             // Over-reserve one span so the base can be aligned to it; alignment keeps
             // the class computation a plain shift.
             let len = total + span;
@@ -171,6 +335,7 @@ impl Arena {
             PAGE_SIZE.store(os::page_size(), Ordering::Relaxed);
             ARENA_BASE.store(base, Ordering::Release);
             overflow::install_handler();
+            crate::fork::install();
             return Ok(Arena {
                 base,
                 span_shift: shift,
@@ -181,7 +346,12 @@ impl Arena {
                 page: os::page_size(),
             });
         }
-        Err(last)
+        Err(ArenaError::Reserve {
+            errno: last,
+            needed: (NUM_CLASSES + 1) << MIN_SPAN_SHIFT,
+            limit,
+            mapped,
+        })
     }
 
     fn class_base(&self, class: usize) -> usize {
@@ -189,13 +359,13 @@ impl Arena {
     }
 
     /// Carves a chunk of blocks of class `class`, guards them and returns their bases.
-    fn carve(&self, class: usize, out: &mut Vec<usize>) -> Result<(), std::io::Error> {
+    fn carve(&self, class: usize, out: &mut Vec<usize>) -> Result<(), StackError> {
         let size = class_size(class);
         let chunk = CHUNK_BYTES.max(size);
         let span = 1usize << self.span_shift;
         let off = self.carved[class].fetch_add(chunk, Ordering::Relaxed);
         if off + chunk > span {
-            return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+            return Err(StackError::RegionFull { region: span });
         }
         let start = self.class_base(class) + off;
         // SAFETY: [start, start + chunk) lies inside our reservation and was never handed out before (the bump pointer is monotonic).
@@ -207,7 +377,7 @@ impl Arena {
             )
         };
         if rc != 0 {
-            return Err(os::last_error());
+            return Err(os::last_error().into());
         }
         for block in (start..start + chunk).step_by(size) {
             self.install_guard(block)?;
@@ -307,7 +477,7 @@ impl StackPool {
     /// A block of class `class`: from the pool, else from spare blocks of finished
     /// runtimes, else carved fresh.
     #[inline]
-    pub(crate) fn get(&mut self, class: usize) -> Result<usize, std::io::Error> {
+    pub(crate) fn get(&mut self, class: usize) -> Result<usize, StackError> {
         if let Some(b) = self.free[class].pop() {
             return Ok(b);
         }
@@ -315,8 +485,8 @@ impl StackPool {
     }
 
     #[cold]
-    fn refill(&mut self, class: usize) -> Result<usize, std::io::Error> {
-        let arena = arena()?;
+    fn refill(&mut self, class: usize) -> Result<usize, StackError> {
+        let arena = arena().map_err(StackError::Arena)?;
         {
             let mut spare = arena.spare.lock().unwrap_or_else(|e| e.into_inner());
             let take = spare[class].len().min(64);

@@ -459,7 +459,13 @@ pub fn current_core() -> Option<usize> {
 /// });
 /// ```
 pub fn migrate_to(core: usize) -> Result<(), CoreError> {
-    let me = current_tcb().ok_or(CoreError::NotInRuntime)?;
+    let me = current_tcb().ok_or_else(|| {
+        if crate::fork::forked() {
+            CoreError::Forked
+        } else {
+            CoreError::NotInRuntime
+        }
+    })?;
     // SAFETY: `me` is the running thread.
     let _g = unsafe { PreemptGuard::of(me) };
     // SAFETY: `me` runs on its core, which is alive; we are its OS thread.
@@ -684,7 +690,7 @@ impl Builder {
         T: Send + 'static,
     {
         let opts = self.opts()?;
-        let me = current_tcb().ok_or(SpawnError::NoRuntime)?;
+        let me = current_tcb().ok_or_else(SpawnError::not_in_runtime)?;
         // SAFETY: `me` runs on its core, so the core and its runtime are alive.
         let shared = unsafe { (*(*me).core.get()).shared() };
         // SAFETY: `F` and `T` are 'static and Send.
@@ -782,8 +788,8 @@ where
     F: FnOnce() -> T,
 {
     let _g = PreemptGuard::new();
-    if shared.shutdown.load(Ordering::Acquire) {
-        return Err(SpawnError::ShutDown);
+    if shared.shutdown.load(Ordering::Acquire) || crate::fork::forked() {
+        return Err(SpawnError::not_running());
     }
     let here: Option<&Core> = current_tcb()
         // SAFETY: the running thread's core is alive while it runs.
@@ -942,13 +948,15 @@ where
     F: FnOnce() -> T,
 {
     let class = stack::class_of(stack_size);
-    let oom = |errno| SpawnError::OutOfMemory { stack_size, errno };
     let base = pool
         .get(class)
-        .map_err(|e| oom(e.raw_os_error().unwrap_or(0)))?;
+        .map_err(|e| SpawnError::from_stack(stack_size, e))?;
     let Some(index) = table().alloc(free_slots) else {
         pool.put(class, base);
-        return Err(oom(0));
+        return Err(SpawnError::OutOfMemory {
+            stack_size,
+            errno: 0,
+        });
     };
     let slot = table().get(index).expect("allocated slot");
     let generation = slot.word.generation();
@@ -1085,25 +1093,28 @@ where
 }
 
 /// Moves a lazy embryo record onto a block of `pool`: the TCB to the block top, the
-/// closure beneath it; frees the record. Returns the TCB's new address, or `None`
-/// (record untouched) if no block could be had.
+/// closure beneath it; frees the record. Returns the TCB's new address, or why no
+/// block could be had (the record untouched).
 ///
 /// # Safety
 ///
 /// `rec` is a lazy embryo record built by `build_lazy::<F, _>`, owned by the caller.
-unsafe fn materialize_as<F>(rec: *mut Tcb, pool: &mut StackPool) -> Option<*mut Tcb> {
+unsafe fn materialize_as<F>(
+    rec: *mut Tcb,
+    pool: &mut StackPool,
+) -> Result<*mut Tcb, stack::StackError> {
     let rec = rec.cast::<LazyEmbryo<F>>();
     // SAFETY: per the contract the record is ours; we move its parts out exactly once and free it without dropping them.
     unsafe {
         let class = (*rec).tcb.class as usize;
-        let base = pool.get(class).ok()?;
+        let base = pool.get(class)?;
         let tcb = Tcb::at_top_of(base, stack::class_size(class));
         std::ptr::copy_nonoverlapping(&raw const (*rec).tcb, tcb, 1);
         (*tcb).lazy = false;
         store_closure(tcb, std::ptr::read(&raw const (*rec).f));
         *(*tcb).slot().tcb.get() = tcb;
         std::alloc::dealloc(rec.cast(), std::alloc::Layout::new::<LazyEmbryo<F>>());
-        Some(tcb)
+        Ok(tcb)
     }
 }
 
@@ -1137,16 +1148,18 @@ pub(crate) unsafe fn materialize(
 ) -> Option<*mut Tcb> {
     // SAFETY: per the contract the record is ours.
     unsafe {
-        if let Some(t) = ((*rec).vtable.materialize)(rec, &mut l.pool) {
-            l.stats.built += 1;
-            return Some(t);
-        }
+        let e = match ((*rec).vtable.materialize)(rec, &mut l.pool) {
+            Ok(t) => {
+                l.stats.built += 1;
+                return Some(t);
+            }
+            Err(e) => e,
+        };
         let slot = (*rec).slot();
         let msg = format!(
-            "spindle: core {} had no memory for a {}-byte stack for this thread: join or drop \
-             finished threads, or use a smaller stack size",
+            "spindle: core {} could not start this thread: {}",
             core.id,
-            stack::class_size((*rec).class as usize)
+            SpawnError::from_stack(stack::class_size((*rec).class as usize), e)
         );
         ((*rec).vtable.write_error)(slot.result.get(), Box::new(msg));
         core.count_typed((*rec).ty, -1);
@@ -1300,7 +1313,31 @@ impl<T> JoinHandle<T> {
     /// Waits for the thread to finish and returns its result, or the panic payload if
     /// it panicked. On a spindle thread the caller sleeps and its core runs others; on
     /// an OS thread the OS thread blocks.
+    ///
+    /// In the child of a `fork`, returns at once with an `Err` whose payload is the
+    /// message "runtime not usable after fork..." (a `&'static str`): the thread lives
+    /// in the parent.
+    ///
+    /// # Panics
+    ///
+    /// If the thread joins itself (it would wait for ever; `std::thread` panics too,
+    /// on the OS's `EDEADLK`).
     pub fn join(self) -> std::thread::Result<T> {
+        if crate::fork::forked() {
+            std::mem::forget(self);
+            return Err(Box::new(crate::error::FORKED));
+        }
+        if let Some(me) = current_tcb() {
+            // SAFETY: reading the running thread's own id.
+            let (index, generation) = unsafe { ((*me).index, (*me).generation) };
+            if (index, generation) == (self.thread.id.index, self.thread.id.generation) {
+                panic!(
+                    "spindle: thread {} tried to join itself: it would wait for ever (join \
+                     another thread's handle, or drop your own to detach)",
+                    self.thread.id
+                );
+            }
+        }
         let _g = PreemptGuard::new();
         let this = ManuallyDrop::new(self);
         let slot = this.thread.slot();

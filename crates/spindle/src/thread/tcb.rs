@@ -167,9 +167,10 @@ pub(crate) struct ThreadVtable {
     pub(crate) write_abandoned: unsafe fn(*mut ResultBuf),
     /// Writes an error (a panic-like payload) as this thread's `std::thread::Result<T>`.
     pub(crate) write_error: unsafe fn(*mut ResultBuf, Box<dyn std::any::Any + Send>),
-    /// Moves a lazy embryo record onto a stack block from the pool; `None` (record
+    /// Moves a lazy embryo record onto a stack block from the pool; the error (record
     /// untouched) if no block could be had.
-    pub(crate) materialize: unsafe fn(*mut Tcb, &mut StackPool) -> Option<*mut Tcb>,
+    pub(crate) materialize:
+        unsafe fn(*mut Tcb, &mut StackPool) -> Result<*mut Tcb, crate::stack::StackError>,
     /// Drops the closure of a lazy embryo record and frees the record (its name must
     /// have been dropped already).
     pub(crate) free_record: unsafe fn(*mut Tcb),
