@@ -60,8 +60,8 @@ pub use sched::CoreStats;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
 pub use thread::{
     Builder, DEFAULT_PRIORITY, JoinHandle, MAX_PRIORITY, Thread, ThreadId, current, current_core,
-    migrate_to, park, park_timeout, preempt_point, sleep, spawn, spawn_maintenance, spawn_on,
-    try_current, yield_now,
+    migrate_to, panicking, park, park_timeout, preempt_point, sleep, spawn, spawn_maintenance,
+    spawn_on, try_current, yield_now,
 };
 
 /// Marks `fn main` to run as the main thread of a spindle runtime (see [`run`]).

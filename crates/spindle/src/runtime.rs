@@ -666,6 +666,8 @@ impl RuntimeBuilder {
         crate::stack::ensure_arena().map_err(|e| ConfigError::StackArena {
             message: e.to_string(),
         })?;
+        // Panic reports of spindle threads name them and run on a side stack.
+        crate::thread::panic_hook::install();
         let allowed = topology::allowed_cpus();
         let default_stack = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         if !default_stack.is_power_of_two()

@@ -5,14 +5,11 @@
 //! (the arena is reserved once per process; fork; the process-wide subscriber) run in
 //! a child: this test binary re-run with an environment variable.
 
-use std::process::Command;
 use std::time::Duration;
 
 use spindle::{ConfigError, CoreError, Runtime, SpawnError};
 
 mod common;
-
-const CHILD: &str = "SPINDLE_ERRORS_CHILD";
 
 #[spindle::thread(name = "errors-square")]
 fn square(x: u64) -> u64 {
@@ -104,40 +101,33 @@ fn a_handle_lists_no_cores_after_shutdown() {
 }
 
 /// Runs this binary's `child_entry` with `case`, under `limit_as` bytes of address
-/// space if given; returns (exit code, stdout, stderr).
-fn run_child(case: &str, limit_as: Option<u64>) -> (Option<i32>, String, String) {
+/// space if given.
+fn run_child(case: &str, limit_as: Option<u64>) -> common::ChildOutput {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD, case);
-    if let Some(limit) = limit_as {
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                let r = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_AS, &r) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+    common::run_child("child_entry", case, |cmd| {
+        if let Some(limit) = limit_as {
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let r = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    })
 }
 
 /// The child side: does nothing unless the environment variable names a case.
 #[test]
 fn child_entry() {
-    match std::env::var(CHILD).as_deref() {
-        Ok("arena") => {
+    match common::child_case().as_deref() {
+        Some("arena") => {
             // Under `ulimit -v` 8 GB: the arena takes what it can get, threads run.
             let n = spindle::run(|| {
                 let hs: Vec<_> = (0..1000u64).map(|i| spindle::spawn(move || i)).collect();
@@ -145,14 +135,14 @@ fn child_entry() {
             });
             println!("sum {n}, arena span {:?}", spindle::stack::arena_span());
         }
-        Ok("arena-tiny") => {
+        Some("arena-tiny") => {
             // Under a limit the arena cannot fit in: `build` says why and what to do.
             match Runtime::new() {
                 Ok(_) => println!("built"),
                 Err(e) => println!("error: {e}"),
             }
         }
-        Ok("fork") => {
+        Some("fork") => {
             let out = spindle::run(|| {
                 let h = spindle::spawn(|| 1);
                 // SAFETY: the child only calls the runtime (which must refuse) and `_exit`.
@@ -178,7 +168,7 @@ fn child_entry() {
             });
             println!("fork {} {}", out.0, out.1);
         }
-        Ok("watchdog") => {
+        Some("watchdog") => {
             let rt = Runtime::builder()
                 .cores(1)
                 .time_slice(Duration::from_millis(2))
@@ -204,32 +194,32 @@ fn child_entry() {
 
 #[test]
 fn the_stack_arena_fits_an_address_space_limit() {
-    let (code, out, err) = run_child("arena", Some(8_000_000 * 1024));
-    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
-    assert!(out.contains("sum 499500"), "stdout: {out}\nstderr: {err}");
+    let c = run_child("arena", Some(8_000_000 * 1024));
+    assert_eq!(c.code, Some(0), "{c:?}");
+    assert!(c.stdout.contains("sum 499500"), "{c:?}");
 }
 
 #[test]
 fn an_arena_that_cannot_fit_is_a_config_error_that_names_the_limit() {
-    let (code, out, err) = run_child("arena-tiny", Some(150 << 20));
-    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
-    assert!(out.contains("error: "), "stdout: {out}\nstderr: {err}");
-    assert!(out.contains("address space"), "{out}");
-    assert!(out.contains("ulimit -v"), "{out}");
+    let c = run_child("arena-tiny", Some(150 << 20));
+    assert_eq!(c.code, Some(0), "{c:?}");
+    assert!(c.stdout.contains("error: "), "{c:?}");
+    assert!(c.stdout.contains("address space"), "{c:?}");
+    assert!(c.stdout.contains("ulimit -v"), "{c:?}");
 }
 
 #[test]
 fn a_forked_child_gets_typed_errors() {
-    let (code, out, err) = run_child("fork", None);
-    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
-    assert!(out.contains("fork 1 42"), "stdout: {out}\nstderr: {err}");
+    let c = run_child("fork", None);
+    assert_eq!(c.code, Some(0), "{c:?}");
+    assert!(c.stdout.contains("fork 1 42"), "{c:?}");
 }
 
 #[test]
 fn watchdog_reports_go_to_stderr_without_a_subscriber() {
-    let (code, out, err) = run_child("watchdog", None);
-    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
-    assert!(err.contains("'hog'"), "stderr: {err}");
-    assert!(err.contains("core 0"), "stderr: {err}");
-    assert!(err.contains("preemptible"), "stderr: {err}");
+    let c = run_child("watchdog", None);
+    assert_eq!(c.code, Some(0), "{c:?}");
+    assert!(c.stderr.contains("'hog'"), "{c:?}");
+    assert!(c.stderr.contains("core 0"), "{c:?}");
+    assert!(c.stderr.contains("preemptible"), "{c:?}");
 }

@@ -7,6 +7,8 @@
 //! - `init_context(ctx, stack_top, entry, arg)`: build the first frame of a thread so
 //!   that switching to it calls `entry(arg)` on the new stack;
 //! - `stack_pointer()`: the current stack pointer, for `current()`;
+//! - `call_on_stack(top, f, arg)`: call `f(arg)` on another stack, as a nested call
+//!   that backtraces follow back to the caller;
 //! - `STACK_ALIGNMENT`: the alignment the ABI requires at a call.
 //!
 //! Nothing in this module knows about threads, cores or scheduling.
@@ -19,5 +21,5 @@ pub(crate) use self::x86_64::*;
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!(
     "spindle supports x86_64 only for now: add src/arch/<isa>.rs exporting Context, switch, \
-     init_context, stack_pointer and STACK_ALIGNMENT (aarch64 is next)"
+     init_context, stack_pointer, call_on_stack and STACK_ALIGNMENT (aarch64 is next)"
 );

@@ -192,9 +192,79 @@ global_asm!(
     fpucw = const OFF_FPUCW,
 );
 
+// `call_on_stack`: runs a function on another stack as an ordinary nested call, with
+// a frame-pointer frame that unwinders follow back to the caller's stack.
+//
+// ```text
+// caller's stack                 the other stack (top given)
+// +------------------+           +------------------+ <- top (16-byte aligned)
+// | caller frames    |           | return address   | into call_on_stack
+// | return address   |           | f's frames ...   |
+// | saved rbp        | <- rbp    +------------------+
+// +------------------+
+// ```
+//
+// The frame's CFA is computed from rbp, which stays on the caller's stack, so a
+// backtrace taken on the other stack (a panic report) continues into the caller's
+// frames.
+global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl spindle_arch_call_on_stack_v1",
+    ".hidden spindle_arch_call_on_stack_v1",
+    ".type spindle_arch_call_on_stack_v1, @function",
+    "spindle_arch_call_on_stack_v1:",
+    ".cfi_startproc",
+    // On entry: rdi = argument, rsi = function, rdx = top of the other stack
+    // (16-byte aligned); [rsp] = our return address, so the CFA is rsp + 8.
+    //
+    // Save the caller's rbp; the CFA is now rsp + 16 and rbp's old value is at CFA-16.
+    "push rbp",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbp, -16",
+    // rbp = this frame, on the caller's stack; from here the CFA is found through rbp,
+    // whatever rsp becomes.
+    "mov rbp, rsp",
+    ".cfi_def_cfa_register rbp",
+    // Move to the other stack (its top is 16-byte aligned, so the call below leaves
+    // the callee the ABI's entry alignment).
+    "mov rsp, rdx",
+    // f(argument): rdi still holds the argument.
+    "call rsi",
+    // Back to the caller's stack, at our saved rbp.
+    "mov rsp, rbp",
+    // Restore the caller's rbp; the CFA is rsp + 8 again.
+    "pop rbp",
+    ".cfi_def_cfa rsp, 8",
+    // Return to the caller.
+    "ret",
+    ".cfi_endproc",
+    ".size spindle_arch_call_on_stack_v1, . - spindle_arch_call_on_stack_v1",
+);
+
 unsafe extern "C" {
     fn spindle_arch_switch_v1(from: *mut Context, to: *const Context);
     fn spindle_arch_thread_start_v1();
+    fn spindle_arch_call_on_stack_v1(arg: *mut u8, f: unsafe extern "C" fn(*mut u8), top: usize);
+}
+
+/// Calls `f(arg)` on the stack that ends at `top`, and returns when it returns. The
+/// call is an ordinary nested call for unwinders and debuggers: a backtrace taken in
+/// `f` continues into the caller's frames.
+///
+/// # Safety
+///
+/// `top` must be 16-byte aligned, with writable stack memory below it that nothing
+/// else uses until `f` returns, enough for `f`. `f` must not unwind (it is an
+/// `extern "C"` function: a panic in it aborts).
+pub(crate) unsafe fn call_on_stack(top: usize, f: unsafe extern "C" fn(*mut u8), arg: *mut u8) {
+    debug_assert_eq!(
+        top % STACK_ALIGNMENT,
+        0,
+        "call_on_stack: unaligned stack top"
+    );
+    // SAFETY: the caller guarantees the stack; the asm is an ordinary SysV call that preserves the callee-saved registers (rbp is saved and restored, rsp comes back to the caller's).
+    unsafe { spindle_arch_call_on_stack_v1(arg, f, top) }
 }
 
 /// Saves the running state into `from` and resumes the state saved in `to`.

@@ -384,9 +384,12 @@ impl Core {
             (*l).prev = me;
             (*l).prev_after = after;
             (*l).stats.switches += 1;
+            // A thread unwinding takes std's panic count of this OS thread along.
+            crate::thread::panic_count::take_off(me);
             arch::switch((*me).ctx.get(), to);
             // Resumed: some context switched back to us, on the core that owns us now.
             (*(*me).core.get()).finish_switch();
+            crate::thread::panic_count::put_back(me);
         }
     }
 

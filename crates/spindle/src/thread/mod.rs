@@ -16,8 +16,12 @@
 //! | `JoinHandle::join` | sleeps the thread | blocks the OS thread |
 //! | `std::sync::Mutex::lock`, blocking I/O | **blocks the whole core** | blocks the OS thread |
 
+pub(crate) mod panic_count;
+pub(crate) mod panic_hook;
 pub(crate) mod slot;
 pub(crate) mod tcb;
+
+pub use panic_count::panicking;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -49,11 +53,15 @@ pub const DEFAULT_PRIORITY: u8 = 32;
 const INLINE_CLOSURE: usize = 1024;
 
 /// The TCB of the running spindle thread, found by masking the stack pointer; `None`
-/// on an OS thread's own stack.
+/// on an OS thread's own stack. (A thread running its panic hook on a side stack is
+/// found through the side stack's owner word: `panic_hook`.)
 #[inline(always)]
 pub(crate) fn current_tcb() -> Option<*mut Tcb> {
-    let (base, size) = stack::block_of(arch::stack_pointer())?;
-    Some(Tcb::at_top_of(base, size))
+    let sp = arch::stack_pointer();
+    match stack::block_of(sp) {
+        Some((base, size)) => Some(Tcb::at_top_of(base, size)),
+        None => panic_hook::side_stack_owner(sp),
+    }
 }
 
 /// A thread's identifier: slot index and generation. Unique among the live threads of

@@ -72,6 +72,9 @@ pub(crate) struct Tcb {
     state: Cell<State>,
     /// Intrusive run-queue link.
     pub(crate) next: Cell<*mut Tcb>,
+    /// The panic count the thread took off its OS thread when it switched out while
+    /// unwinding; put back when it resumes (`thread::panic_count`). 0 otherwise.
+    pub(crate) panic_depth: Cell<u32>,
     // -- hot on the switch path, next to the state --
     /// Preempt count: raised by the runtime's critical sections (`PreemptGuard`);
     /// asynchronous preemption only happens at zero. Changed only by the thread itself
@@ -208,6 +211,7 @@ impl Tcb {
             ctx: UnsafeCell::new(Context::default()),
             state: Cell::new(State::Unused),
             next: Cell::new(std::ptr::null_mut()),
+            panic_depth: Cell::new(0),
             core: Cell::new(std::ptr::null()),
             slot: p.slot,
             index: p.index,

@@ -42,3 +42,48 @@ pub(crate) fn on_one_core<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         .expect("a one-core runtime")
         .block_on(f)
 }
+
+/// The environment variable that tells a test binary re-run by [`run_child`] which
+/// case to play.
+pub(crate) const CHILD_ENV: &str = "SPINDLE_TEST_CHILD";
+
+/// The case this process plays, if it was started by [`run_child`].
+pub(crate) fn child_case() -> Option<String> {
+    std::env::var(CHILD_ENV).ok()
+}
+
+/// What a child process left: exit code, stdout, stderr.
+pub(crate) struct ChildOutput {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl std::fmt::Debug for ChildOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Re-runs this test binary's test `entry` (which plays [`child_case`]) as a child
+/// process with `case`; `configure` adds to the command (environment, limits).
+pub(crate) fn run_child(
+    entry: &str,
+    case: &str,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> ChildOutput {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", entry, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, case);
+    configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    ChildOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
