@@ -1,22 +1,33 @@
-//! `spindle::blocking`: arbitrary blocking work on a small pool of OS threads.
+//! `spindle::blocking`: arbitrary blocking work on a small pool of OS threads, one pool
+//! per runtime (stopped with it).
 
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::thread::{Waiter, block_internal};
+use crate::thread::{Waiter, block_internal, current_tcb};
 
-/// Most OS threads the pool runs at once; more work queues.
+/// Most OS threads a runtime's pool runs at once; more work queues.
 pub const BLOCKING_THREADS: usize = 16;
 
 /// How long an idle pool thread waits for work before it exits.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// How long a shutdown waits for pool threads still running a job.
+const STOP_WAIT: Duration = Duration::from_millis(100);
+
 type Job = Box<dyn FnOnce() + Send>;
 
-struct Pool {
+/// A runtime's blocking pool.
+#[derive(Default)]
+pub(crate) struct Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
     state: Mutex<PoolState>,
     cv: Condvar,
 }
@@ -26,38 +37,71 @@ struct PoolState {
     queue: VecDeque<Job>,
     threads: usize,
     idle: usize,
-}
-
-fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| Pool {
-        state: Mutex::new(PoolState::default()),
-        cv: Condvar::new(),
-    })
+    /// The runtime shut down: threads exit, nothing more is accepted.
+    closed: bool,
+    /// The pool's threads, to be joined at shutdown.
+    handles: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Pool {
-    fn submit(&'static self, job: Job) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    /// Queues `job`; starts a thread if none is idle and the pool has room. Returns
+    /// the job if the pool is closed.
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.closed {
+            return Err(job);
+        }
         s.queue.push_back(job);
         if s.idle > 0 {
-            self.cv.notify_one();
-            return;
+            self.inner.cv.notify_one();
+            return Ok(());
         }
         if s.threads < BLOCKING_THREADS {
+            let inner = self.inner.clone();
             let spawned = std::thread::Builder::new()
                 .name("spindle-blocking".into())
-                .spawn(move || self.work());
-            if spawned.is_ok() {
+                .spawn(move || inner.work());
+            if let Ok(h) = spawned {
                 s.threads += 1;
+                s.handles.retain(|h| !h.is_finished());
+                s.handles.push(h);
             }
         }
         // Otherwise a busy pool thread takes it when it is done.
+        Ok(())
     }
 
-    fn work(&'static self) {
+    /// Stops the pool (the runtime's shutdown): queued jobs are dropped (their callers
+    /// were unwound), idle threads exit at once, busy ones after their job. Waits a
+    /// little for those; a job that blocks longer keeps its thread until it returns.
+    pub(crate) fn shut_down(&self) {
+        let (queued, handles) = {
+            let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.closed = true;
+            (std::mem::take(&mut s.queue), std::mem::take(&mut s.handles))
+        };
+        self.inner.cv.notify_all();
+        drop(queued);
+        let deadline = Instant::now() + STOP_WAIT;
+        for h in handles {
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn work(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
+            if s.closed {
+                s.threads -= 1;
+                return;
+            }
             if let Some(job) = s.queue.pop_front() {
                 drop(s);
                 job();
@@ -82,9 +126,9 @@ impl Pool {
 type Outcome<R> = Mutex<Option<Result<R, Box<dyn Any + Send>>>>;
 
 /// Runs `f`, which may block (a blocking `std` call, a DNS lookup, a slow disk read),
-/// on a pool of at most [`BLOCKING_THREADS`] OS threads, and returns its result. The
-/// calling spindle thread sleeps meanwhile; its core runs other threads. A panic in
-/// `f` is resumed in the caller. On a plain OS thread `f` simply runs there.
+/// on the runtime's pool of at most [`BLOCKING_THREADS`] OS threads, and returns its
+/// result. The calling spindle thread sleeps meanwhile; its core runs other threads. A
+/// panic in `f` is resumed in the caller. On a plain OS thread `f` simply runs there.
 ///
 /// # Examples
 ///
@@ -102,11 +146,13 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let Some(me) = Waiter::current() else {
+    let (Some(me), Some(tcb)) = (Waiter::current(), current_tcb()) else {
         return f();
     };
+    // SAFETY: the running thread's core and runtime are alive while it runs.
+    let pool = unsafe { &(*(*tcb).core.get()).shared().blocking };
     let out: Arc<Outcome<R>> = Arc::new(Mutex::new(None));
-    let job = {
+    let job: Job = {
         let out = out.clone();
         Box::new(move || {
             let r = catch_unwind(AssertUnwindSafe(f));
@@ -114,7 +160,10 @@ where
             me.wake();
         })
     };
-    pool().submit(job);
+    if let Err(job) = pool.submit(job) {
+        // The runtime is gone (a thread that outlived its shutdown): run it here.
+        job();
+    }
     loop {
         if let Some(r) = out.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return r.unwrap_or_else(|p| resume_unwind(p));

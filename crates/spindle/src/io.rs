@@ -238,10 +238,29 @@ impl Source {
         {
             w.wake();
         }
+        /// Leaves the wait (count and waiter list) however `block_internal` ends: by a
+        /// wake, a timeout, or the unwind of a thread a shutdown abandons.
+        struct Leave<'a> {
+            reg: &'a Registration,
+            dir: Dir,
+            me: Waiter,
+        }
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.reg.poller.waiting.fetch_sub(1, Ordering::SeqCst);
+                let mut r = self
+                    .reg
+                    .state
+                    .ready
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                r.waiters[self.dir as usize].retain(|w| *w != self.me);
+            }
+        }
+        let leave = Leave { reg, dir, me };
         block_internal(deadline);
-        p.waiting.fetch_sub(1, Ordering::SeqCst);
-        let mut r = reg.state.ready.lock().unwrap_or_else(|e| e.into_inner());
-        r.waiters[dir as usize].retain(|w| *w != me);
+        drop(leave);
+        let r = reg.state.ready.lock().unwrap_or_else(|e| e.into_inner());
         if r.seq[dir as usize] == seq && deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(timed_out());
         }
@@ -294,7 +313,7 @@ pub(crate) fn poller_main(weak: Weak<Shared>) {
     loop {
         let p = {
             let Some(shared) = weak.upgrade() else { return };
-            if shared.shutdown.load(Ordering::Acquire) {
+            if shared.stopping.load(Ordering::Acquire) {
                 return;
             }
             match shared.poller.get() {

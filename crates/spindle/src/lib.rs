@@ -42,6 +42,7 @@ mod os;
 mod preempt;
 mod runtime;
 mod sched;
+mod shutdown;
 pub mod stack;
 pub mod sync;
 pub mod sys;
@@ -57,11 +58,12 @@ pub use runtime::{
     DEFAULT_TYPE, Handle, MAIN_STACK_SIZE, Runtime, RuntimeBuilder, SERVICE_TYPE, core_stats, run,
 };
 pub use sched::CoreStats;
+pub use shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
 pub use thread::{
-    Builder, DEFAULT_PRIORITY, JoinHandle, MAX_PRIORITY, Thread, ThreadId, current, current_core,
-    migrate_to, panicking, park, park_timeout, preempt_point, sleep, spawn, spawn_maintenance,
-    spawn_on, try_current, yield_now,
+    Abandoned, Builder, DEFAULT_PRIORITY, JoinHandle, MAX_PRIORITY, Thread, ThreadId, current,
+    current_core, migrate_to, panicking, park, park_timeout, preempt_point, sleep, spawn,
+    spawn_maintenance, spawn_on, try_current, yield_now,
 };
 
 /// Marks `fn main` to run as the main thread of a spindle runtime (see [`run`]).

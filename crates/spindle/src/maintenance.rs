@@ -22,8 +22,8 @@
 //! The system-call service is not a thread: it runs at the hypercore's schedule
 //! points and in its idle loop (see `crate::offload`).
 //!
-//! They hold only a weak reference to the runtime between passes, and stop at
-//! shutdown (the runtime abandons them like any thread still alive).
+//! They hold only a weak reference to the runtime between passes, and stop when the
+//! shutdown stops the cores, after it unwound the other threads (see `shutdown`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -86,13 +86,16 @@ fn spawn_detached(
         time_slice: None,
         preemptible: Some(false),
     };
-    // The handle is dropped: the thread is detached.
     // SAFETY: the closure and its result are 'static and Send.
-    drop(unsafe { spawn_unchecked(shared, f, opts)? });
+    let h = unsafe { spawn_unchecked(shared, f, opts)? };
+    shared.add_maintenance_thread(h.thread().id());
+    // The handle is dropped: the thread is detached.
+    drop(h);
     Ok(())
 }
 
-/// Runs `work` every `period` until the runtime shuts down. Passes are due at fixed
+/// Runs `work` every `period` until the shutdown stops the cores (the ticker keeps
+/// preempting while the shutdown unwinds the other threads). Passes are due at fixed
 /// times (start + k × period), so the work and the wake-up latency do not stretch the
 /// period; a pass that is late is not made up for.
 fn every(weak: &Weak<Shared>, period: Duration, work: fn(&Shared)) {
@@ -100,7 +103,7 @@ fn every(weak: &Weak<Shared>, period: Duration, work: fn(&Shared)) {
     loop {
         {
             let Some(shared) = weak.upgrade() else { return };
-            if shared.shutdown.load(Ordering::Acquire) {
+            if shared.stopping.load(Ordering::Acquire) {
                 return;
             }
             work(&shared);

@@ -633,6 +633,37 @@ fn thread_cpu_ns(tid: i32) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Asks `core` to reschedule now, and sends the preemption signal to its OS thread:
+/// a preemptible thread yields at its next safe point, any other at its next runtime
+/// call (the shutdown's way to stop a core).
+pub(crate) fn preempt_now(core: &Core) {
+    core.resched.store(true, Ordering::Release);
+    signal(&core.clock);
+}
+
+/// The thread `core` runs, for a report: "thread 'name' (id N)", its name taken
+/// through the signal handler's hand-off (the only safe way to read the name of a
+/// thread running on another core; see the module docs). Waits up to 50 ms for it.
+pub(crate) fn running_thread(core: &Core) -> String {
+    let k = &core.clock;
+    let id = k.id.load(Ordering::Relaxed);
+    drop(take_name(k));
+    k.want_name.store(true, Ordering::Relaxed);
+    signal(k);
+    for _ in 0..50 {
+        if k.name_ready.load(Ordering::Acquire) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    k.want_name.store(false, Ordering::Relaxed);
+    match take_name(k).filter(|(i, _)| *i == id) {
+        Some((_, Some(name))) => format!("thread '{}' (id {id})", name.as_str()),
+        Some((_, None)) => format!("an unnamed thread (id {id})"),
+        None => format!("thread id {id}"),
+    }
+}
+
 /// Sends the preemption signal to the core's OS thread.
 fn signal(k: &CoreClock) {
     let tid = k.tid.load(Ordering::Relaxed);

@@ -3,11 +3,15 @@
 //! A [`Runtime`] is a set of cores, each one OS thread running one scheduler (see
 //! `sched`), grouped in core types. [`Runtime::builder`] configures it;
 //! [`Runtime::block_on`] runs a closure as a spindle thread and waits for it;
-//! dropping the runtime stops every core and abandons the threads still alive, as a
-//! process abandons its threads when `main` returns: they never run again, their
-//! stacks are reclaimed without unwinding (destructors of values on those stacks do
-//! not run), and their handles report an error from `join`. [`run`] does all three
-//! with the default configuration.
+//! dropping the runtime abandons the threads still alive, as a process abandons its
+//! threads when `main` returns, and stops every core: a thread still blocked is
+//! unwound from its blocking point with the [`Abandoned`](crate::Abandoned) payload,
+//! so its destructors run; what is left after the shutdown timeout is reclaimed
+//! without unwinding; every handle of an abandoned thread reports
+//! [`ABANDONED`] from `join`. The sequence, and what happens to a thread that can be
+//! neither preempted nor stopped, is in the `shutdown` module's docs and at
+//! [`RuntimeBuilder::shutdown_timeout`]. [`run`] does all three with the default
+//! configuration.
 //!
 //! ## Removing a core
 //!
@@ -38,9 +42,8 @@ use crate::sched::exchange::Slots;
 use crate::sched::{Core, CoreState, CoreStats, IDLE_LEVEL, MAX_CORES, MAX_TYPES};
 use crate::stack::overflow::AltStack;
 use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
-use crate::thread::slot::{Channel, F_DONE, F_HANDLE_GONE, F_LIVE, table};
 use crate::thread::tcb::{Name, Tcb};
-use crate::thread::{self, JoinHandle, SpawnOpts, Target};
+use crate::thread::{self, JoinHandle, SpawnOpts, Target, ThreadId};
 use crate::topology::{self, FeatureSet};
 
 /// Default spin before an idle core sleeps in the kernel. Waking a sleeping OS thread
@@ -429,8 +432,8 @@ pub(crate) struct Shared {
     pub(crate) choices: Choices,
     /// Time slices and the tick's state (see `preempt`).
     pub(crate) clock: crate::preempt::Clock,
-    /// Serialises adding and removing cores.
-    admin: Mutex<()>,
+    /// Serialises adding and removing cores, and the start of a shutdown.
+    pub(crate) admin: Mutex<()>,
     /// The service core (the hypercore), if the runtime has one.
     pub(crate) hyper: Option<usize>,
     /// The service core's type index.
@@ -443,6 +446,21 @@ pub(crate) struct Shared {
     pub(crate) offload: crate::offload::Service,
     /// The readiness poller of `net` (epoll), run by a maintenance thread.
     pub(crate) poller: crate::io::Poller,
+    /// The pool of `spindle::blocking`.
+    pub(crate) blocking: crate::blocking::Pool,
+    /// The runtime's own maintenance threads (`maintenance::start`), which a shutdown
+    /// stops after the other threads.
+    maintenance: Mutex<Vec<ThreadId>>,
+    /// How long a shutdown waits for threads to unwind, and then for cores to stop.
+    pub(crate) shutdown_timeout: Duration,
+    /// Set when the shutdown stops the cores: maintenance threads end.
+    pub(crate) stopping: AtomicBool,
+    /// Core OS threads running (started minus ended).
+    pub(crate) running_cores: AtomicUsize,
+    /// A core did not stop in time: the last core to stop reclaims (`shutdown`).
+    pub(crate) deferred: AtomicBool,
+    /// The shutdown's reclaim has run (or is running).
+    pub(crate) reclaimed: AtomicBool,
 }
 
 impl Shared {
@@ -466,6 +484,27 @@ impl Shared {
             .map(|c| c.typed[ty].load(Ordering::Relaxed))
             .sum::<i64>()
             + self.foreign_typed[ty].load(Ordering::Relaxed)
+    }
+
+    /// Live threads of every type (a snapshot, like [`Shared::live_of_type`]).
+    pub(crate) fn live_threads(&self) -> i64 {
+        (0..self.types.len()).map(|ty| self.live_of_type(ty)).sum()
+    }
+
+    /// The runtime's own maintenance threads.
+    pub(crate) fn maintenance_threads(&self) -> Vec<ThreadId> {
+        self.maintenance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a maintenance thread of the runtime's own (`maintenance::start`).
+    pub(crate) fn add_maintenance_thread(&self, id: ThreadId) {
+        self.maintenance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id);
     }
 
     pub(crate) fn started(&self) -> &[Core] {
@@ -556,9 +595,22 @@ pub struct RuntimeBuilder {
     idle_spin: Duration,
     hypercore: bool,
     preempt: crate::preempt::Config,
+    shutdown_timeout: Duration,
 }
 
 impl RuntimeBuilder {
+    /// How long dropping the runtime waits for its threads (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`](crate::DEFAULT_SHUTDOWN_TIMEOUT), 1 s): first for
+    /// the threads still blocked to unwind (their destructors run), then for the cores
+    /// to stop. A thread that neither reaches a schedule point nor can be preempted
+    /// keeps its core after that: the drop returns anyway, says so on stderr, and the
+    /// runtime's remaining threads and memory are reclaimed when that thread stops.
+    /// See [`Runtime`] for the whole sequence.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> RuntimeBuilder {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
     /// Whether the runtime has a service core, the hypercore (default: yes). It is one
     /// more core, of type [`SERVICE_TYPE`], on the last CPU the process may use
     /// (unpinned on a one-CPU machine), that runs only maintenance threads: the
@@ -840,6 +892,13 @@ impl RuntimeBuilder {
                 one_cpu: allowed.len() == 1,
                 offload: crate::offload::Service::new(),
                 poller: crate::io::Poller::new(),
+                blocking: crate::blocking::Pool::default(),
+                maintenance: Mutex::new(Vec::new()),
+                shutdown_timeout: self.shutdown_timeout,
+                stopping: AtomicBool::new(false),
+                running_cores: AtomicUsize::new(0),
+                deferred: AtomicBool::new(false),
+                reclaimed: AtomicBool::new(false),
             }
         });
         let rt = Runtime {
@@ -922,6 +981,7 @@ impl Runtime {
             idle_spin: DEFAULT_IDLE_SPIN,
             hypercore: true,
             preempt: crate::preempt::Config::default(),
+            shutdown_timeout: crate::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 
@@ -1128,6 +1188,8 @@ impl Handle {
         }
         let handle = self.clone();
         let mask = cpus.clone();
+        // Counted before it starts: its end is counted in `core_main`.
+        shared.running_cores.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
             .name(format!("spindle-core-{id}"))
             .spawn(move || {
@@ -1147,6 +1209,7 @@ impl Handle {
                 Ok(id)
             }
             Err(e) => {
+                shared.running_cores.fetch_sub(1, Ordering::SeqCst);
                 core.set_state(CoreState::Retired);
                 Err(CoreError::Os {
                     message: e.to_string(),
@@ -1247,34 +1310,6 @@ impl Handle {
         }
         Ok(())
     }
-
-    /// Stops every core and abandons the threads still alive.
-    fn shut_down(&self) {
-        let shared = &self.shared;
-        if crate::fork::forked() {
-            // The child of a fork: the cores' OS threads do not exist here.
-            shared.shutdown.store(true, Ordering::Release);
-            return;
-        }
-        {
-            let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
-            if shared.shutdown.swap(true, Ordering::AcqRel) {
-                return;
-            }
-        }
-        crate::preempt::stop_ticker(shared);
-        for c in shared.started() {
-            c.halt.store(true, Ordering::Release);
-            c.nudge();
-        }
-        for c in shared.started() {
-            let h = c.os_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(h) = h {
-                let _ = h.join();
-            }
-        }
-        abandon_all(shared);
-    }
 }
 
 impl Drop for Runtime {
@@ -1289,7 +1324,7 @@ impl Drop for Runtime {
                  thread that built it (its cores could never stop)"
             );
         }
-        self.handle.shut_down();
+        crate::shutdown::shut_down(&self.handle.shared);
     }
 }
 
@@ -1325,6 +1360,7 @@ fn core_main(handle: Handle, id: usize, cpu: Option<usize>, mask: Vec<usize>) {
         retire(shared, core);
     }
     crate::preempt::core_stopped(core);
+    crate::shutdown::core_stopped(shared);
 }
 
 /// The leaving core's side of removal (see the module docs and `sched::lifecycle`).
@@ -1408,47 +1444,6 @@ where
 
 /// The message of the error `join` returns for a thread abandoned at shutdown.
 pub const ABANDONED: &str = "spindle: the runtime shut down before this thread finished";
-
-/// Abandons every thread still alive and hands the stacks back to the process pool.
-/// Runs after every core's OS thread has finished.
-fn abandon_all(shared: &Shared) {
-    let pool_core = &shared.cores[0];
-    let me = shared as *const Shared as usize;
-    for index in 0..table().allocated() {
-        let Some(slot) = table().get(index) else {
-            continue;
-        };
-        let flags = slot.word.flags();
-        // Relaxed: our threads' owner was written by our cores, whose OS threads we
-        // joined; other runtimes' slots never carry our address.
-        if flags & F_LIVE == 0 || flags & F_DONE != 0 || slot.owner.load(Ordering::Relaxed) != me {
-            continue;
-        }
-        // SAFETY: our cores stopped, so this thread never runs again; its TCB is ours.
-        unsafe {
-            let tcb: *mut Tcb = *slot.tcb.get();
-            // It will never sleep again: later wakes must only leave tokens.
-            let generation = slot.word.generation();
-            slot.word.cancel_block(Channel::Internal, generation);
-            slot.word.cancel_block(Channel::Park, generation);
-            ((*tcb).vtable.write_abandoned)(slot.result.get());
-            Tcb::discard(tcb, &mut (*pool_core.local()).pool);
-            let (old, joiner) = slot.finish();
-            if old & F_HANDLE_GONE != 0 {
-                slot.release(old | F_DONE);
-                table().free_remote(index);
-            }
-            thread::wake(joiner);
-        }
-    }
-    for c in shared.started() {
-        // SAFETY: every core's OS thread has finished: their pools and lists are ours.
-        unsafe {
-            (*c.local()).pool.drain_to_spare();
-            table().give_back(&mut (*c.local()).free_slots);
-        }
-    }
-}
 
 /// Statistics of the core the caller runs on, or `None` outside a runtime.
 pub fn core_stats() -> Option<CoreStats> {

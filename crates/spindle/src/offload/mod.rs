@@ -467,16 +467,39 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
         }
     }
     drop(guard);
+    /// A caller that unwinds while its call is in flight (a shutdown abandons it) may
+    /// not leave: the service would still run the call on buffers its unwinding frees.
+    /// It waits (as an unwinding thread, it sleeps normally) until the call completed
+    /// or the service died, then frees the slot.
+    struct AwaitOnUnwind<'a> {
+        s: &'a slot::ReqSlot,
+        svc: &'a Service,
+    }
+    impl Drop for AwaitOnUnwind<'_> {
+        fn drop(&mut self) {
+            loop {
+                let dead = self.svc.dead.load(Ordering::Acquire);
+                if self.s.result().is_some() || dead {
+                    self.s.release();
+                    return;
+                }
+                crate::thread::block_internal(None);
+            }
+        }
+    }
+    let unwinding = AwaitOnUnwind { s, svc };
     loop {
         // Dead first, then the state: a service that died after completing us has
         // its DONE visible once we saw `dead`.
         let dead = svc.dead.load(Ordering::Acquire);
         if let Some(res) = s.result() {
+            std::mem::forget(unwinding);
             s.release();
             return Some(res);
         }
         if dead {
             // READY, and the service will never touch it again: run it ourselves.
+            std::mem::forget(unwinding);
             s.release();
             svc.direct_failed.fetch_add(1, Ordering::Relaxed);
             return None;

@@ -161,7 +161,7 @@ mod loom_leaving {
                 })
             };
             // Core H, running T: T blocks.
-            let slept = m.word.block(Channel::Internal) == Block::MustSleep;
+            let slept = m.word.block(Channel::Internal, false) == Block::MustSleep;
             // T's schedule point: a wake that arrived already is taken back in place.
             let resumed_in_place = slept && m.at_home.swap(false, Ordering::Acquire);
             if slept && !resumed_in_place {

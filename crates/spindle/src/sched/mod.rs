@@ -842,6 +842,15 @@ impl Core {
         Ok(())
     }
 
+    /// Whether the core's OS thread is still running (started and not ended).
+    pub(crate) fn os_thread_running(&self) -> bool {
+        self.os_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+    }
+
     /// Rings the doorbell: the core looks at its inbox and halt flag soon, waking if
     /// it sleeps.
     pub(crate) fn nudge(&self) {

@@ -17,7 +17,7 @@ use std::error::Error;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::waiter::{Node, Notify, WaitList, deadline_after, lock, wake_all};
+use super::waiter::{LeaveOnUnwind, Node, Notify, WaitList, deadline_after, lock, wake_all};
 use crate::loom::{Arc, Mutex as Internal};
 
 /// Notification value of every channel wake: "the state changed, look again".
@@ -182,7 +182,16 @@ impl<T> Chan<T> {
             }
             let node = st.send_waiters.push(0, false);
             drop(st);
+            // Unwinding with a wakeup (room was made): another sender takes it.
+            let leave = LeaveOnUnwind::new(
+                &self.state,
+                &node,
+                |st: &mut State<T>| &mut st.send_waiters,
+                |_: &mut State<T>| {},
+                |_| self.pass_on(|st| &mut st.send_waiters),
+            );
             let v = node.wait(wait.deadline());
+            leave.done();
             st = lock(&self.state);
             if v == 0 && node.notified() == 0 {
                 st.send_waiters.remove(&node);
@@ -224,6 +233,32 @@ impl<T> Chan<T> {
         if let Some(r) = r {
             r.wake();
         }
+        /// Takes our message back if the sender unwinds before a receiver took it.
+        struct TakeBack<'a, T> {
+            chan: &'a Chan<T>,
+            node: &'a Arc<Node>,
+            armed: bool,
+        }
+        impl<T> Drop for TakeBack<'_, T> {
+            fn drop(&mut self) {
+                if !self.armed {
+                    return;
+                }
+                let mut st = lock(&self.chan.state);
+                let pos = st
+                    .buf
+                    .iter()
+                    .position(|e| e.sender.as_ref().is_some_and(|n| Arc::ptr_eq(n, self.node)));
+                let taken = pos.and_then(|i| st.buf.remove(i));
+                drop(st);
+                drop(taken);
+            }
+        }
+        let mut take_back = TakeBack {
+            chan: self,
+            node: &node,
+            armed: true,
+        };
         loop {
             node.wait(wait.deadline());
             let mut st = lock(&self.state);
@@ -231,6 +266,7 @@ impl<T> Chan<T> {
                 .buf
                 .iter()
                 .position(|e| e.sender.as_ref().is_some_and(|n| Arc::ptr_eq(n, &node)));
+            take_back.armed = false;
             let Some(i) = pos else {
                 // Taken by a receiver.
                 return Ok(());
@@ -246,6 +282,16 @@ impl<T> Chan<T> {
             // Not taken, receivers remain, not expired: the wait returned without a
             // notification (it is only notified when taken or disconnected); wait on.
             debug_assert_eq!(node.notified(), 0);
+            take_back.armed = true;
+        }
+    }
+
+    /// Passes a wakeup a waiter of `list` got but will not use (it unwinds) to the
+    /// next waiter of that list.
+    fn pass_on(&self, list: impl FnOnce(&mut State<T>) -> &mut WaitList) {
+        let n = list(&mut lock(&self.state)).notify_one(CHANGED);
+        if let Some(n) = n {
+            n.wake();
         }
     }
 
@@ -277,7 +323,16 @@ impl<T> Chan<T> {
             }
             let node = st.recv_waiters.push(0, false);
             drop(st);
+            // Unwinding with a wakeup (a message came): another receiver takes it.
+            let leave = LeaveOnUnwind::new(
+                &self.state,
+                &node,
+                |st: &mut State<T>| &mut st.recv_waiters,
+                |_: &mut State<T>| {},
+                |_| self.pass_on(|st| &mut st.recv_waiters),
+            );
             let v = node.wait(wait.deadline());
+            leave.done();
             st = lock(&self.state);
             if v == 0 && node.notified() == 0 {
                 st.recv_waiters.remove(&node);

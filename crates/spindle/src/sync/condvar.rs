@@ -169,7 +169,16 @@ impl Condvar {
         // node (it takes `waiters` after we put the node there).
         let node = lock(&self.waiters).push(0, false);
         drop(guard);
-        let v = wait_or_remove(&self.waiters, &node, deadline, |l| l, |_| {});
+        // Unwinding with a notification: it is passed to another waiter (a condvar
+        // wakeup may be spurious, never lost).
+        let v = wait_or_remove(
+            &self.waiters,
+            &node,
+            deadline,
+            |l| l,
+            |_| {},
+            |_| self.notify_one(),
+        );
         (mutex.lock(), v == 0)
     }
 }

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 
-use super::waiter::{WaitList, lock};
+use super::waiter::{LeaveOnUnwind, WaitList, lock};
 use crate::loom::{AtomicBool, AtomicU32, Mutex as Internal, Ordering};
 
 /// The lock is held.
@@ -226,7 +226,29 @@ impl<T: ?Sized> Mutex<T> {
             };
             let node = list.push(tag, woken > 0);
             drop(list);
-            if node.wait(None) == HANDOFF {
+            let on_removed = |l: &mut WaitList| {
+                if l.is_empty() {
+                    self.state.fetch_and(!PARKED, Ordering::Relaxed);
+                }
+            };
+            // Unwinding out of the wait: a lock handed over is released, a wakeup
+            // to retry passed on.
+            let leave = LeaveOnUnwind::new(
+                &self.waiters,
+                &node,
+                |l: &mut WaitList| l,
+                on_removed,
+                |v| {
+                    if v == HANDOFF {
+                        self.unlock();
+                    } else {
+                        self.pass_on_retry();
+                    }
+                },
+            );
+            let v = node.wait(None);
+            leave.done();
+            if v == HANDOFF {
                 // The releaser kept LOCKED set for us; the acquire load in `wait`
                 // pairs with its release store of the notification.
                 return;
@@ -245,6 +267,22 @@ impl<T: ?Sized> Mutex<T> {
             .is_err()
         {
             self.unlock_slow();
+        }
+    }
+
+    /// A waiter woken to retry unwinds instead: wake the next one if the lock is free
+    /// (if it is held, its release wakes the queue).
+    #[cold]
+    fn pass_on_retry(&self) {
+        let mut list = lock(&self.waiters);
+        let n = if self.state.load(Ordering::Relaxed) & LOCKED == 0 {
+            list.notify_one(RETRY)
+        } else {
+            None
+        };
+        drop(list);
+        if let Some(n) = n {
+            n.wake();
         }
     }
 

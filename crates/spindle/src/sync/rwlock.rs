@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::AtomicBool;
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 
-use super::waiter::{Notify, WaitList, lock, wake_all};
+use super::waiter::{LeaveOnUnwind, Notify, WaitList, lock, wake_all};
 use crate::loom::{AtomicU32, Mutex as Internal, Ordering};
 
 /// A writer holds the lock.
@@ -294,8 +294,17 @@ impl<T: ?Sized> RwLock<T> {
             }
             let node = q.readers.push(0, false);
             drop(q);
+            let leave = LeaveOnUnwind::new(
+                &self.queues,
+                &node,
+                |q: &mut Queues| &mut q.readers,
+                |q: &mut Queues| self.unpark_if_idle(q),
+                // Unwinding with the read lock handed over: release it.
+                |_| self.read_unlock(),
+            );
             // Woken only by a handoff: the read lock is ours.
             let v = node.wait(None);
+            leave.done();
             debug_assert_eq!(v, HANDOFF);
             return;
         }
@@ -328,10 +337,26 @@ impl<T: ?Sized> RwLock<T> {
             }
             let node = q.writers.push(0, false);
             drop(q);
+            let leave = LeaveOnUnwind::new(
+                &self.queues,
+                &node,
+                |q: &mut Queues| &mut q.writers,
+                |q: &mut Queues| self.unpark_if_idle(q),
+                // Unwinding with the write lock handed over: release it.
+                |_| self.write_unlock(),
+            );
             // Woken only by a handoff: the write lock is ours.
             let v = node.wait(None);
+            leave.done();
             debug_assert_eq!(v, HANDOFF);
             return;
+        }
+    }
+
+    /// A waiter left its queue (unwinding): with both queues empty, nobody is parked.
+    fn unpark_if_idle(&self, q: &Queues) {
+        if q.readers.is_empty() && q.writers.is_empty() {
+            self.state.fetch_and(!PARKED, Ordering::Relaxed);
         }
     }
 

@@ -195,6 +195,8 @@ impl Semaphore {
                     self.state.fetch_and(!WAITERS, Ordering::Relaxed);
                 }
             },
+            // Unwinding with a permit handed over: give it back.
+            |_| self.release(1),
         ) == GRANTED
     }
 }

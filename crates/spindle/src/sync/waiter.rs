@@ -290,15 +290,20 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// Waits on `node` (already in a list under `m`) until it is notified or `deadline`
 /// passes. On a timeout, removes it from the list that `list` selects and returns 0,
 /// unless a notification won the race, whose value is returned instead. Returns with
-/// the lock *released*; `on_removed` runs under the lock after a removal.
+/// the lock *released*; `on_removed` runs under the lock after a removal. If the
+/// thread unwinds out of the wait, it leaves as [`LeaveOnUnwind`] says, with
+/// `pass_on` for a notification it got.
 pub(crate) fn wait_or_remove<S>(
     m: &Mutex<S>,
     node: &Arc<Node>,
     deadline: Option<Instant>,
-    list: impl FnOnce(&mut S) -> &mut WaitList,
-    on_removed: impl FnOnce(&mut S),
+    list: impl Fn(&mut S) -> &mut WaitList,
+    on_removed: impl Fn(&mut S),
+    pass_on: impl FnOnce(u32),
 ) -> u32 {
+    let leave = LeaveOnUnwind::new(m, node, &list, &on_removed, pass_on);
     let v = node.wait(deadline);
+    leave.done();
     if v != 0 {
         return v;
     }
@@ -311,6 +316,79 @@ pub(crate) fn wait_or_remove<S>(
         on_removed(&mut g);
     }
     v
+}
+
+/// Leaves a wait cleanly when the waiting thread unwinds out of it (a shutdown
+/// abandons it, see `thread::abandon`), so the primitive stays usable by everyone
+/// else. Made before `Node::wait`, [`done`](LeaveOnUnwind::done) after it. Dropped
+/// while still armed, it decides under the primitive's lock, as a timed-out waiter
+/// does: a node not yet notified is removed from its list (`on_removed` then runs
+/// under the lock); a notified one means a notifier acted for this waiter — handed it
+/// a lock or a permit, or spent a wakeup on it — so `pass_on` gets the value after
+/// the lock is released, to give the grant back or wake someone else.
+pub(crate) struct LeaveOnUnwind<'a, S, L, R, P>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+    R: Fn(&mut S),
+    P: FnOnce(u32),
+{
+    m: &'a Mutex<S>,
+    node: &'a Arc<Node>,
+    list: L,
+    on_removed: R,
+    pass_on: Option<P>,
+}
+
+impl<'a, S, L, R, P> LeaveOnUnwind<'a, S, L, R, P>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+    R: Fn(&mut S),
+    P: FnOnce(u32),
+{
+    pub(crate) fn new(
+        m: &'a Mutex<S>,
+        node: &'a Arc<Node>,
+        list: L,
+        on_removed: R,
+        pass_on: P,
+    ) -> Self {
+        LeaveOnUnwind {
+            m,
+            node,
+            list,
+            on_removed,
+            pass_on: Some(pass_on),
+        }
+    }
+
+    /// The wait ended normally: the caller handles its outcome.
+    pub(crate) fn done(mut self) {
+        self.pass_on = None;
+    }
+}
+
+impl<S, L, R, P> Drop for LeaveOnUnwind<'_, S, L, R, P>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+    R: Fn(&mut S),
+    P: FnOnce(u32),
+{
+    fn drop(&mut self) {
+        let Some(pass_on) = self.pass_on.take() else {
+            return;
+        };
+        let mut g = lock(self.m);
+        // Written only under this lock: final.
+        let v = self.node.notified();
+        if v == 0 {
+            (self.list)(&mut g).remove(self.node);
+            (self.on_removed)(&mut g);
+            drop(g);
+        } else {
+            drop(g);
+            pass_on(v);
+        }
+    }
 }
 
 #[cfg(all(test, loom))]
@@ -338,7 +416,7 @@ mod loom_waiter {
                 })
             };
             // A waiter with a deadline (under loom: gives up after one look).
-            let got = wait_or_remove(&m, &node, Some(Instant::now()), |l| l, |_| {});
+            let got = wait_or_remove(&m, &node, Some(Instant::now()), |l| l, |_| {}, |_| {});
             drop(node);
             let delivered = waker.join().unwrap();
             assert_eq!(delivered, got == 7, "notification lost or invented");

@@ -16,11 +16,13 @@
 //! | `JoinHandle::join` | sleeps the thread | blocks the OS thread |
 //! | `std::sync::Mutex::lock`, blocking I/O | **blocks the whole core** | blocks the OS thread |
 
+pub(crate) mod abandon;
 pub(crate) mod panic_count;
 pub(crate) mod panic_hook;
 pub(crate) mod slot;
 pub(crate) mod tcb;
 
+pub use abandon::Abandoned;
 pub use panic_count::panicking;
 
 use std::fmt;
@@ -74,6 +76,11 @@ pub struct ThreadId {
 }
 
 impl ThreadId {
+    /// The id of slot `index` at `generation`.
+    pub(crate) const fn from_parts(index: u32, generation: u32) -> ThreadId {
+        ThreadId { index, generation }
+    }
+
     /// The id as one number: generation in the high 32 bits, slot index in the low 32.
     pub fn as_u64(self) -> u64 {
         (self.generation as u64) << 32 | self.index as u64
@@ -220,17 +227,31 @@ fn preempt_for(level: u8) {
 }
 
 /// Sleeps the running thread on `chan` until woken (returns at once if a token is
-/// pending).
+/// pending). A thread its runtime abandons at shutdown unwinds from here instead
+/// (`abandon`), unless it is unwinding already.
 fn block(me: *mut Tcb, chan: Channel) {
     // SAFETY: `me` is the running thread; its slot is alive while it runs.
-    let _g = unsafe { PreemptGuard::of(me) };
+    let g = unsafe { PreemptGuard::of(me) };
     // SAFETY: as above.
     let slot = unsafe { (*me).slot() };
-    if slot.word.block(chan) == Block::MustSleep {
-        // SAFETY: we run on `me`'s stack and set the state schedule expects.
-        unsafe {
-            (*me).set_state(State::Sleeping);
-            (*(*me).core.get()).schedule(me, After::Sleep);
+    let may_unwind = !std::thread::panicking();
+    match slot.word.block(chan, may_unwind) {
+        Block::MustSleep => {
+            // SAFETY: we run on `me`'s stack and set the state schedule expects; after it returns we run again and our TCB is ours.
+            let abandoned = unsafe {
+                (*me).set_state(State::Sleeping);
+                (*(*me).core.get()).schedule(me, After::Sleep);
+                (*me).abandon.replace(false)
+            };
+            if abandoned && may_unwind {
+                drop(g);
+                abandon::unwind();
+            }
+        }
+        Block::TokenTaken => {}
+        Block::Abandoned => {
+            drop(g);
+            abandon::unwind();
         }
     }
 }
@@ -1253,7 +1274,13 @@ unsafe extern "C" fn thread_entry<F: FnOnce() -> T, T>(arg: usize) -> ! {
             *Box::from_raw(p)
         }
     };
-    let result = catch_unwind(AssertUnwindSafe(f));
+    let result = catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+        if p.is::<Abandoned>() {
+            crate::runtime::abandoned_payload()
+        } else {
+            p
+        }
+    });
     // SAFETY: our slot's result buffer is empty until now and only we write it.
     unsafe { slot::write_result((*me).slot().result.get(), result) };
     // SAFETY: `me` is the running thread, on its own stack.

@@ -87,6 +87,10 @@ pub(crate) const F_BLOCKED: u32 = 1 << 7;
 pub(crate) const F_WAKE_TOKEN: u32 = 1 << 8;
 /// The slot is allocated (the teardown scan looks for live threads by this bit).
 pub(crate) const F_LIVE: u32 = 1 << 9;
+/// The runtime is shutting down and abandons the thread: its next block unwinds
+/// instead of sleeping (see `thread::block`). Set by the shutdown's scan, never
+/// cleared while the slot lives.
+pub(crate) const F_ABANDON: u32 = 1 << 10;
 
 /// A wait channel of a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +128,8 @@ pub(crate) enum Block {
     TokenTaken,
     /// `BLOCKED` is set: the caller must switch away; a waker will make it runnable.
     MustSleep,
+    /// The thread is abandoned (`F_ABANDON`) and may unwind: nothing was changed.
+    Abandoned,
 }
 
 /// Outcome of [`SlotWord::wake`].
@@ -167,6 +173,13 @@ impl SlotWord {
         gen_of(self.0.load(Ordering::Relaxed))
     }
 
+    /// The generation as of now, from any thread (acquire: the slot's fields written
+    /// before its last change are visible).
+    #[inline]
+    pub(crate) fn generation_now(&self) -> u32 {
+        gen_of(self.0.load(Ordering::Acquire))
+    }
+
     /// Flags as of now (acquire: pairs with the release RMWs that set them).
     #[inline]
     pub(crate) fn flags(&self) -> u32 {
@@ -194,6 +207,29 @@ impl SlotWord {
         flags_of(self.0.fetch_or(bits as u64, Ordering::AcqRel))
     }
 
+    /// Sets `F_ABANDON` if the slot still holds thread `generation`, alive and not
+    /// done; returns whether it did (the shutdown's scan).
+    pub(crate) fn abandon(&self, generation: u32) -> bool {
+        let mut w = self.0.load(Ordering::Relaxed);
+        loop {
+            let f = flags_of(w);
+            if gen_of(w) != generation || f & F_LIVE == 0 || f & F_DONE != 0 {
+                return false;
+            }
+            // AcqRel: the scan's later reads of the thread follow; pairs with the CAS
+            // of `block`.
+            match self.0.compare_exchange_weak(
+                w,
+                w | F_ABANDON as u64,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(cur) => w = cur,
+            }
+        }
+    }
+
     /// Frees the slot: bumps the generation and clears every flag, so every stale id
     /// fails its generation check from now on.
     pub(crate) fn free(&self) {
@@ -202,13 +238,17 @@ impl SlotWord {
         self.0.store(pack(g, 0), Ordering::Release);
     }
 
-    /// The owner thread asks to sleep on `chan`.
+    /// The owner thread asks to sleep on `chan`. If it is abandoned and `may_unwind`
+    /// (it is not unwinding already), nothing changes and it must unwind instead.
     #[inline]
-    pub(crate) fn block(&self, chan: Channel) -> Block {
+    pub(crate) fn block(&self, chan: Channel, may_unwind: bool) -> Block {
         let (blocked, token) = chan.bits();
         let mut w = self.0.load(Ordering::Relaxed);
         loop {
             let f = flags_of(w);
+            if may_unwind && f & F_ABANDON != 0 {
+                return Block::Abandoned;
+            }
             debug_assert!(
                 f & blocked == 0,
                 "block: thread already blocked on {chan:?}"
@@ -612,8 +652,8 @@ mod tests {
             Wake::TokenSet,
             "tokens do not accumulate"
         );
-        assert_eq!(w.block(Channel::Park), Block::TokenTaken);
-        assert_eq!(w.block(Channel::Park), Block::MustSleep);
+        assert_eq!(w.block(Channel::Park, false), Block::TokenTaken);
+        assert_eq!(w.block(Channel::Park, false), Block::MustSleep);
         assert_eq!(w.wake(Channel::Park, g), Wake::MustEnqueue);
         assert_eq!(w.flags() & (F_PARKED | F_PARK_TOKEN), 0);
     }
@@ -625,11 +665,11 @@ mod tests {
         let g = w.generation();
         assert_eq!(w.wake(Channel::Internal, g), Wake::TokenSet);
         assert_eq!(
-            w.block(Channel::Park),
+            w.block(Channel::Park, false),
             Block::MustSleep,
             "an internal token is no park token"
         );
-        assert_eq!(w.block(Channel::Internal), Block::TokenTaken);
+        assert_eq!(w.block(Channel::Internal, false), Block::TokenTaken);
     }
 
     #[test]
@@ -706,7 +746,7 @@ mod loom_slot {
                     if s.word.flags() & F_DONE != 0 {
                         break;
                     }
-                    if jw.block(Channel::Internal) == Block::MustSleep {
+                    if jw.block(Channel::Internal, false) == Block::MustSleep {
                         // Asleep until a waker clears BLOCKED (stands in for the
                         // scheduler making us runnable).
                         while jw.flags() & F_BLOCKED != 0 {
@@ -768,7 +808,7 @@ mod loom_slot {
                     })
                 })
                 .collect();
-            let slept = w.block(Channel::Park) == Block::MustSleep;
+            let slept = w.block(Channel::Park, false) == Block::MustSleep;
             for t in wakers {
                 t.join().unwrap();
             }
@@ -807,7 +847,7 @@ mod loom_slot {
                 if flag.load(Ordering::Acquire) == 1 {
                     break;
                 }
-                if w.block(Channel::Park) == Block::MustSleep {
+                if w.block(Channel::Park, false) == Block::MustSleep {
                     slept = true;
                     break;
                 }

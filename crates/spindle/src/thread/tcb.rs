@@ -75,6 +75,10 @@ pub(crate) struct Tcb {
     /// The panic count the thread took off its OS thread when it switched out while
     /// unwinding; put back when it resumes (`thread::panic_count`). 0 otherwise.
     pub(crate) panic_depth: Cell<u32>,
+    /// Set by a shutdown that woke the thread to abandon it: it unwinds as it resumes
+    /// (`thread::abandon`). Written by the waker that won the wake, before it hands
+    /// the thread to its core.
+    pub(crate) abandon: Cell<bool>,
     // -- hot on the switch path, next to the state --
     /// Preempt count: raised by the runtime's critical sections (`PreemptGuard`);
     /// asynchronous preemption only happens at zero. Changed only by the thread itself
@@ -212,6 +216,7 @@ impl Tcb {
             state: Cell::new(State::Unused),
             next: Cell::new(std::ptr::null_mut()),
             panic_depth: Cell::new(0),
+            abandon: Cell::new(false),
             core: Cell::new(std::ptr::null()),
             slot: p.slot,
             index: p.index,
