@@ -56,6 +56,9 @@
 //! thread, to take a reference to the name for it (a one-slot hand-off in
 //! [`CoreClock`]).
 
+pub(crate) mod code;
+mod signal;
+
 use std::arch::global_asm;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, AtomicUsize, compiler_fence};
 use std::sync::{Arc, Mutex, Once};
@@ -96,8 +99,9 @@ const RUN_SLICE: u64 = u32::MAX as u64;
 /// System V red zone).
 const RED_ZONE: usize = 128;
 
-/// Stack the trampoline's call into the scheduler may use, beyond the saved state.
-const YIELD_STACK: usize = 4096;
+/// Stack the trampoline's call into the scheduler may use, beyond the saved state
+/// (the frame walk of `code::frames_hold_no_std` included).
+const YIELD_STACK: usize = 8192;
 
 /// Preemption settings of a runtime (set through `RuntimeBuilder`).
 #[derive(Debug, Clone)]
@@ -664,15 +668,16 @@ pub(crate) fn running_thread(core: &Core) -> String {
     }
 }
 
-/// Sends the preemption signal to the core's OS thread.
+/// Sends the preemption signal to the core's OS thread (unless another SIGURG handler
+/// replaced spindle's: `signal::may_send`). At worst the thread is gone (ESRCH) or its
+/// id was reused by another of our threads, whose handler finds no spindle thread to
+/// preempt.
 fn signal(k: &CoreClock) {
     let tid = k.tid.load(Ordering::Relaxed);
-    if tid == 0 {
+    if tid == 0 || !signal::may_send() {
         return;
     }
-    // SAFETY: tgkill to a thread of our own process; at worst the thread is gone (ESRCH) or its id was reused by another of our threads, whose handler finds no spindle thread to preempt.
-    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, PREEMPT_SIGNAL) };
-    if r == 0 {
+    if signal::send(tid, PREEMPT_SIGNAL) {
         k.sent
             .store(k.sent.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
@@ -774,14 +779,7 @@ pub(crate) fn install() {
     INSTALL.call_once(|| {
         measure_xsave();
         find_text();
-        // SAFETY: a zeroed sigaction is a valid starting value; we fill in the handler, flags and an empty mask, then install it.
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = on_signal as *const () as usize;
-            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-            libc::sigemptyset(&mut act.sa_mask);
-            libc::sigaction(PREEMPT_SIGNAL, &act, std::ptr::null_mut());
-        }
+        signal::install(PREEMPT_SIGNAL, on_signal as *const () as usize);
     });
 }
 
@@ -861,9 +859,25 @@ fn in_trampoline(ip: usize) -> bool {
     ip >= start && ip < end
 }
 
-/// The preemption signal handler. Async-signal-safe: loads, stores and one atomic
-/// increment (a name's reference count); no allocation, no lock, no system call.
-extern "C" fn on_signal(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+/// Whether the interrupted instruction `ip` may be preempted: in the main
+/// executable's code, not in the trampoline, and not in a function of `std`
+/// (`code`; without a symbol table, nowhere). Async-signal-safe.
+#[inline]
+fn may_interrupt(ip: usize) -> bool {
+    in_text(ip) && !in_trampoline(ip) && code::available() && code::kind_of(ip) != code::Kind::Std
+}
+
+/// The preemption signal handler. Async-signal-safe: loads, stores, a binary search
+/// and one atomic increment (a name's reference count); no allocation, no lock, no
+/// system call. A SIGURG that is not spindle's goes to the handler installed before
+/// (`signal::chain`).
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    if !unsafe { signal::is_ours(info) } {
+        // SAFETY: the kernel's own arguments, forwarded.
+        unsafe { signal::chain(sig, info, ctx) };
+        return;
+    }
     let uc = ctx.cast::<libc::ucontext_t>();
     // SAFETY: the kernel passes the interrupted context of an SA_SIGINFO handler; it is ours to read and change until we return.
     let gregs = unsafe { &mut (*uc).uc_mcontext.gregs };
@@ -895,8 +909,7 @@ extern "C" fn on_signal(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mu
         let need =
             RED_ZONE + 8 + 16 * 8 + XSAVE_SIZE.load(Ordering::Relaxed) as usize + 64 + YIELD_STACK;
         if count != 0
-            || !in_text(ip)
-            || in_trampoline(ip)
+            || !may_interrupt(ip)
             || sp < base + guard_size() + need
             || std::thread::panicking()
         {
@@ -912,8 +925,6 @@ extern "C" fn on_signal(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mu
         gregs[libc::REG_RIP as usize] = spindle_preempt_trampoline_v1 as *const () as usize as i64;
         // Raised until `preempted` has yielded: no second preemption in between.
         (*tcb).preempt_count.store(1, Ordering::Relaxed);
-        k.preemptions
-            .store(k.preemptions.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }
 
@@ -951,16 +962,31 @@ unsafe fn hand_over_name(k: &CoreClock, tcb: *mut Tcb) {
     k.name_ready.store(true, Ordering::Release);
 }
 
-/// Called by the trampoline on the preempted thread's stack: yields.
+/// Called by the trampoline on the preempted thread's stack: yields, unless a frame
+/// of `std` between the interrupted instruction and the thread's closure may hold a
+/// lock of the OS thread (`code::frames_hold_no_std`); then it only leaves the
+/// reschedule flag set and returns to the thread.
 extern "C" fn preempted() {
     let Some(me) = current_tcb() else {
         // The handler only redirects spindle threads.
         std::process::abort()
     };
+    let trampoline = (
+        spindle_preempt_trampoline_v1 as *const () as usize,
+        spindle_preempt_trampoline_end_v1 as *const () as usize,
+    );
     // SAFETY: we are the running thread `me`, outside any runtime critical section (the handler checked the count was zero, then raised it to 1 for us).
     unsafe {
-        (*me).set_state(State::Runnable);
-        (*(*me).core.get()).schedule(me, After::Requeue);
+        if code::frames_hold_no_std(trampoline, (*me).user_base.get()) {
+            let k = &(*(*me).core.get()).clock;
+            // Single writer: the core's OS thread (this handler's and trampoline's).
+            k.preemptions
+                .store(k.preemptions.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            (*me).set_state(State::Runnable);
+            (*(*me).core.get()).schedule(me, After::Requeue);
+        } else {
+            (*(*me).core.get()).resched.store(true, Ordering::Relaxed);
+        }
         compiler_fence(Ordering::SeqCst);
         (*me).preempt_count.store(0, Ordering::Relaxed);
     }
@@ -976,6 +1002,13 @@ unsafe extern "C" {
 // entry every register holds what the thread had when the signal came, except
 //   rsp = interrupted rsp - 136, [rsp] = interrupted rip,
 // and [rsp + 8, rsp + 136) is the thread's red zone, which nothing here touches.
+//
+// Its CFI describes the interrupted frame as its caller, so that `preempted` can walk
+// the thread's frames with the unwinder (`code::frames_hold_no_std`): the CFA is the
+// interrupted rsp (entry rsp + 136), the "return address" is at CFA - 136, and each
+// saved register is recorded as it is pushed. `.cfi_signal_frame` tells the unwinder
+// that this return address is the interrupted instruction itself, not the one after
+// a call (it must not look up `rip - 1`).
 global_asm!(
     ".text",
     ".p2align 4",
@@ -984,29 +1017,66 @@ global_asm!(
     ".type spindle_preempt_trampoline_v1, @function",
     "spindle_preempt_trampoline_v1:",
     ".cfi_startproc",
-    // No unwinding through here: the caller frame is an arbitrary instruction.
-    ".cfi_undefined rip",
+    ".cfi_signal_frame",
+    // CFA = the interrupted rsp; the interrupted rip is at CFA - 136.
+    ".cfi_def_cfa rsp, 136",
+    ".cfi_offset rip, -136",
     // Save rflags first, before any instruction below changes them.
     "pushfq",
-    // Save the fifteen general registers other than rsp.
+    ".cfi_adjust_cfa_offset 8",
+    // Save the fifteen general registers other than rsp, recording where each went
+    // (CFA - 136 - 8 for the flags, then 8 bytes further down per push).
     "push rax",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rax, -152",
     "push rcx",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rcx, -160",
     "push rdx",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rdx, -168",
     "push rbx",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rbx, -176",
     "push rbp",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rbp, -184",
     "push rsi",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rsi, -192",
     "push rdi",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rdi, -200",
     "push r8",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r8, -208",
     "push r9",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r9, -216",
     "push r10",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r10, -224",
     "push r11",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r11, -232",
     "push r12",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r12, -240",
     "push r13",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r13, -248",
     "push r14",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r14, -256",
     "push r15",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r15, -264",
     // rbx (saved above, callee-saved across the call below) keeps the address of the
     // saved registers, to come back to after the vector state.
     "mov rbx, rsp",
+    // rsp is realigned below: from here the CFA is found through rbx (rsp + 264 at
+    // this point).
+    ".cfi_def_cfa_register rbx",
     // Reserve the vector/x87 save area: its size (a multiple of 64) from XSAVE_SIZE.
     "sub rsp, qword ptr [rip + {size}]",
     // Align it to 64 bytes, as xsave64 requires (fxsave64 needs 16).
@@ -1061,25 +1131,43 @@ global_asm!(
     "5:",
     // Drop the save area: rsp points at the saved general registers again.
     "mov rsp, rbx",
+    // The CFA is found through rsp again.
+    ".cfi_def_cfa_register rsp",
     // Restore the general registers in reverse order (rbx last of its group, so the
     // pointer it held is no longer needed).
     "pop r15",
+    ".cfi_adjust_cfa_offset -8",
     "pop r14",
+    ".cfi_adjust_cfa_offset -8",
     "pop r13",
+    ".cfi_adjust_cfa_offset -8",
     "pop r12",
+    ".cfi_adjust_cfa_offset -8",
     "pop r11",
+    ".cfi_adjust_cfa_offset -8",
     "pop r10",
+    ".cfi_adjust_cfa_offset -8",
     "pop r9",
+    ".cfi_adjust_cfa_offset -8",
     "pop r8",
+    ".cfi_adjust_cfa_offset -8",
     "pop rdi",
+    ".cfi_adjust_cfa_offset -8",
     "pop rsi",
+    ".cfi_adjust_cfa_offset -8",
     "pop rbp",
+    ".cfi_adjust_cfa_offset -8",
     "pop rbx",
+    ".cfi_adjust_cfa_offset -8",
     "pop rdx",
+    ".cfi_adjust_cfa_offset -8",
     "pop rcx",
+    ".cfi_adjust_cfa_offset -8",
     "pop rax",
+    ".cfi_adjust_cfa_offset -8",
     // Restore rflags last: nothing after this changes them (`ret` does not).
     "popfq",
+    ".cfi_adjust_cfa_offset -8",
     // Pop the interrupted rip and release the 128-byte red zone: rsp is exactly the
     // interrupted rsp again, and execution continues at the interrupted instruction.
     "ret 128",

@@ -655,21 +655,33 @@ impl Builder {
     /// A preemptible thread that keeps running past its time slice plus one tick is
     /// interrupted by a signal and made to yield wherever it is, even in a loop that
     /// makes no runtime call; all its registers (general, flags, x87/SSE/AVX state) are
-    /// saved and restored exactly. The runtime's own critical sections are never
-    /// interrupted, nor is code outside the main executable (libc, the vDSO).
+    /// saved and restored exactly.
     ///
-    /// **Do not hold a lock of the OS-thread world in a preemptible thread**: a
-    /// `std::sync::Mutex`, `RwLock` or `ReentrantLock` (`stdout().lock()`, held briefly
-    /// by `println!`), a `RefCell` borrow of a `thread_local!`, or a lock of a C
-    /// library. Such locks belong to the core's OS thread, which runs other spindle
-    /// threads while the preempted one is suspended with the lock held. If one of them
-    /// takes the same lock, a plain mutex deadlocks the whole core (its owner can never
-    /// run again to release it), and a reentrant lock lets it in — both threads are in
-    /// the critical section at once. spindle's own [`sync`](crate::sync) types are
-    /// safe: a waiter parks its spindle thread, so the preempted holder runs again and
-    /// releases the lock. A global allocator linked into the executable (jemalloc,
-    /// mimalloc) has the same hazard; the default (libc's `malloc`) does not, as libc's
-    /// code is never interrupted.
+    /// It is never interrupted where a lock of its OS thread may be held: in the
+    /// runtime's own critical sections, in code outside the main executable (libc, and
+    /// with it `malloc`; the vDSO), in a function of the standard library, or in user
+    /// code that the standard library called with such a lock held (a `Display` that
+    /// `println!` formats, a closure run by `Once` or by a thread-local's `with`): the
+    /// thread's frames are walked before it yields. Those preemptions are deferred to
+    /// the thread's next runtime call or a later tick. The executable needs its symbol
+    /// table for this (it is there unless stripped); without one, preemptible threads
+    /// are only preempted at runtime calls, and stderr says so once.
+    ///
+    /// **Do not hold a lock of the OS-thread world across your own code in a
+    /// preemptible thread**: a `std::sync::Mutex` or `RwLock` guard, a `RefCell`
+    /// borrowed out of a `thread_local!` and kept, a lock of a C library. Such locks
+    /// belong to the core's OS thread, which runs other spindle threads while the
+    /// preempted one is suspended with the lock held: a plain mutex then deadlocks the
+    /// whole core, a reentrant one lets two threads in. spindle's own
+    /// [`sync`](crate::sync) types are safe: a waiter parks its spindle thread, so the
+    /// preempted holder runs again and releases the lock. A global allocator linked
+    /// into the executable (jemalloc, mimalloc) has the same hazard; the default
+    /// (libc's `malloc`) does not.
+    ///
+    /// Preemption uses SIGURG. A SIGURG handler installed before the first runtime is
+    /// kept and still gets every SIGURG that is not spindle's; one installed later
+    /// replaces spindle's, which turns asynchronous preemption off (reported once on
+    /// stderr).
     pub fn preemptible(mut self, yes: bool) -> Builder {
         self.preemptible = Some(yes);
         self
@@ -1011,11 +1023,16 @@ fn tcb_init<F: FnOnce() -> T, T>(
     ty: usize,
     shared: &Shared,
 ) -> TcbInit {
+    let preemptible = opts
+        .preemptible
+        .unwrap_or(shared.clock.default_preemptible());
+    if preemptible {
+        // Where it may be interrupted is known before it first runs.
+        crate::preempt::code::ensure();
+    }
     TcbInit {
         run_word: shared.clock.run_word(opts.time_slice, opts.preemptible),
-        preemptible: opts
-            .preemptible
-            .unwrap_or(shared.clock.default_preemptible()),
+        preemptible,
         slot,
         index,
         generation,
@@ -1274,7 +1291,13 @@ unsafe extern "C" fn thread_entry<F: FnOnce() -> T, T>(arg: usize) -> ! {
             *Box::from_raw(p)
         }
     };
-    let result = catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // Frames below this point are the thread's own (`preempt::code`).
+        // SAFETY: our own TCB, while we run.
+        unsafe { (*me).user_base.set(arch::stack_pointer()) };
+        f()
+    }))
+    .map_err(|p| {
         if p.is::<Abandoned>() {
             crate::runtime::abandoned_payload()
         } else {

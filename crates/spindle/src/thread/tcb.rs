@@ -79,6 +79,9 @@ pub(crate) struct Tcb {
     /// (`thread::abandon`). Written by the waker that won the wake, before it hands
     /// the thread to its core.
     pub(crate) abandon: Cell<bool>,
+    /// The stack pointer where the thread's closure was called: the preemption's frame
+    /// walk stops there (`preempt::code`). 0 before the closure runs.
+    pub(crate) user_base: Cell<usize>,
     // -- hot on the switch path, next to the state --
     /// Preempt count: raised by the runtime's critical sections (`PreemptGuard`);
     /// asynchronous preemption only happens at zero. Changed only by the thread itself
@@ -217,6 +220,7 @@ impl Tcb {
             next: Cell::new(std::ptr::null_mut()),
             panic_depth: Cell::new(0),
             abandon: Cell::new(false),
+            user_base: Cell::new(0),
             core: Cell::new(std::ptr::null()),
             slot: p.slot,
             index: p.index,

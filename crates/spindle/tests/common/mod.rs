@@ -69,21 +69,59 @@ impl std::fmt::Debug for ChildOutput {
     }
 }
 
+/// How long a child process may run before it is killed (a hang then fails the test
+/// with what the child printed, instead of hanging the suite).
+const CHILD_LIMIT: Duration = Duration::from_secs(20);
+
 /// Re-runs this test binary's test `entry` (which plays [`child_case`]) as a child
-/// process with `case`; `configure` adds to the command (environment, limits).
+/// process with `case`; `configure` adds to the command (environment, limits). A
+/// child still running after [`CHILD_LIMIT`] is killed (its exit code is then `None`).
 pub(crate) fn run_child(
     entry: &str,
     case: &str,
     configure: impl FnOnce(&mut std::process::Command),
 ) -> ChildOutput {
+    use std::io::Read;
+    use std::process::Stdio;
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", entry, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, case);
+        .env(CHILD_ENV, case)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     configure(&mut cmd);
-    let out = cmd.output().unwrap();
+    let mut child = cmd.spawn().unwrap();
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > CHILD_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
+    if status.is_none() {
+        stderr.push_str(&format!("\n[killed after {CHILD_LIMIT:?}: it hung]"));
+    }
     ChildOutput {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.and_then(|s| s.code()),
+        stdout: String::from_utf8_lossy(&out_t.join().unwrap()).into_owned(),
+        stderr,
     }
 }
