@@ -659,6 +659,26 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_thread_unwinds_instead_of_blocking_unless_it_is_unwinding() {
+        let w = SlotWord::new();
+        w.activate();
+        let g = w.generation();
+        assert!(w.abandon(g));
+        assert_eq!(w.block(Channel::Park, true), Block::Abandoned);
+        assert_eq!(
+            w.flags() & F_PARKED,
+            0,
+            "an abandoned block changes nothing"
+        );
+        // A thread already unwinding sleeps as usual.
+        assert_eq!(w.block(Channel::Park, false), Block::MustSleep);
+        // A stale or finished id is not abandoned.
+        assert!(!w.abandon(g.wrapping_add(1)));
+        w.set(F_DONE);
+        assert!(!w.abandon(g));
+    }
+
+    #[test]
     fn channels_are_independent() {
         let w = SlotWord::new();
         w.activate();
@@ -860,6 +880,42 @@ mod loom_slot {
                     "the parker sleeps with nobody to wake it"
                 );
             }
+        });
+    }
+
+    /// The shutdown's abandon against a thread going to sleep: the thread either sees
+    /// `F_ABANDON` when it blocks (and unwinds without sleeping), or it sleeps and the
+    /// shutdown's `cancel_block` wins and wakes it — never neither (it would sleep for
+    /// ever), never both (it would be enqueued while running).
+    #[test]
+    fn loom_abandon_vs_block() {
+        loom::model(|| {
+            let w = Arc::new(SlotWord::new());
+            w.activate();
+            let g = w.generation();
+            let kicked = Arc::new(AtomicU32::new(0));
+            let shutdown = {
+                let (w, kicked) = (w.clone(), kicked.clone());
+                thread::spawn(move || {
+                    if w.abandon(g) && w.cancel_block(Channel::Internal, g) {
+                        kicked.store(1, Ordering::Release);
+                    }
+                })
+            };
+            match w.block(Channel::Internal, true) {
+                Block::Abandoned => {}
+                Block::MustSleep => {
+                    // Asleep until the shutdown, having cleared BLOCKED, makes it
+                    // runnable (`kicked`); loom fails the model if that never happens.
+                    while kicked.load(Ordering::Acquire) == 0 {
+                        thread::yield_now();
+                    }
+                    assert_eq!(w.flags() & F_BLOCKED, 0);
+                }
+                Block::TokenTaken => panic!("no token was ever set"),
+            }
+            shutdown.join().unwrap();
+            assert_ne!(w.flags() & F_ABANDON, 0);
         });
     }
 }
