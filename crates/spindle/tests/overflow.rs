@@ -45,12 +45,14 @@ fn child_entry() {
             let _ = h.join();
         }),
         Ok("overflow-mprotect") => spindle::run(|| {
+            // Known since the main thread's stack was made; printed before `deep`
+            // exists, which may run on another core at once.
+            eprintln!("guard mode: {}", spindle::guard_mode().unwrap());
             let h = spindle::Builder::new()
                 .name("deep")
                 .stack_size(32 << 10)
                 .spawn(|| recurse(0))
                 .unwrap();
-            eprintln!("guard mode: {}", spindle::guard_mode().unwrap());
             let _ = h.join();
         }),
         Ok("null") => spindle::run(|| {
