@@ -508,18 +508,9 @@ where
     }
     let mut opts = attrs.opts()?;
     opts.lazy = true;
+    // The service core runs maintenance threads only, named or not.
+    shared.refuse_service_core(&opts.target)?;
     let ty = match &opts.target {
-        // The service core runs maintenance threads only, named or not.
-        Target::Core(id) if Some(*id) == shared.hyper => {
-            return Err(SpawnError::ServiceCore { core: *id });
-        }
-        Target::Type(t)
-            if shared.service_ty.is_some() && shared.type_index(t) == shared.service_ty =>
-        {
-            return Err(SpawnError::ServiceCore {
-                core: shared.hyper.unwrap_or(0),
-            });
-        }
         Target::Core(id) => shared
             .active_core(*id)
             .ok_or(SpawnError::NoSuchCore { core: *id })?

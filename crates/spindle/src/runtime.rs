@@ -486,6 +486,22 @@ impl Shared {
             + self.foreign_typed[ty].load(Ordering::Relaxed)
     }
 
+    /// `SpawnError::ServiceCore` if `target` names the service core or its type: it
+    /// runs maintenance threads only (those spawn with `Target::Maintenance`).
+    pub(crate) fn refuse_service_core(&self, target: &Target) -> Result<(), crate::SpawnError> {
+        let service = match target {
+            Target::Core(id) => self.hyper == Some(*id),
+            Target::Type(name) => {
+                self.service_ty.is_some() && self.type_index(name) == self.service_ty
+            }
+            _ => false,
+        };
+        match self.hyper {
+            Some(core) if service => Err(crate::SpawnError::ServiceCore { core }),
+            _ => Ok(()),
+        }
+    }
+
     /// Live threads of every type (a snapshot, like [`Shared::live_of_type`]).
     pub(crate) fn live_threads(&self) -> i64 {
         (0..self.types.len()).map(|ty| self.live_of_type(ty)).sum()

@@ -8,18 +8,7 @@ use std::time::Duration;
 use spindle::{Builder, CoreError, CoreType, Runtime};
 
 mod common;
-use common::watchdog;
-
-/// A tiny deterministic generator (xorshift), so failures replay.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use common::{Rng, watchdog};
 
 #[test]
 fn ten_thousand_threads_survive_random_core_churn() {

@@ -7,15 +7,7 @@ use std::time::Duration;
 use spindle::{Builder, SpawnError};
 
 mod common;
-
-/// Counts its drops.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
+use common::Counted;
 
 #[test]
 fn run_returns_the_main_value_and_join_returns_each_result() {

@@ -9,18 +9,7 @@ use std::time::{Duration, Instant};
 use spindle::Runtime;
 
 mod common;
-use common::watchdog;
-
-/// A tiny deterministic generator (xorshift), so failures replay.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use common::{Rng, watchdog};
 
 /// 2,000 threads take one `spindle::sync::Mutex` 50 times each while an OS thread
 /// outside the runtime adds and removes cores every 100–500 µs. Every increment must

@@ -119,19 +119,24 @@ fn a_thread_that_migrates_while_unwinding_takes_its_panic_along() {
     });
 }
 
+/// A user's panic hook that says when it was set and what the panic said.
+fn user_hook(when: &'static str) -> Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send> {
+    Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .unwrap_or("?");
+        eprintln!("user hook {when}: {msg}");
+    })
+}
+
 /// The child side of the tests below.
 #[test]
 fn child_entry() {
     match common::child_case().as_deref() {
         Some("report") => {
-            std::panic::set_hook(Box::new(|info| {
-                let msg = info
-                    .payload()
-                    .downcast_ref::<&str>()
-                    .copied()
-                    .unwrap_or("?");
-                eprintln!("user hook before: {msg}");
-            }));
+            std::panic::set_hook(user_hook("before"));
             spindle::run(|| {
                 let h = Builder::new()
                     .name("worker")
@@ -141,14 +146,7 @@ fn child_entry() {
             });
             // A hook set while a runtime runs keeps working too.
             spindle::run(|| {
-                std::panic::set_hook(Box::new(|info| {
-                    let msg = info
-                        .payload()
-                        .downcast_ref::<&str>()
-                        .copied()
-                        .unwrap_or("?");
-                    eprintln!("user hook after: {msg}");
-                }));
+                std::panic::set_hook(user_hook("after"));
                 let h = Builder::new()
                     .name("late")
                     .spawn(|| panic!("boom two"))

@@ -9,13 +9,27 @@ use std::time::{Duration, Instant};
 use spindle::Runtime;
 
 mod common;
-use common::with_watchdog;
+use common::{Counted, with_watchdog};
 
-/// Counts its drops.
-struct Counted(Arc<AtomicUsize>);
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
+/// Starts a detached thread named "stubborn" in `rt` that spins for ever without a
+/// runtime call, and returns once it runs.
+fn start_spinner(rt: &Runtime) {
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    drop(
+        spindle::Builder::new()
+            .name("stubborn")
+            .spawn_in(rt.handle(), move || {
+                s.store(true, Ordering::SeqCst);
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            })
+            .unwrap(),
+    );
+    while !started.load(Ordering::SeqCst) {
+        std::thread::yield_now();
     }
 }
 
@@ -28,22 +42,7 @@ fn drop_returns_while_a_preemptible_thread_spins() {
             .preemptible(true)
             .build()
             .unwrap();
-        let started = Arc::new(AtomicBool::new(false));
-        rt.block_on({
-            let started = started.clone();
-            move || {
-                drop(spindle::spawn(move || {
-                    started.store(true, Ordering::SeqCst);
-                    let mut x = 0u64;
-                    loop {
-                        x = std::hint::black_box(x.wrapping_add(1));
-                    }
-                }));
-            }
-        });
-        while !started.load(Ordering::SeqCst) {
-            std::thread::yield_now();
-        }
+        start_spinner(&rt);
         drop(rt);
     });
 }
@@ -230,27 +229,7 @@ fn child_entry() {
             .shutdown_timeout(Duration::from_millis(200))
             .build()
             .unwrap();
-        let started = Arc::new(AtomicBool::new(false));
-        rt.block_on({
-            let started = started.clone();
-            move || {
-                drop(
-                    spindle::Builder::new()
-                        .name("stubborn")
-                        .spawn(move || {
-                            started.store(true, Ordering::SeqCst);
-                            let mut x = 0u64;
-                            loop {
-                                x = std::hint::black_box(x.wrapping_add(1));
-                            }
-                        })
-                        .unwrap(),
-                );
-            }
-        });
-        while !started.load(Ordering::SeqCst) {
-            std::thread::yield_now();
-        }
+        start_spinner(&rt);
         let t = Instant::now();
         drop(rt);
         println!("dropped in {} ms", t.elapsed().as_millis());

@@ -183,15 +183,7 @@ impl<T> Chan<T> {
             let node = st.send_waiters.push(0, false);
             drop(st);
             // Unwinding with a wakeup (room was made): another sender takes it.
-            let leave = LeaveOnUnwind::new(
-                &self.state,
-                &node,
-                |st: &mut State<T>| &mut st.send_waiters,
-                |_: &mut State<T>| {},
-                |_| self.pass_on(|st| &mut st.send_waiters),
-            );
-            let v = node.wait(wait.deadline());
-            leave.done();
+            let v = self.wait_in(&node, &wait, |st| &mut st.send_waiters);
             st = lock(&self.state);
             if v == 0 && node.notified() == 0 {
                 st.send_waiters.remove(&node);
@@ -286,13 +278,30 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Passes a wakeup a waiter of `list` got but will not use (it unwinds) to the
-    /// next waiter of that list.
-    fn pass_on(&self, list: impl FnOnce(&mut State<T>) -> &mut WaitList) {
-        let n = list(&mut lock(&self.state)).notify_one(CHANGED);
-        if let Some(n) = n {
-            n.wake();
-        }
+    /// Waits on `node` (queued in the list `list` selects) as `wait` allows. A thread
+    /// that unwinds out of the wait leaves the list, or, if it was notified already,
+    /// passes the wakeup to the next waiter of that list.
+    fn wait_in(
+        &self,
+        node: &Arc<Node>,
+        wait: &Wait,
+        list: fn(&mut State<T>) -> &mut WaitList,
+    ) -> u32 {
+        let leave = LeaveOnUnwind::new(
+            &self.state,
+            node,
+            list,
+            |_: &mut State<T>| {},
+            |_| {
+                let n = list(&mut lock(&self.state)).notify_one(CHANGED);
+                if let Some(n) = n {
+                    n.wake();
+                }
+            },
+        );
+        let v = node.wait(wait.deadline());
+        leave.done();
+        v
     }
 
     /// Receives a message, waiting at most as `wait` says.
@@ -324,15 +333,7 @@ impl<T> Chan<T> {
             let node = st.recv_waiters.push(0, false);
             drop(st);
             // Unwinding with a wakeup (a message came): another receiver takes it.
-            let leave = LeaveOnUnwind::new(
-                &self.state,
-                &node,
-                |st: &mut State<T>| &mut st.recv_waiters,
-                |_: &mut State<T>| {},
-                |_| self.pass_on(|st| &mut st.recv_waiters),
-            );
-            let v = node.wait(wait.deadline());
-            leave.done();
+            let v = self.wait_in(&node, &wait, |st| &mut st.recv_waiters);
             st = lock(&self.state);
             if v == 0 && node.notified() == 0 {
                 st.recv_waiters.remove(&node);

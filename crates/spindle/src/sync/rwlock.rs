@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::AtomicBool;
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 
-use super::waiter::{LeaveOnUnwind, Notify, WaitList, lock, wake_all};
+use super::waiter::{LeaveOnUnwind, Node, Notify, WaitList, lock, wake_all};
 use crate::loom::{AtomicU32, Mutex as Internal, Ordering};
 
 /// A writer holds the lock.
@@ -294,18 +294,8 @@ impl<T: ?Sized> RwLock<T> {
             }
             let node = q.readers.push(0, false);
             drop(q);
-            let leave = LeaveOnUnwind::new(
-                &self.queues,
-                &node,
-                |q: &mut Queues| &mut q.readers,
-                |q: &mut Queues| self.unpark_if_idle(q),
-                // Unwinding with the read lock handed over: release it.
-                |_| self.read_unlock(),
-            );
             // Woken only by a handoff: the read lock is ours.
-            let v = node.wait(None);
-            leave.done();
-            debug_assert_eq!(v, HANDOFF);
+            self.wait_handed_over(&node, |q| &mut q.readers, || self.read_unlock());
             return;
         }
     }
@@ -337,20 +327,31 @@ impl<T: ?Sized> RwLock<T> {
             }
             let node = q.writers.push(0, false);
             drop(q);
-            let leave = LeaveOnUnwind::new(
-                &self.queues,
-                &node,
-                |q: &mut Queues| &mut q.writers,
-                |q: &mut Queues| self.unpark_if_idle(q),
-                // Unwinding with the write lock handed over: release it.
-                |_| self.write_unlock(),
-            );
             // Woken only by a handoff: the write lock is ours.
-            let v = node.wait(None);
-            leave.done();
-            debug_assert_eq!(v, HANDOFF);
+            self.wait_handed_over(&node, |q| &mut q.writers, || self.write_unlock());
             return;
         }
+    }
+
+    /// Waits on `node` (queued in the queue `list` selects) until the lock is handed
+    /// over. A thread that unwinds out of the wait leaves its queue, or, if the lock
+    /// was handed over already, gives it back with `release`.
+    fn wait_handed_over(
+        &self,
+        node: &crate::loom::Arc<Node>,
+        list: fn(&mut Queues) -> &mut WaitList,
+        release: impl FnOnce(),
+    ) {
+        let leave = LeaveOnUnwind::new(
+            &self.queues,
+            node,
+            list,
+            |q: &mut Queues| self.unpark_if_idle(q),
+            |_| release(),
+        );
+        let v = node.wait(None);
+        leave.done();
+        debug_assert_eq!(v, HANDOFF);
     }
 
     /// A waiter left its queue (unwinding): with both queues empty, nobody is parked.

@@ -842,17 +842,8 @@ where
         Target::Maintenance => &maint,
         t => t,
     };
+    shared.refuse_service_core(target)?;
     let (ty, dst) = match target {
-        Target::Core(id) if Some(*id) == shared.hyper => {
-            return Err(SpawnError::ServiceCore { core: *id });
-        }
-        Target::Type(name)
-            if shared.service_ty.is_some() && shared.type_index(name) == shared.service_ty =>
-        {
-            return Err(SpawnError::ServiceCore {
-                core: shared.hyper.unwrap_or(0),
-            });
-        }
         Target::Maintenance => unreachable!("resolved above"),
         Target::Core(id) => {
             let c = shared
