@@ -86,7 +86,7 @@ fn spawn_detached(
         time_slice: None,
         preemptible: Some(false),
     };
-    // SAFETY: the closure and its result are 'static and Send.
+    // SAFETY: the closure and its result are 'static and Send, as a spawn requires.
     let h = unsafe { spawn_unchecked(shared, f, opts)? };
     shared.add_maintenance_thread(h.thread().id());
     // The handle is dropped: the thread is detached.

@@ -106,8 +106,8 @@ fn child_entry() {
         }),
         "env" => four_on_one_core(400, |i| {
             let key = format!("SPINDLE_TEST_VAR_{}", i % 7);
-            // SAFETY: every thread that touches the environment in this process goes
-            // through std's environment lock, which is what this test exercises.
+            // The environment is only touched through std's lock, which this exercises.
+            // SAFETY: nothing in this child process reads the environment without std.
             unsafe { std::env::set_var(&key, i.to_string()) };
             std::hint::black_box(std::env::var(&key).ok());
         }),

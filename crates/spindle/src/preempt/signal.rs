@@ -74,13 +74,13 @@ pub(crate) unsafe fn chain(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_v
         return;
     }
     if PREV_FLAGS.load(Ordering::Relaxed) & libc::SA_SIGINFO as usize != 0 {
+        type SigInfoHandler = extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void);
         // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this signature; we pass it what the kernel gave us.
-        let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
-            unsafe { std::mem::transmute(prev) };
+        let f = unsafe { std::mem::transmute::<usize, SigInfoHandler>(prev) };
         f(sig, info, ctx);
     } else {
         // SAFETY: installed without SA_SIGINFO: a plain `fn(int)` handler.
-        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(prev) };
+        let f = unsafe { std::mem::transmute::<usize, extern "C" fn(c_int)>(prev) };
         f(sig);
     }
 }

@@ -230,7 +230,7 @@ fn preempt_for(level: u8) {
 /// pending). A thread its runtime abandons at shutdown unwinds from here instead
 /// (`abandon`), unless it is unwinding already.
 fn block(me: *mut Tcb, chan: Channel) {
-    // SAFETY: `me` is the running thread; its slot is alive while it runs.
+    // SAFETY: `me` is the running thread (the caller's own), on its own stack.
     let g = unsafe { PreemptGuard::of(me) };
     // SAFETY: as above.
     let slot = unsafe { (*me).slot() };
