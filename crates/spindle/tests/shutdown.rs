@@ -88,7 +88,12 @@ fn blocked_threads_are_unwound_at_shutdown() {
                 let parked = spindle::spawn(spindle::park);
                 hs.push(spindle::spawn(move || {
                     let _c = Counted(d);
+                    // The joined thread is abandoned too, maybe first: then the join
+                    // returns, and the park after it is where this one is unwound.
                     let _ = parked.join();
+                    loop {
+                        spindle::park();
+                    }
                 }));
                 // Let every one of them block.
                 spindle::sleep(Duration::from_millis(20));
