@@ -7,7 +7,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::thread::{Waiter, block_internal, current_tcb};
+use crate::thread::{Waiter, block_internal};
+use crate::task::current::current_tcb;
 
 /// Most OS threads a runtime's pool runs at once; more work queues.
 pub const BLOCKING_THREADS: usize = 16;

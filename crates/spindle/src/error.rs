@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE};
-use crate::thread::MAX_PRIORITY;
+use crate::task::priority::MAX_PRIORITY;
 
 /// Why a thread could not be spawned. Nothing is lost: the closure is dropped on the
 /// spawning thread and no runtime state changes.
@@ -105,7 +105,7 @@ impl fmt::Display for SpawnError {
                 f,
                 "priority {requested} is out of range: use 0 (least urgent) to {MAX_PRIORITY} \
                  (most urgent); the default is {}",
-                crate::thread::DEFAULT_PRIORITY
+                crate::task::priority::DEFAULT_PRIORITY
             ),
             SpawnError::OutOfMemory { stack_size, errno } => {
                 write!(f, "no memory for a {stack_size}-byte stack")?;

@@ -274,7 +274,7 @@ pub(crate) fn timed_out() -> io::Error {
 
 /// The runtime of the running spindle thread.
 fn current_shared() -> Option<*const Shared> {
-    let me = crate::thread::current_tcb()?;
+    let me = crate::task::current::current_tcb()?;
     // SAFETY: the running thread's TCB and core are valid while it runs.
     Some(unsafe { (*(*me).core.get()).shared_ptr() })
 }

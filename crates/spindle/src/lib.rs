@@ -46,6 +46,7 @@ mod shutdown;
 pub mod stack;
 pub mod sync;
 pub mod sys;
+mod task;
 mod thread;
 pub mod topology;
 

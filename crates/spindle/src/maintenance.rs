@@ -77,7 +77,7 @@ fn spawn_detached(
     f: impl FnOnce() + Send + 'static,
 ) -> Result<(), crate::SpawnError> {
     let opts = SpawnOpts {
-        name: Some(crate::thread::tcb::Name::Static(name)),
+        name: Some(crate::task::tcb::Name::Static(name)),
         stack_size: None,
         priority: MAX_PRIORITY,
         main: false,

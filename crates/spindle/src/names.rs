@@ -23,8 +23,9 @@ use std::sync::OnceLock;
 
 use crate::error::SpawnError;
 use crate::runtime::{Handle, Shared};
-use crate::thread::tcb::Name;
-use crate::thread::{Builder, JoinHandle, Target, current_tcb, spawn_unchecked};
+use crate::task::tcb::Name;
+use crate::thread::{Builder, JoinHandle, Target, spawn_unchecked};
+use crate::task::current::current_tcb;
 use crate::topology::FeatureSet;
 
 #[doc(hidden)]

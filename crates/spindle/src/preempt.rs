@@ -70,8 +70,8 @@ use crate::loom::Ordering;
 use crate::runtime::{ConfigError, Shared};
 use crate::sched::{After, Core, CoreState, MAX_CORES};
 use crate::stack::{block_of, guard_size};
-use crate::thread::current_tcb;
-use crate::thread::tcb::{Name, State, Tcb};
+use crate::task::current::current_tcb;
+use crate::task::tcb::{Name, State, Tcb};
 
 /// Default time slice of a thread.
 pub const DEFAULT_TIME_SLICE: Duration = Duration::from_millis(10);

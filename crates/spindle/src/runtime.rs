@@ -42,9 +42,10 @@ use crate::sched::exchange::Slots;
 use crate::sched::{Core, CoreState, CoreStats, IDLE_LEVEL, MAX_CORES, MAX_TYPES};
 use crate::stack::overflow::AltStack;
 use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
-use crate::thread::tcb::{Name, Tcb};
+use crate::task::tcb::{Name, Tcb};
 use crate::thread::{self, JoinHandle, SpawnOpts, Target, ThreadId};
 use crate::topology::{self, FeatureSet};
+pub use crate::topology::{DEFAULT_TYPE, SERVICE_TYPE};
 
 /// Default spin before an idle core sleeps in the kernel. Waking a sleeping OS thread
 /// costs ~25 µs on the reference machine, so spinning a little longer than that
@@ -53,12 +54,6 @@ pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
 
 /// Stack size of the main thread of [`run`] and [`Runtime::block_on`].
 pub const MAIN_STACK_SIZE: usize = 8 << 20;
-
-/// Name of the core type of a runtime configured without types.
-pub const DEFAULT_TYPE: &str = "default";
-
-/// The name of the service core's type (the hypercore); reserved.
-pub const SERVICE_TYPE: &str = "service";
 
 /// A class of cores with the same CPUs and CPU features.
 ///
@@ -734,8 +729,11 @@ impl RuntimeBuilder {
         crate::stack::ensure_arena().map_err(|e| ConfigError::StackArena {
             message: e.to_string(),
         })?;
-        // Panic reports of spindle threads name them and run on a side stack.
-        crate::thread::panic_hook::install();
+        // Panic reports of spindle threads name them and run on a side stack; an
+        // overflow report names the thread; a forked child refuses every call.
+        crate::task::panic_hook::install();
+        crate::stack::overflow::set_describer(crate::task::tcb::describe_overflowed);
+        crate::fork::install();
         let allowed = topology::allowed_cpus();
         let default_stack = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         if !default_stack.is_power_of_two()
@@ -1037,7 +1035,7 @@ impl std::ops::Deref for Runtime {
 impl Handle {
     /// The runtime of the running spindle thread, or `None` on an OS thread.
     pub fn try_current() -> Option<Handle> {
-        let me = thread::current_tcb()?;
+        let me = crate::task::current::current_tcb()?;
         // SAFETY: `me` runs on its core, whose `Shared` is alive and lives in an Arc (built by `Arc::new_cyclic`); we add a strong count for the new Arc.
         unsafe {
             let p = (*(*me).core.get()).shared_ptr();
@@ -1331,7 +1329,7 @@ impl Handle {
 impl Drop for Runtime {
     fn drop(&mut self) {
         let me = Arc::as_ptr(&self.handle.shared);
-        if let Some(t) = thread::current_tcb() {
+        if let Some(t) = crate::task::current::current_tcb() {
             // SAFETY: the running thread's core is alive.
             let mine = unsafe { (*(*t).core.get()).shared_ptr() };
             assert!(
@@ -1443,7 +1441,7 @@ where
     R: Send,
 {
     assert!(
-        thread::current_tcb().is_none(),
+        crate::task::current::current_tcb().is_none(),
         "spindle::run called from inside a spindle thread: use spindle::spawn there"
     );
     let rt = match Runtime::new() {
@@ -1463,7 +1461,7 @@ pub const ABANDONED: &str = "spindle: the runtime shut down before this thread f
 
 /// Statistics of the core the caller runs on, or `None` outside a runtime.
 pub fn core_stats() -> Option<CoreStats> {
-    let me = thread::current_tcb()?;
+    let me = crate::task::current::current_tcb()?;
     // SAFETY: `me` runs on its core, so the core is alive.
     Some(unsafe { (*(*me).core.get()).stats() })
 }

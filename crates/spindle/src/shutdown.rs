@@ -6,7 +6,7 @@
 //!    runtime `F_ABANDON`, except the runtime's own maintenance threads (the ticker
 //!    keeps preempting meanwhile). Each thread asleep is woken with its TCB's
 //!    `abandon` set; each other thread unwinds at its next blocking point
-//!    (`thread::abandon`). The cores keep running them, so destructors run with the
+//!    (`task::abandon`). The cores keep running them, so destructors run with the
 //!    whole runtime at hand: they may lock, send, join, sleep. Waits until they are
 //!    gone, or until no thread has finished for [`STALL`] (the rest spin, or wait in
 //!    a destructor), or until the shutdown timeout.
@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use crate::runtime::Shared;
 use crate::sched::CoreState;
-use crate::thread::slot::{Channel, F_DONE, F_HANDLE_GONE, F_LIVE, table};
-use crate::thread::tcb::Tcb;
+use crate::task::slot::{Channel, F_DONE, F_HANDLE_GONE, F_LIVE, table};
+use crate::task::tcb::Tcb;
 use crate::thread::{self, ThreadId};
 
 /// Default of [`RuntimeBuilder::shutdown_timeout`](crate::RuntimeBuilder::shutdown_timeout).

@@ -4,6 +4,12 @@
 //! machine when a runtime is built: a CPU the process may not run on, or a feature
 //! the CPU lacks, is a configuration error rather than a surprise at run time.
 
+/// Name of the core type of a runtime configured without types.
+pub const DEFAULT_TYPE: &str = "default";
+
+/// The name of the service core's type (the hypercore); reserved.
+pub const SERVICE_TYPE: &str = "service";
+
 use std::io;
 
 /// The CPUs the calling OS thread may run on, ascending (its affinity mask). Falls
@@ -347,7 +353,7 @@ fn detect_types() -> Vec<DetectedType> {
         .collect();
     if out.len() < 2 {
         out = vec![DetectedType {
-            name: crate::runtime::DEFAULT_TYPE.to_string(),
+            name: DEFAULT_TYPE.to_string(),
             cpus: allowed,
             features,
         }];

@@ -417,7 +417,7 @@ pub(crate) unsafe fn syscall(nr: u32, args: [u64; 6]) -> i64 {
 
 /// The offloaded path; `None` if the call must run directly.
 fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
-    let me = crate::thread::current_tcb()?;
+    let me = crate::task::current::current_tcb()?;
     // SAFETY: the running thread's TCB and core are valid while it runs.
     let (core, index, generation) = unsafe { (&*(*me).core.get(), (*me).index, (*me).generation) };
     let shared = core.shared();

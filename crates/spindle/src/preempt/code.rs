@@ -451,7 +451,7 @@ mod tests {
         assert!(ensure(), "the test binary has a symbol table");
         let stdout = std::io::stdout as *const () as usize;
         assert_eq!(kind_of(stdout), Kind::Std);
-        let ours = crate::thread::current_tcb as *const () as usize;
+        let ours = crate::task::current::current_tcb as *const () as usize;
         assert_eq!(kind_of(ours), Kind::Other);
     }
 }

@@ -104,7 +104,7 @@ mod loom_leaving {
     //! remover marks `H` leaving. `T` must never be resumed anywhere while `H` has not
     //! switched it out, and it must not be lost.
     use super::CoreState;
-    use crate::thread::slot::{Block, Channel, SlotWord, Wake};
+    use crate::task::slot::{Block, Channel, SlotWord, Wake};
     use loom::sync::Arc;
     use loom::sync::atomic::{AtomicBool, AtomicU8, Ordering};
     use loom::thread;

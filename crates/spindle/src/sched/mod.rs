@@ -36,8 +36,8 @@ use crate::arch::{self, Context};
 use crate::loom::Ordering;
 use crate::runtime::Shared;
 use crate::stack::StackPool;
-use crate::thread::slot::{Channel, Slot, Wake, table};
-use crate::thread::tcb::{State, Tcb};
+use crate::task::slot::{Channel, Slot, Wake, table};
+use crate::task::tcb::{State, Tcb};
 use doorbell::Doorbell;
 pub(crate) use lifecycle::CoreState;
 use runq::RunQueue;
@@ -385,11 +385,11 @@ impl Core {
             (*l).prev_after = after;
             (*l).stats.switches += 1;
             // A thread unwinding takes std's panic count of this OS thread along.
-            crate::thread::panic_count::take_off(me);
+            crate::task::panic_count::take_off(me);
             arch::switch((*me).ctx.get(), to);
             // Resumed: some context switched back to us, on the core that owns us now.
             (*(*me).core.get()).finish_switch();
-            crate::thread::panic_count::put_back(me);
+            crate::task::panic_count::put_back(me);
         }
     }
 
@@ -1098,7 +1098,7 @@ pub(crate) unsafe fn enqueue_woken(slot: &Slot) {
     // SAFETY: the thread is alive and asleep (caller); its home core is stable while it sleeps.
     let home = unsafe { &*slot.home.load(Ordering::Relaxed) };
     // SAFETY: the running thread's TCB is valid while it runs; we only read its core.
-    let here = crate::thread::current_tcb().map(|me| unsafe { &*(*me).core.get() });
+    let here = crate::task::current::current_tcb().map(|me| unsafe { &*(*me).core.get() });
     match here {
         Some(c) if std::ptr::eq(c.shared_ptr(), home.shared_ptr()) => {
             // SAFETY: we run on `c`, so its local state is ours for this call.
@@ -1128,7 +1128,7 @@ fn inject_anywhere(mut t: *mut Tcb, home: &Core) {
 }
 
 /// Wakes `(slot, generation)` on `chan`; returns true if this woke a sleeping thread.
-pub(crate) fn wake(slot: &crate::thread::slot::Slot, generation: u32, chan: Channel) -> bool {
+pub(crate) fn wake(slot: &crate::task::slot::Slot, generation: u32, chan: Channel) -> bool {
     let _g = crate::preempt::PreemptGuard::new();
     if slot.word.wake(chan, generation) == Wake::MustEnqueue {
         // SAFETY: our CAS cleared BLOCKED, so the thread is alive, asleep, and ours alone to enqueue.

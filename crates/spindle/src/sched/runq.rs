@@ -5,7 +5,7 @@
 
 use std::ptr;
 
-use crate::thread::tcb::Tcb;
+use crate::task::tcb::Tcb;
 
 /// Number of priority levels.
 pub(crate) const LEVELS: usize = 64;
@@ -139,7 +139,7 @@ impl RunQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::thread::tcb::Tcb;
+    use crate::task::tcb::Tcb;
 
     unsafe extern "C" fn never(_: usize) -> ! {
         unreachable!()
@@ -152,11 +152,11 @@ mod tests {
     /// # Safety
     ///
     /// None: a test stub that touches nothing.
-    unsafe fn nop_result(_: *mut crate::thread::slot::ResultBuf) {}
+    unsafe fn nop_result(_: *mut crate::task::slot::ResultBuf) {}
     /// # Safety
     ///
     /// None: a test stub that touches nothing.
-    unsafe fn nop_error(_: *mut crate::thread::slot::ResultBuf, _: Box<dyn std::any::Any + Send>) {}
+    unsafe fn nop_error(_: *mut crate::task::slot::ResultBuf, _: Box<dyn std::any::Any + Send>) {}
     /// # Safety
     ///
     /// None: a test stub that touches nothing.
@@ -166,7 +166,7 @@ mod tests {
     ) -> Result<*mut Tcb, crate::stack::StackError> {
         Err(crate::stack::StackError::Os(libc::ENOMEM))
     }
-    static VT: crate::thread::tcb::ThreadVtable = crate::thread::tcb::ThreadVtable {
+    static VT: crate::task::tcb::ThreadVtable = crate::task::tcb::ThreadVtable {
         drop_closure: nop_closure,
         write_abandoned: nop_result,
         write_error: nop_error,
@@ -183,7 +183,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &l)| {
-                Tcb::init(crate::thread::tcb::TcbInit {
+                Tcb::init(crate::task::tcb::TcbInit {
                     slot: ptr::null(),
                     index: i as u32,
                     generation: 0,

@@ -335,7 +335,6 @@ impl Arena {
             PAGE_SIZE.store(os::page_size(), Ordering::Relaxed);
             ARENA_BASE.store(base, Ordering::Release);
             overflow::install_handler();
-            crate::fork::install();
             return Ok(Arena {
                 base,
                 span_shift: shift,

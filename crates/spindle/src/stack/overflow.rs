@@ -11,10 +11,22 @@
 
 use std::mem::MaybeUninit;
 use std::sync::Once;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use super::{block_of, guard_size};
-use crate::thread::tcb::Tcb;
+
+/// Names the thread whose stack block is `[base, base + size)`: its name's bytes (if
+/// any) and its id. Async-signal-safe. Registered by the layer that knows what lives
+/// at the top of a block ([`set_describer`]).
+pub(crate) type Describe = unsafe fn(base: usize, size: usize) -> (Option<&'static [u8]>, u64);
+
+/// The registered [`Describe`], as a `usize` (0: none, the report names no thread).
+static DESCRIBE: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers how an overflow report names the thread of a block.
+pub(crate) fn set_describer(f: Describe) {
+    DESCRIBE.store(f as usize, Ordering::Release);
+}
 
 /// Size of each core's alternate signal stack.
 const ALT_STACK_SIZE: usize = 64 << 10;
@@ -140,11 +152,17 @@ extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 }
 
 fn report_overflow(base: usize, size: usize) -> ! {
-    let tcb = Tcb::at_top_of(base, size);
     let mut buf = Buf::new();
     buf.push(b"thread '");
-    // SAFETY: the fault lies in this block's guard page, so the block is (or was) a thread's stack and its TCB at the top was initialised at spawn; the name bytes are an `Arc<str>` the TCB keeps alive while the thread runs.
-    let (name, id) = unsafe { ((*tcb).name_bytes(), (*tcb).id_u64()) };
+    let describe = DESCRIBE.load(Ordering::Acquire);
+    let (name, id) = if describe == 0 {
+        (None, 0)
+    } else {
+        // SAFETY: a `Describe` was stored here by `set_describer`.
+        let f = unsafe { std::mem::transmute::<usize, Describe>(describe) };
+        // SAFETY: the fault lies in this block's guard page, so the block is (or was) a thread's stack, as `Describe` requires.
+        unsafe { f(base, size) }
+    };
     buf.push(name.unwrap_or(b"<unnamed>"));
     buf.push(b"' (id ");
     buf.push_u64(id);

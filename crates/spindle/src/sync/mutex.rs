@@ -178,7 +178,7 @@ impl<T: ?Sized> Mutex<T> {
     fn guard(&self) -> LockResult<MutexGuard<'_, T>> {
         let g = MutexGuard {
             mutex: self,
-            panicking: crate::thread::panicking(),
+            panicking: crate::task::panic_count::panicking(),
             _not_send: PhantomData,
         };
         if self.poison.load(Ordering::Relaxed) {
@@ -310,7 +310,7 @@ impl<T: ?Sized> Mutex<T> {
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        if !self.panicking && crate::thread::panicking() {
+        if !self.panicking && crate::task::panic_count::panicking() {
             self.mutex.poison.store(true, Ordering::Relaxed);
         }
         self.mutex.unlock();

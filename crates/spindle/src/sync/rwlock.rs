@@ -233,7 +233,7 @@ impl<T: ?Sized> RwLock<T> {
     fn write_guard(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
         let g = RwLockWriteGuard {
             lock: self,
-            panicking: crate::thread::panicking(),
+            panicking: crate::task::panic_count::panicking(),
             _not_send: PhantomData,
         };
         if self.is_poisoned() {
@@ -438,7 +438,7 @@ impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
-        if !self.panicking && crate::thread::panicking() {
+        if !self.panicking && crate::task::panic_count::panicking() {
             self.lock.poison.store(true, Ordering::Relaxed);
         }
         self.lock.write_unlock();

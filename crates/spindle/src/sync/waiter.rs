@@ -319,7 +319,7 @@ pub(crate) fn wait_or_remove<S>(
 }
 
 /// Leaves a wait cleanly when the waiting thread unwinds out of it (a shutdown
-/// abandons it, see `thread::abandon`), so the primitive stays usable by everyone
+/// abandons it, see `task::abandon`), so the primitive stays usable by everyone
 /// else. Made before `Node::wait`, [`done`](LeaveOnUnwind::done) after it. Dropped
 /// while still armed, it decides under the primitive's lock, as a timed-out waiter
 /// does: a node not yet notified is removed from its list (`on_removed` then runs

@@ -16,14 +16,11 @@
 //! | `JoinHandle::join` | sleeps the thread | blocks the OS thread |
 //! | `std::sync::Mutex::lock`, blocking I/O | **blocks the whole core** | blocks the OS thread |
 
-pub(crate) mod abandon;
-pub(crate) mod panic_count;
-pub(crate) mod panic_hook;
-pub(crate) mod slot;
-pub(crate) mod tcb;
-
-pub use abandon::Abandoned;
-pub use panic_count::panicking;
+pub use crate::task::abandon::Abandoned;
+pub use crate::task::id::ThreadId;
+pub use crate::task::priority::{DEFAULT_PRIORITY, MAX_PRIORITY};
+use crate::task::priority::level_of;
+pub use crate::task::panic_count::panicking;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -39,75 +36,17 @@ use crate::preempt::PreemptGuard;
 use crate::runtime::{CoreError, Handle, Shared};
 use crate::sched::{self, After, Core, CoreLocal, CoreState};
 use crate::stack::{self, MAX_STACK_SIZE, MIN_STACK_SIZE, StackPool};
-use slot::{
+use crate::task::slot::{
     Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, Joiner, ResultBuf, Slot, Wake,
     joiner_word, table,
 };
-use tcb::{Name, State, Tcb, TcbInit, ThreadVtable};
-
-/// The most urgent priority.
-pub const MAX_PRIORITY: u8 = 63;
-/// The priority of a thread whose builder names none.
-pub const DEFAULT_PRIORITY: u8 = 32;
+use crate::task::current::current_tcb;
+use crate::task::slot;
+use crate::task::tcb::{Name, State, Tcb, TcbInit, ThreadVtable};
 
 /// Closures up to this size are stored in the thread's own stack block (no heap
 /// allocation); larger ones are boxed.
 const INLINE_CLOSURE: usize = 1024;
-
-/// The TCB of the running spindle thread, found by masking the stack pointer; `None`
-/// on an OS thread's own stack. (A thread running its panic hook on a side stack is
-/// found through the side stack's owner word: `panic_hook`.)
-#[inline(always)]
-pub(crate) fn current_tcb() -> Option<*mut Tcb> {
-    let sp = arch::stack_pointer();
-    match stack::block_of(sp) {
-        Some((base, size)) => Some(Tcb::at_top_of(base, size)),
-        None => panic_hook::side_stack_owner(sp),
-    }
-}
-
-/// A thread's identifier: slot index and generation. Unique among the live threads of
-/// a runtime; an id of a finished and joined thread is never confused with a later
-/// thread that reuses its slot, because the generation differs.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ThreadId {
-    index: u32,
-    generation: u32,
-}
-
-impl ThreadId {
-    /// The id of slot `index` at `generation`.
-    pub(crate) const fn from_parts(index: u32, generation: u32) -> ThreadId {
-        ThreadId { index, generation }
-    }
-
-    /// The id as one number: generation in the high 32 bits, slot index in the low 32.
-    pub fn as_u64(self) -> u64 {
-        (self.generation as u64) << 32 | self.index as u64
-    }
-
-    /// Slot index.
-    pub fn index(self) -> u32 {
-        self.index
-    }
-
-    /// Generation of the slot.
-    pub fn generation(self) -> u32 {
-        self.generation
-    }
-}
-
-impl fmt::Debug for ThreadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ThreadId({}.{})", self.index, self.generation)
-    }
-}
-
-impl fmt::Display for ThreadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.as_u64())
-    }
-}
 
 /// A handle to a spindle thread: its id and name, and [`unpark`](Thread::unpark).
 ///
@@ -245,13 +184,13 @@ fn block(me: *mut Tcb, chan: Channel) {
             };
             if abandoned && may_unwind {
                 drop(g);
-                abandon::unwind();
+                crate::task::abandon::unwind();
             }
         }
         Block::TokenTaken => {}
         Block::Abandoned => {
             drop(g);
-            abandon::unwind();
+            crate::task::abandon::unwind();
         }
     }
 }
@@ -769,11 +708,6 @@ fn validate_stack_size(size: usize) -> Result<(), SpawnError> {
     } else {
         Err(SpawnError::StackSize { requested: size })
     }
-}
-
-/// Run-queue level of a priority: level 0 is the most urgent.
-fn level_of(priority: u8) -> u8 {
-    MAX_PRIORITY - priority
 }
 
 /// Where a spawn puts the thread.

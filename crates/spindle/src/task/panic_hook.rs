@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 
 use crate::arch;
-use crate::thread::tcb::Tcb;
+use crate::task::tcb::Tcb;
 
 /// Bytes of one side stack (a guard page included).
 pub(crate) const SIDE_SIZE: usize = 256 << 10;
@@ -75,7 +75,7 @@ pub(crate) fn side_stack_owner(sp: usize) -> Option<*mut Tcb> {
 
 /// The wrapper (see the module docs).
 fn report(info: &PanicHookInfo<'_>, prev: &Hook) {
-    let Some(me) = super::current_tcb() else {
+    let Some(me) = crate::task::current::current_tcb() else {
         return prev(info);
     };
     // SAFETY: the running thread's TCB and core are alive while it runs.

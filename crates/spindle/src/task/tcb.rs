@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicU32;
 use crate::arch::Context;
 use crate::sched::Core;
 use crate::stack::{StackPool, class_size};
-use crate::thread::slot::{ResultBuf, Slot};
+use crate::task::slot::{ResultBuf, Slot};
 
 /// Lifecycle of a thread, as in xv6. Who owns the stack and whether the thread is on
 /// a run queue is stated per state.
@@ -73,10 +73,10 @@ pub(crate) struct Tcb {
     /// Intrusive run-queue link.
     pub(crate) next: Cell<*mut Tcb>,
     /// The panic count the thread took off its OS thread when it switched out while
-    /// unwinding; put back when it resumes (`thread::panic_count`). 0 otherwise.
+    /// unwinding; put back when it resumes (`task::panic_count`). 0 otherwise.
     pub(crate) panic_depth: Cell<u32>,
     /// Set by a shutdown that woke the thread to abandon it: it unwinds as it resumes
-    /// (`thread::abandon`). Written by the waker that won the wake, before it hands
+    /// (`task::abandon`). Written by the waker that won the wake, before it hands
     /// the thread to its core.
     pub(crate) abandon: Cell<bool>,
     /// The stack pointer where the thread's closure was called: the preemption's frame
@@ -133,6 +133,19 @@ pub(crate) struct Tcb {
     /// flag is still set would run it on two cores at once.
     #[cfg(debug_assertions)]
     pub(crate) on_cpu: std::sync::atomic::AtomicBool,
+}
+
+/// Names the thread whose stack block is `[base, base + size)`, for the overflow report
+/// (`stack::overflow::Describe`).
+///
+/// # Safety
+///
+/// The block is a thread's stack, whose TCB at the top was initialised at spawn; the
+/// thread is stuck in its overflow (so its name, which it keeps alive, stays).
+pub(crate) unsafe fn describe_overflowed(base: usize, size: usize) -> (Option<&'static [u8]>, u64) {
+    let tcb = Tcb::at_top_of(base, size);
+    // SAFETY: per the contract; the name outlives the report (the process aborts after it).
+    unsafe { ((*tcb).name_bytes().map(|n| &*(n as *const [u8])), (*tcb).id_u64()) }
 }
 
 /// A thread name: static names (the main thread's) cost nothing to copy into a

@@ -67,7 +67,7 @@ use std::sync::atomic::{
 #[cfg(all(test, loom))]
 use crate::loom::AtomicU32;
 use crate::loom::{AtomicU64, Ordering};
-use crate::thread::tcb::Tcb;
+use crate::task::tcb::Tcb;
 
 /// The thread has written its result and will not touch the slot again.
 pub(crate) const F_DONE: u32 = 1 << 0;
@@ -590,7 +590,7 @@ impl SlotTable {
     /// Returns a freed index: to the running core's free list if we run on a core,
     /// else to the shared list.
     pub(crate) fn free(&self, index: u32) {
-        match crate::thread::current_tcb() {
+        match crate::task::current::current_tcb() {
             // SAFETY: we run on `me`'s live core, as its OS thread; the borrow is brief.
             Some(me) => unsafe { (*(*(*me).core.get()).local()).free_slots.push(index) },
             None => self.free_remote(index),

@@ -42,7 +42,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
 
 use crate::arch::{self, Context};
-use crate::thread::tcb::Tcb;
+use crate::task::tcb::Tcb;
 
 /// Bytes of a token's stack (the unwinder's frames are its largest user).
 const TOKEN_STACK: usize = 64 << 10;

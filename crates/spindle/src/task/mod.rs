@@ -1,0 +1,12 @@
+//! What a thread is, apart from who runs it: its control block (`tcb`), its join slot
+//! and the wait-channel protocol on it (`slot`), and the per-thread state the runtime
+//! keeps across switches (the panic count, the panic report, the shutdown's unwind).
+
+pub(crate) mod abandon;
+pub(crate) mod current;
+pub(crate) mod id;
+pub(crate) mod panic_count;
+pub(crate) mod panic_hook;
+pub(crate) mod priority;
+pub(crate) mod slot;
+pub(crate) mod tcb;
