@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::thread::{Waiter, block_internal};
+use crate::sched::wait::{Waiter, block_internal};
 use crate::task::current::current_tcb;
 
 /// Most OS threads a runtime's pool runs at once; more work queues.
@@ -151,7 +151,7 @@ where
         return f();
     };
     // SAFETY: the running thread's core and runtime are alive while it runs.
-    let pool = unsafe { &(*(*tcb).core.get()).shared().blocking };
+    let pool = &crate::runtime::Shared::of(unsafe { crate::sched::Core::of(tcb) }).blocking;
     let out: Arc<Outcome<R>> = Arc::new(Mutex::new(None));
     let job: Job = {
         let out = out.clone();

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::limits::{MAX_CORES, MAX_TYPES};
+use crate::names::TableError;
 use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 use crate::task::priority::MAX_PRIORITY;
 
@@ -235,3 +237,291 @@ impl SpawnError {
         }
     }
 }
+
+/// Why a runtime configuration was refused. Nothing was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The runtime would have no core.
+    ZeroCores,
+    /// A core type is named like the service core's type, which is reserved.
+    ReservedTypeName {
+        /// The name given.
+        name: String,
+    },
+    /// More cores than a runtime supports.
+    TooManyCores {
+        /// Cores asked for, the service core included when there is one.
+        requested: usize,
+        /// Whether the count includes the service core (the hypercore).
+        service_core: bool,
+    },
+    /// The stack arena (the address space all thread stacks are carved from) could
+    /// not be reserved; the message says how much it needs and why it failed.
+    StackArena {
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// More core types than a runtime supports.
+    TooManyTypes {
+        /// Types asked for.
+        requested: usize,
+    },
+    /// A core type has an empty name.
+    EmptyName,
+    /// Two core types share a name.
+    DuplicateType {
+        /// The name given twice.
+        name: String,
+    },
+    /// A core type has an empty CPU set.
+    EmptyType {
+        /// The type.
+        name: String,
+    },
+    /// A CPU that does not exist or that this process may not use.
+    NoSuchCpu {
+        /// The type naming it.
+        name: String,
+        /// The CPU.
+        cpu: usize,
+        /// The CPUs this process may use.
+        allowed: Vec<usize>,
+    },
+    /// A feature name spindle does not know.
+    UnknownFeature {
+        /// The type naming it.
+        name: String,
+        /// The feature.
+        feature: String,
+    },
+    /// A feature this machine's CPUs lack.
+    MissingFeature {
+        /// The type naming it.
+        name: String,
+        /// The feature.
+        feature: String,
+    },
+    /// `RuntimeBuilder::cores` was combined with explicit core types.
+    CoresWithTypes,
+    /// The default stack size is not a power of two from 16 KiB to 8 MiB.
+    StackSize {
+        /// The size asked for.
+        requested: usize,
+    },
+    /// The OS refused to start a core's thread.
+    Os {
+        /// The OS error message.
+        message: String,
+    },
+    /// The named-thread table is invalid for this configuration (every offender is
+    /// listed).
+    ThreadTable(TableError),
+    /// The default time slice is zero.
+    TimeSlice,
+    /// The tick period is zero.
+    Tick,
+    /// The watchdog's slice count is zero.
+    WatchdogSlices,
+    /// The process forked and this is the child: runtimes cannot be used there.
+    Forked,
+    /// An environment variable that configures the runtime has a value it cannot use.
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroCores => f.write_str(
+                "a runtime needs at least one core: ask for cores(1) or more (or a core type \
+                 with cores(1) or more)",
+            ),
+            ConfigError::TooManyCores {
+                requested,
+                service_core: true,
+            } => write!(
+                f,
+                "{} worker cores plus the service core (the hypercore) make {requested}, but a \
+                 runtime has at most {MAX_CORES} cores: ask for at most {} worker cores, or \
+                 disable the service core with RuntimeBuilder::hypercore(false)",
+                requested - 1,
+                MAX_CORES - 1
+            ),
+            ConfigError::TooManyCores {
+                requested,
+                service_core: false,
+            } => write!(
+                f,
+                "{requested} cores asked for, but a runtime has at most {MAX_CORES}: ask for fewer"
+            ),
+            ConfigError::StackArena { message } => f.write_str(message),
+            ConfigError::TooManyTypes { requested } => write!(
+                f,
+                "{requested} core types declared, but a runtime has at most {MAX_TYPES}: merge some"
+            ),
+            ConfigError::EmptyName => f.write_str("a core type needs a non-empty name"),
+            ConfigError::ReservedTypeName { name } => write!(
+                f,
+                "core type name '{name}' is reserved for the service core (the hypercore): \
+                 pick another name, or disable the hypercore with RuntimeBuilder::hypercore(false)"
+            ),
+            ConfigError::DuplicateType { name } => write!(
+                f,
+                "core type '{name}' is declared twice: give each type a distinct name"
+            ),
+            ConfigError::EmptyType { name } => write!(
+                f,
+                "core type '{name}' has no CPUs: give it at least one with CoreType::cpus"
+            ),
+            ConfigError::NoSuchCpu { name, cpu, allowed } => write!(
+                f,
+                "core type '{name}' names CPU {cpu}, which does not exist or which this process \
+                 may not use: pick from {allowed:?}"
+            ),
+            ConfigError::UnknownFeature { name, feature } => write!(
+                f,
+                "core type '{name}' requires CPU feature '{feature}', which spindle does not \
+                 know: use names like \"avx2\" (see spindle::topology::known_features)"
+            ),
+            ConfigError::MissingFeature { name, feature } => write!(
+                f,
+                "core type '{name}' requires CPU feature '{feature}', which this machine's CPUs \
+                 lack: drop the requirement or run on a machine that has it"
+            ),
+            ConfigError::CoresWithTypes => f.write_str(
+                "cores() sets the size of the default type, but core types were declared: set \
+                 each type's size with CoreType::cores instead",
+            ),
+            ConfigError::StackSize { requested } => write!(
+                f,
+                "default stack size {requested} bytes is invalid: use a power of two from \
+                 {MIN_STACK_SIZE} (16 KiB) to {MAX_STACK_SIZE} (8 MiB)"
+            ),
+            ConfigError::Os { message } => write!(f, "cannot start a core's OS thread: {message}"),
+            ConfigError::ThreadTable(e) => e.fmt(f),
+            ConfigError::TimeSlice => f.write_str(
+                "the default time slice is zero: give RuntimeBuilder::time_slice a positive \
+                 duration (the default is 10 ms)",
+            ),
+            ConfigError::Tick => f.write_str(
+                "the tick period is zero: give RuntimeBuilder::tick a positive duration (the \
+                 default is 1 ms), or turn the ticker off with ticker(false)",
+            ),
+            ConfigError::Forked => f.write_str(crate::error::FORKED),
+            ConfigError::Env { var, value } => write!(
+                f,
+                "{var}={value:?} is not a number of worker cores: set it to a whole number \
+                 from 1 to {} or unset it",
+                MAX_CORES - 1
+            ),
+            ConfigError::WatchdogSlices => f.write_str(
+                "the watchdog's slice count is zero: give RuntimeBuilder::watchdog_slices 1 or \
+                 more (the default is 10)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why adding, removing or migrating to a core failed. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// No core has this id, or it is not running.
+    NoSuchCore {
+        /// The id given.
+        core: usize,
+    },
+    /// No core type has this name.
+    NoSuchType {
+        /// The name given.
+        name: String,
+    },
+    /// The core is the runtime's last running core.
+    LastCore {
+        /// The core.
+        core: usize,
+    },
+    /// The core is the last of its type, and threads of that type are alive.
+    LastCoreOfType {
+        /// The core.
+        core: usize,
+        /// Its type.
+        name: String,
+        /// Live threads of the type.
+        threads: i64,
+    },
+    /// The core is the service core (the hypercore): it cannot be removed, added, or
+    /// migrated to or from.
+    ServiceCore {
+        /// The service core's id.
+        core: usize,
+    },
+    /// The runtime has no room for another core.
+    TooManyCores,
+    /// The runtime has shut down.
+    ShutDown,
+    /// The caller is not a spindle thread (for `migrate_to`).
+    NotInRuntime,
+    /// The process forked and this is the child: runtimes cannot be used there.
+    Forked,
+    /// The OS refused to start the core's thread.
+    Os {
+        /// The OS error message.
+        message: String,
+    },
+}
+
+impl fmt::Display for CoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoreError::NoSuchCore { core } => write!(
+                f,
+                "core {core} does not exist or is not running: see Handle::cores() for the \
+                 running ones"
+            ),
+            CoreError::NoSuchType { name } => write!(
+                f,
+                "no core type is named '{name}': declare it with RuntimeBuilder::core_type"
+            ),
+            CoreError::LastCore { core } => write!(
+                f,
+                "core {core} is the runtime's last running core: add another core first"
+            ),
+            CoreError::LastCoreOfType {
+                core,
+                name,
+                threads,
+            } => write!(
+                f,
+                "core {core} is the last core of type '{name}', which still has {threads} live \
+                 thread(s): add another core of that type first, or let the threads finish"
+            ),
+            CoreError::ServiceCore { core } => write!(
+                f,
+                "core {core} is the service core (the hypercore): it runs the maintenance \
+                 threads and is neither added, removed, nor a migration target; disable it \
+                 with RuntimeBuilder::hypercore(false) to run upkeep on the worker cores"
+            ),
+            CoreError::TooManyCores => write!(
+                f,
+                "the runtime already has {MAX_CORES} cores (running or retired of other types): \
+                 remove or reuse some"
+            ),
+            CoreError::ShutDown => f.write_str("the runtime has shut down"),
+            CoreError::Forked => f.write_str(crate::error::FORKED),
+            CoreError::NotInRuntime => {
+                f.write_str("not a spindle thread: only a running spindle thread can migrate")
+            }
+            CoreError::Os { message } => write!(f, "cannot start the core's OS thread: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for CoreError {}

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::runtime::Shared;
-use crate::thread::{Waiter, block_internal};
+use crate::sched::wait::{Waiter, block_internal};
 
 /// Longest pause of an idle poller between two looks at the epoll set while threads
 /// wait on it.
@@ -276,7 +276,7 @@ pub(crate) fn timed_out() -> io::Error {
 fn current_shared() -> Option<*const Shared> {
     let me = crate::task::current::current_tcb()?;
     // SAFETY: the running thread's TCB and core are valid while it runs.
-    Some(unsafe { (*(*me).core.get()).shared_ptr() })
+    Some(Shared::of(unsafe { crate::sched::Core::of(me) }) as *const Shared)
 }
 
 /// Waits with `poll(2)` (an OS thread).
@@ -326,7 +326,7 @@ pub(crate) fn poller_main(weak: Weak<Shared>) {
         if n > 0 {
             dispatch(&p, &events[..n as usize]);
             backoff = Duration::ZERO;
-            crate::thread::yield_now();
+            crate::sched::wait::yield_now();
             continue;
         }
         if p.waiting.load(Ordering::SeqCst) == 0 {
@@ -342,9 +342,9 @@ pub(crate) fn poller_main(weak: Weak<Shared>) {
         }
         if backoff.is_zero() {
             backoff = Duration::from_micros(20);
-            crate::thread::yield_now();
+            crate::sched::wait::yield_now();
         } else {
-            crate::thread::sleep(backoff);
+            crate::sched::wait::sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }

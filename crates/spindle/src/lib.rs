@@ -33,6 +33,7 @@ mod error;
 mod fork;
 pub mod fs;
 mod io;
+mod limits;
 mod loom;
 pub mod maintenance;
 pub mod names;
@@ -51,12 +52,12 @@ mod thread;
 pub mod topology;
 
 pub use blocking::{BLOCKING_THREADS, blocking};
-pub use error::SpawnError;
+pub use error::{ConfigError, CoreError, SpawnError};
 pub use names::spawn_named;
 pub use preempt::{DEFAULT_TICK, DEFAULT_TIME_SLICE, DEFAULT_WATCHDOG_SLICES, PREEMPT_SIGNAL};
 pub use runtime::{
-    ABANDONED, CORES_ENV, ConfigError, CoreError, CoreInfo, CoreType, DEFAULT_IDLE_SPIN,
-    DEFAULT_TYPE, Handle, MAIN_STACK_SIZE, Runtime, RuntimeBuilder, SERVICE_TYPE, core_stats, run,
+    ABANDONED, CORES_ENV, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, DEFAULT_TYPE, Handle,
+    MAIN_STACK_SIZE, Runtime, RuntimeBuilder, SERVICE_TYPE, core_stats, run,
 };
 pub use sched::CoreStats;
 pub use shutdown::DEFAULT_SHUTDOWN_TIMEOUT;

@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use crate::runtime::Shared;
 use crate::sched::CoreState;
-use crate::thread::{MAX_PRIORITY, SpawnOpts, Target, spawn_unchecked};
+use crate::sched::placement::Target;
+use crate::sched::requests::Rebalance;
+use crate::thread::{MAX_PRIORITY, SpawnOpts, spawn_unchecked};
 
 /// The reaper's period.
 pub const REAP_EVERY: Duration = Duration::from_millis(10);
@@ -111,7 +113,7 @@ fn every(weak: &Weak<Shared>, period: Duration, work: fn(&Shared)) {
         next += period;
         let now = std::time::Instant::now();
         if next > now {
-            crate::thread::sleep(next - now);
+            crate::sched::wait::sleep(next - now);
         } else {
             next = now;
         }
@@ -166,10 +168,9 @@ fn balance(shared: &Shared) {
             continue;
         };
         if hi >= lo + 2 {
-            let count = ((hi - lo) / 2).min(0xffff) as usize;
+            let count = ((hi - lo) / 2).min(u32::from(u16::MAX)) as u16;
             let core = &shared.cores[from];
-            core.balance
-                .store((to + 1) << 16 | count, Ordering::Relaxed);
+            core.balance.ask(Rebalance { to, count });
             // Release: the request is visible to a core that sees the flag.
             core.resched.store(true, Ordering::Release);
         }

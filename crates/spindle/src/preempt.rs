@@ -60,14 +60,16 @@ pub(crate) mod code;
 mod signal;
 
 use std::arch::global_asm;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, AtomicUsize, compiler_fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, compiler_fence};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::error::ConfigError;
 use crate::loom::Ordering;
-use crate::runtime::{ConfigError, Shared};
+use crate::runtime::Shared;
+use crate::sched::clock::CoreClock;
 use crate::sched::{After, Core, CoreState, MAX_CORES};
 use crate::stack::{block_of, guard_size};
 use crate::task::current::current_tcb;
@@ -209,189 +211,12 @@ impl Clock {
     }
 }
 
-/// What a core publishes for the tick, and the signal handler's hand-offs. One cache
-/// line group per core; the core's own fields have one writer (the core's OS thread).
-#[derive(Default)]
-pub(crate) struct CoreClock {
-    /// The tick counter, copied here by the tick (so a switch reads its own line).
-    now: AtomicU64,
-    /// Schedule points passed: bumped at every switch and every yield that keeps
-    /// running (release: the fields below are written first).
-    points: AtomicU64,
-    /// Tick at which the running thread's current run began.
-    start: AtomicU64,
-    /// The running thread's `run` word (`RUN_*`), 0 while the core is idle.
-    run: AtomicU64,
-    /// The running thread's id (`Tcb::id_u64`).
-    id: AtomicU64,
-    /// The core's OS thread id, 0 while it is not running.
-    tid: AtomicI32,
-    /// Preemption signals the tick sent this core (written by the tick).
-    sent: AtomicU64,
-    /// Contexts the signal handler rewrote on this core (written by the handler, on
-    /// the core's OS thread).
-    preemptions: AtomicU64,
-    /// The tick asks the handler for the running thread's name.
-    want_name: AtomicBool,
-    /// Name hand-off: set (release) by the handler once `name_*` hold a reference to
-    /// the name of thread `name_id`; cleared by the tick after taking it.
-    name_ready: AtomicBool,
-    name_tag: AtomicU8,
-    name_ptr: AtomicUsize,
-    name_len: AtomicUsize,
-    name_id: AtomicU64,
-}
-
 const NAME_NONE: u8 = 0;
 const NAME_STATIC: u8 = 1;
 const NAME_SHARED: u8 = 2;
 
-impl CoreClock {
-    #[inline(always)]
-    fn bump(&self) {
-        // Single writer: load + store, no read-modify-write instruction.
-        self.points
-            .store(self.points.load(Ordering::Relaxed) + 1, Ordering::Release);
-    }
-
-    /// A switch to the thread with `run` word `run` and id `id`.
-    #[inline(always)]
-    pub(crate) fn switched_to(&self, run: u64, id: u64) {
-        self.start
-            .store(self.now.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.run.store(run, Ordering::Relaxed);
-        self.id.store(id, Ordering::Relaxed);
-        self.bump();
-    }
-
-    /// A yield that kept the same thread running: a new run (and slice) begins.
-    #[inline(always)]
-    pub(crate) fn kept(&self) {
-        self.start
-            .store(self.now.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.bump();
-    }
-
-    /// The core went to its scheduler context.
-    #[inline(always)]
-    pub(crate) fn idle(&self) {
-        self.run.store(0, Ordering::Relaxed);
-        self.id.store(0, Ordering::Relaxed);
-        self.bump();
-    }
-
-    /// Preemption signals sent to this core so far.
-    pub(crate) fn signals_sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-
-    /// Contexts rewritten (asynchronous preemptions) on this core so far.
-    pub(crate) fn preemptions(&self) -> u64 {
-        self.preemptions.load(Ordering::Relaxed)
-    }
-}
-
-/// Records the calling OS thread as `core`'s (called first thing by a core's OS
-/// thread), so the tick can signal it.
-pub(crate) fn core_started(core: &Core) {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
-    core.clock.tid.store(tid, Ordering::Relaxed);
-}
-
-/// Forgets `core`'s OS thread (called by that thread before it ends).
-pub(crate) fn core_stopped(core: &Core) {
-    core.clock.tid.store(0, Ordering::Relaxed);
-}
-
 // ---------------------------------------------------------------------------------
 // The preempt count.
-
-/// Raises the running thread's preempt count for its lifetime: the runtime's critical
-/// sections (core-local state, internal locks) are never interrupted by asynchronous
-/// preemption. When the count drops back to zero, a pending reschedule request is
-/// honoured (one relaxed load). Does nothing on an OS thread.
-pub(crate) struct PreemptGuard {
-    tcb: *mut Tcb,
-}
-
-impl PreemptGuard {
-    /// A guard for the running thread (none on an OS thread).
-    #[inline(always)]
-    pub(crate) fn new() -> PreemptGuard {
-        match current_tcb() {
-            // SAFETY: `t` is the running thread.
-            Some(t) => unsafe { PreemptGuard::of(t) },
-            None => PreemptGuard {
-                tcb: std::ptr::null_mut(),
-            },
-        }
-    }
-
-    /// A guard for `me`.
-    ///
-    /// # Safety
-    ///
-    /// `me` is the running thread (the caller runs on its stack).
-    #[inline(always)]
-    pub(crate) unsafe fn of(me: *mut Tcb) -> PreemptGuard {
-        // SAFETY: only the running thread changes its own count (caller).
-        unsafe {
-            let c = &(*me).preempt_count;
-            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        }
-        // The signal handler runs on this OS thread: order the raise before the
-        // critical section as the compiler sees it.
-        compiler_fence(Ordering::SeqCst);
-        PreemptGuard { tcb: me }
-    }
-}
-
-impl Drop for PreemptGuard {
-    #[inline(always)]
-    fn drop(&mut self) {
-        let me = self.tcb;
-        if me.is_null() {
-            return;
-        }
-        compiler_fence(Ordering::SeqCst);
-        // SAFETY: the guard was made by the running thread on its own stack, and a guard never leaves its thread (not Send).
-        let (zero, core) = unsafe {
-            let c = &(*me).preempt_count;
-            let v = c.load(Ordering::Relaxed) - 1;
-            c.store(v, Ordering::Relaxed);
-            (v == 0, &*(*me).core.get())
-        };
-        if zero && core.resched.load(Ordering::Relaxed) {
-            honour();
-        }
-    }
-}
-
-/// Yields for a pending reschedule request (out of line: keeps the guards small).
-#[cold]
-#[inline(never)]
-fn honour() {
-    crate::thread::yield_now();
-}
-
-/// Honours a pending reschedule request at a runtime call that takes no guard (one
-/// relaxed load when there is none).
-#[inline(always)]
-pub(crate) fn check() {
-    if let Some(me) = current_tcb() {
-        // SAFETY: the running thread's TCB and core are alive while it runs.
-        let (free, core) = unsafe {
-            (
-                (*me).preempt_count.load(Ordering::Relaxed) == 0,
-                &*(*me).core.get(),
-            )
-        };
-        if core.resched.load(Ordering::Relaxed) && free {
-            honour();
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------
 // The tick.
@@ -890,11 +715,11 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     let tcb = Tcb::at_top_of(base, size);
     // SAFETY: `sp` lies in this block, so the interrupted code runs on this thread's stack: the thread is alive, and (same OS thread) cannot change while we run. Its core lives as long as the runtime.
     unsafe {
-        let core = (*tcb).core.get();
-        if core.is_null() || (*tcb).state() != State::Running {
+        if (*tcb).core.get().is_null() || (*tcb).state() != State::Running {
             return;
         }
-        let k = &(*core).clock;
+        let core = Core::of(tcb);
+        let k = &core.clock;
         if k.id.load(Ordering::Relaxed) != (*tcb).id_u64() {
             // Mid-switch: the core already published the next thread.
             return;
@@ -913,7 +738,7 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             || sp < base + guard_size() + need
             || std::thread::panicking()
         {
-            (*core).resched.store(true, Ordering::Relaxed);
+            core.resched.store(true, Ordering::Relaxed);
             return;
         }
         // Below the red zone, push the interrupted instruction pointer, as a `call`
@@ -978,14 +803,16 @@ extern "C" fn preempted() {
     // SAFETY: we are the running thread `me`, outside any runtime critical section (the handler checked the count was zero, then raised it to 1 for us).
     unsafe {
         if code::frames_hold_no_std(trampoline, (*me).user_base.get()) {
-            let k = &(*(*me).core.get()).clock;
+            let k = &crate::sched::Core::of(me).clock;
             // Single writer: the core's OS thread (this handler's and trampoline's).
             k.preemptions
                 .store(k.preemptions.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             (*me).set_state(State::Runnable);
-            (*(*me).core.get()).schedule(me, After::Requeue);
+            crate::sched::Core::of(me).schedule(me, After::Requeue);
         } else {
-            (*(*me).core.get()).resched.store(true, Ordering::Relaxed);
+            crate::sched::Core::of(me)
+                .resched
+                .store(true, Ordering::Relaxed);
         }
         compiler_fence(Ordering::SeqCst);
         (*me).preempt_count.store(0, Ordering::Relaxed);

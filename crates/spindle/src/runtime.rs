@@ -32,18 +32,20 @@
 //! instead.
 
 use std::any::Any;
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::error::{ConfigError, CoreError};
 use crate::names::Choices;
 use crate::sched::exchange::Slots;
-use crate::sched::{Core, CoreState, CoreStats, IDLE_LEVEL, MAX_CORES, MAX_TYPES};
+use crate::sched::placement::Target;
+use crate::sched::role::CoreRole;
+use crate::sched::{Core, CoreSet, CoreState, CoreStats, MAX_CORES, MAX_TYPES, TypeInfo};
 use crate::stack::overflow::AltStack;
 use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
-use crate::task::tcb::{Name, Tcb};
-use crate::thread::{self, JoinHandle, SpawnOpts, Target, ThreadId};
+use crate::task::tcb::Name;
+use crate::thread::{self, JoinHandle, SpawnOpts, ThreadId};
 use crate::topology::{self, FeatureSet};
 pub use crate::topology::{DEFAULT_TYPE, SERVICE_TYPE};
 
@@ -113,315 +115,16 @@ impl CoreType {
     }
 }
 
-/// Why a runtime configuration was refused. Nothing was started.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The runtime would have no core.
-    ZeroCores,
-    /// A core type is named like the service core's type, which is reserved.
-    ReservedTypeName {
-        /// The name given.
-        name: String,
-    },
-    /// More cores than a runtime supports.
-    TooManyCores {
-        /// Cores asked for, the service core included when there is one.
-        requested: usize,
-        /// Whether the count includes the service core (the hypercore).
-        service_core: bool,
-    },
-    /// The stack arena (the address space all thread stacks are carved from) could
-    /// not be reserved; the message says how much it needs and why it failed.
-    StackArena {
-        /// What went wrong, in words.
-        message: String,
-    },
-    /// More core types than a runtime supports.
-    TooManyTypes {
-        /// Types asked for.
-        requested: usize,
-    },
-    /// A core type has an empty name.
-    EmptyName,
-    /// Two core types share a name.
-    DuplicateType {
-        /// The name given twice.
-        name: String,
-    },
-    /// A core type has an empty CPU set.
-    EmptyType {
-        /// The type.
-        name: String,
-    },
-    /// A CPU that does not exist or that this process may not use.
-    NoSuchCpu {
-        /// The type naming it.
-        name: String,
-        /// The CPU.
-        cpu: usize,
-        /// The CPUs this process may use.
-        allowed: Vec<usize>,
-    },
-    /// A feature name spindle does not know.
-    UnknownFeature {
-        /// The type naming it.
-        name: String,
-        /// The feature.
-        feature: String,
-    },
-    /// A feature this machine's CPUs lack.
-    MissingFeature {
-        /// The type naming it.
-        name: String,
-        /// The feature.
-        feature: String,
-    },
-    /// `RuntimeBuilder::cores` was combined with explicit core types.
-    CoresWithTypes,
-    /// The default stack size is not a power of two from 16 KiB to 8 MiB.
-    StackSize {
-        /// The size asked for.
-        requested: usize,
-    },
-    /// The OS refused to start a core's thread.
-    Os {
-        /// The OS error message.
-        message: String,
-    },
-    /// The named-thread table is invalid for this configuration (every offender is
-    /// listed).
-    ThreadTable(crate::names::TableError),
-    /// The default time slice is zero.
-    TimeSlice,
-    /// The tick period is zero.
-    Tick,
-    /// The watchdog's slice count is zero.
-    WatchdogSlices,
-    /// The process forked and this is the child: runtimes cannot be used there.
-    Forked,
-    /// An environment variable that configures the runtime has a value it cannot use.
-    Env {
-        /// The variable.
-        var: &'static str,
-        /// Its value.
-        value: String,
-    },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::ZeroCores => f.write_str(
-                "a runtime needs at least one core: ask for cores(1) or more (or a core type \
-                 with cores(1) or more)",
-            ),
-            ConfigError::TooManyCores {
-                requested,
-                service_core: true,
-            } => write!(
-                f,
-                "{} worker cores plus the service core (the hypercore) make {requested}, but a \
-                 runtime has at most {MAX_CORES} cores: ask for at most {} worker cores, or \
-                 disable the service core with RuntimeBuilder::hypercore(false)",
-                requested - 1,
-                MAX_CORES - 1
-            ),
-            ConfigError::TooManyCores {
-                requested,
-                service_core: false,
-            } => write!(
-                f,
-                "{requested} cores asked for, but a runtime has at most {MAX_CORES}: ask for fewer"
-            ),
-            ConfigError::StackArena { message } => f.write_str(message),
-            ConfigError::TooManyTypes { requested } => write!(
-                f,
-                "{requested} core types declared, but a runtime has at most {MAX_TYPES}: merge some"
-            ),
-            ConfigError::EmptyName => f.write_str("a core type needs a non-empty name"),
-            ConfigError::ReservedTypeName { name } => write!(
-                f,
-                "core type name '{name}' is reserved for the service core (the hypercore): \
-                 pick another name, or disable the hypercore with RuntimeBuilder::hypercore(false)"
-            ),
-            ConfigError::DuplicateType { name } => write!(
-                f,
-                "core type '{name}' is declared twice: give each type a distinct name"
-            ),
-            ConfigError::EmptyType { name } => write!(
-                f,
-                "core type '{name}' has no CPUs: give it at least one with CoreType::cpus"
-            ),
-            ConfigError::NoSuchCpu { name, cpu, allowed } => write!(
-                f,
-                "core type '{name}' names CPU {cpu}, which does not exist or which this process \
-                 may not use: pick from {allowed:?}"
-            ),
-            ConfigError::UnknownFeature { name, feature } => write!(
-                f,
-                "core type '{name}' requires CPU feature '{feature}', which spindle does not \
-                 know: use names like \"avx2\" (see spindle::topology::known_features)"
-            ),
-            ConfigError::MissingFeature { name, feature } => write!(
-                f,
-                "core type '{name}' requires CPU feature '{feature}', which this machine's CPUs \
-                 lack: drop the requirement or run on a machine that has it"
-            ),
-            ConfigError::CoresWithTypes => f.write_str(
-                "cores() sets the size of the default type, but core types were declared: set \
-                 each type's size with CoreType::cores instead",
-            ),
-            ConfigError::StackSize { requested } => write!(
-                f,
-                "default stack size {requested} bytes is invalid: use a power of two from \
-                 {MIN_STACK_SIZE} (16 KiB) to {MAX_STACK_SIZE} (8 MiB)"
-            ),
-            ConfigError::Os { message } => write!(f, "cannot start a core's OS thread: {message}"),
-            ConfigError::ThreadTable(e) => e.fmt(f),
-            ConfigError::TimeSlice => f.write_str(
-                "the default time slice is zero: give RuntimeBuilder::time_slice a positive \
-                 duration (the default is 10 ms)",
-            ),
-            ConfigError::Tick => f.write_str(
-                "the tick period is zero: give RuntimeBuilder::tick a positive duration (the \
-                 default is 1 ms), or turn the ticker off with ticker(false)",
-            ),
-            ConfigError::Forked => f.write_str(crate::error::FORKED),
-            ConfigError::Env { var, value } => write!(
-                f,
-                "{var}={value:?} is not a number of worker cores: set it to a whole number \
-                 from 1 to {} or unset it",
-                MAX_CORES - 1
-            ),
-            ConfigError::WatchdogSlices => f.write_str(
-                "the watchdog's slice count is zero: give RuntimeBuilder::watchdog_slices 1 or \
-                 more (the default is 10)",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Why adding, removing or migrating to a core failed. Nothing changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CoreError {
-    /// No core has this id, or it is not running.
-    NoSuchCore {
-        /// The id given.
-        core: usize,
-    },
-    /// No core type has this name.
-    NoSuchType {
-        /// The name given.
-        name: String,
-    },
-    /// The core is the runtime's last running core.
-    LastCore {
-        /// The core.
-        core: usize,
-    },
-    /// The core is the last of its type, and threads of that type are alive.
-    LastCoreOfType {
-        /// The core.
-        core: usize,
-        /// Its type.
-        name: String,
-        /// Live threads of the type.
-        threads: i64,
-    },
-    /// The core is the service core (the hypercore): it cannot be removed, added, or
-    /// migrated to or from.
-    ServiceCore {
-        /// The service core's id.
-        core: usize,
-    },
-    /// The runtime has no room for another core.
-    TooManyCores,
-    /// The runtime has shut down.
-    ShutDown,
-    /// The caller is not a spindle thread (for `migrate_to`).
-    NotInRuntime,
-    /// The process forked and this is the child: runtimes cannot be used there.
-    Forked,
-    /// The OS refused to start the core's thread.
-    Os {
-        /// The OS error message.
-        message: String,
-    },
-}
-
-impl fmt::Display for CoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CoreError::NoSuchCore { core } => write!(
-                f,
-                "core {core} does not exist or is not running: see Handle::cores() for the \
-                 running ones"
-            ),
-            CoreError::NoSuchType { name } => write!(
-                f,
-                "no core type is named '{name}': declare it with RuntimeBuilder::core_type"
-            ),
-            CoreError::LastCore { core } => write!(
-                f,
-                "core {core} is the runtime's last running core: add another core first"
-            ),
-            CoreError::LastCoreOfType {
-                core,
-                name,
-                threads,
-            } => write!(
-                f,
-                "core {core} is the last core of type '{name}', which still has {threads} live \
-                 thread(s): add another core of that type first, or let the threads finish"
-            ),
-            CoreError::ServiceCore { core } => write!(
-                f,
-                "core {core} is the service core (the hypercore): it runs the maintenance \
-                 threads and is neither added, removed, nor a migration target; disable it \
-                 with RuntimeBuilder::hypercore(false) to run upkeep on the worker cores"
-            ),
-            CoreError::TooManyCores => write!(
-                f,
-                "the runtime already has {MAX_CORES} cores (running or retired of other types): \
-                 remove or reuse some"
-            ),
-            CoreError::ShutDown => f.write_str("the runtime has shut down"),
-            CoreError::Forked => f.write_str(crate::error::FORKED),
-            CoreError::NotInRuntime => {
-                f.write_str("not a spindle thread: only a running spindle thread can migrate")
-            }
-            CoreError::Os { message } => write!(f, "cannot start the core's OS thread: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for CoreError {}
-
-/// A core type as the runtime keeps it.
-pub(crate) struct TypeInfo {
-    pub(crate) name: String,
-    pub(crate) cpus: Vec<usize>,
-    /// Its CPU features, closed under implication.
-    pub(crate) features: FeatureSet,
-}
-
 /// State shared by the cores of one runtime.
+#[repr(C)]
 pub(crate) struct Shared {
-    pub(crate) cores: Box<[Core]>,
-    pub(crate) slots: Slots<Tcb>,
-    /// Cores ever started: the exchange slots to scan are those of cores `0..hwm`.
-    pub(crate) hwm: AtomicUsize,
-    pub(crate) types: Vec<TypeInfo>,
+    /// The cores, their exchange slots and types. First, so that a core reaches the
+    /// runtime it belongs to from its set ([`Shared::of`]).
+    pub(crate) set: CoreSet,
     /// Whether cores are pinned to single CPUs.
     pinned: bool,
     /// Default stack size of the runtime's threads.
     pub(crate) default_stack: usize,
-    /// Threads per type spawned by OS threads outside the runtime.
-    pub(crate) foreign_typed: [AtomicI64; MAX_TYPES],
     pub(crate) shutdown: AtomicBool,
     /// The variant of each named thread to run on each core type.
     pub(crate) choices: Choices,
@@ -429,16 +132,13 @@ pub(crate) struct Shared {
     pub(crate) clock: crate::preempt::Clock,
     /// Serialises adding and removing cores, and the start of a shutdown.
     pub(crate) admin: Mutex<()>,
-    /// The service core (the hypercore), if the runtime has one.
-    pub(crate) hyper: Option<usize>,
-    /// The service core's type index.
-    pub(crate) service_ty: Option<usize>,
-    /// Where maintenance threads go: the service type, else the first worker type.
-    pub(crate) maint_ty: usize,
     /// The process may use a single CPU (the hypercore is then unpinned).
     one_cpu: bool,
     /// The system-call service: request slots per core, served by the hypercore.
     pub(crate) offload: crate::offload::Service,
+    /// The service core's role (it serves `offload`) and the workers' (they collect).
+    serve_role: crate::offload::ServeRole,
+    collect_role: crate::offload::CollectRole,
     /// The readiness poller of `net` (epoll), run by a maintenance thread.
     pub(crate) poller: crate::io::Poller,
     /// The pool of `spindle::blocking`.
@@ -458,48 +158,20 @@ pub(crate) struct Shared {
     pub(crate) reclaimed: AtomicBool,
 }
 
+impl std::ops::Deref for Shared {
+    type Target = CoreSet;
+
+    /// A runtime is its set of cores, plus the services around them.
+    fn deref(&self) -> &CoreSet {
+        &self.set
+    }
+}
+
 impl Shared {
-    /// Core `id` if it is started and active.
-    pub(crate) fn active_core(&self, id: usize) -> Option<&Core> {
-        self.cores
-            .get(id)
-            .filter(|c| c.id < self.hwm.load(Ordering::Acquire) && c.state() == CoreState::Active)
-    }
-
-    /// The index of the type named `name`.
-    pub(crate) fn type_index(&self, name: &str) -> Option<usize> {
-        self.types.iter().position(|t| t.name == name)
-    }
-
-    /// Live threads of type `ty` (relaxed sums of single-writer counters: a snapshot).
-    pub(crate) fn live_of_type(&self, ty: usize) -> i64 {
-        let n = self.hwm.load(Ordering::Acquire);
-        self.cores[..n]
-            .iter()
-            .map(|c| c.typed[ty].load(Ordering::Relaxed))
-            .sum::<i64>()
-            + self.foreign_typed[ty].load(Ordering::Relaxed)
-    }
-
-    /// `SpawnError::ServiceCore` if `target` names the service core or its type: it
-    /// runs maintenance threads only (those spawn with `Target::Maintenance`).
-    pub(crate) fn refuse_service_core(&self, target: &Target) -> Result<(), crate::SpawnError> {
-        let service = match target {
-            Target::Core(id) => self.hyper == Some(*id),
-            Target::Type(name) => {
-                self.service_ty.is_some() && self.type_index(name) == self.service_ty
-            }
-            _ => false,
-        };
-        match self.hyper {
-            Some(core) if service => Err(crate::SpawnError::ServiceCore { core }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Live threads of every type (a snapshot, like [`Shared::live_of_type`]).
-    pub(crate) fn live_threads(&self) -> i64 {
-        (0..self.types.len()).map(|ty| self.live_of_type(ty)).sum()
+    /// The runtime `core` belongs to.
+    pub(crate) fn of(core: &Core) -> &Shared {
+        // SAFETY: every core set is the first field of a `repr(C)` `Shared` (cores are only made by `RuntimeBuilder::build`, inside one), so its address is the runtime's; the runtime outlives its cores.
+        unsafe { &*(core.set() as *const CoreSet).cast::<Shared>() }
     }
 
     /// The runtime's own maintenance threads.
@@ -516,63 +188,6 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(id);
-    }
-
-    pub(crate) fn started(&self) -> &[Core] {
-        &self.cores[..self.hwm.load(Ordering::Acquire)]
-    }
-
-    /// Where a new thread of type `ty` and run-queue level `level` goes: if it is more
-    /// urgent than what every active core of the type runs, the core running the least
-    /// urgent thread (which is then asked to reschedule); otherwise the least loaded
-    /// one, preferring `from` on ties. `None` if the type has no active core.
-    pub(crate) fn place(&self, ty: usize, level: u8, from: Option<usize>) -> Option<usize> {
-        let mut least: Option<(u32, usize)> = None;
-        let mut calmest: Option<(u8, usize)> = None;
-        for c in self.started() {
-            if c.ty.load(Ordering::Relaxed) != ty || c.state() != CoreState::Active {
-                continue;
-            }
-            let load = c.published.load.load(Ordering::Relaxed);
-            // An idle core keeps the level of its last thread (see `Published`).
-            let running = if load == 0 {
-                IDLE_LEVEL
-            } else {
-                c.published.level.load(Ordering::Relaxed)
-            };
-            let better_load = match least {
-                None => true,
-                Some((l, id)) => load < l || (load == l && Some(c.id) == from && id != c.id),
-            };
-            if better_load {
-                least = Some((load, c.id));
-            }
-            let better_level = match calmest {
-                None => true,
-                Some((r, _)) => running > r || (running == r && Some(c.id) == from),
-            };
-            if better_level {
-                calmest = Some((running, c.id));
-            }
-        }
-        match (calmest, least) {
-            (Some((running, id)), _) if level < running && running != IDLE_LEVEL => Some(id),
-            (_, Some((_, id))) => Some(id),
-            _ => None,
-        }
-    }
-
-    /// Where a woken (or evacuated) thread of type `ty` goes when its own core is not
-    /// active: the least loaded active core of the type, else of any type.
-    pub(crate) fn place_woken(&self, ty: u8, from: Option<usize>) -> usize {
-        if let Some(id) = self.place(ty as usize, IDLE_LEVEL, from) {
-            return id;
-        }
-        self.started()
-            .iter()
-            .filter(|c| c.state() == CoreState::Active && Some(c.id) != self.hyper)
-            .min_by_key(|c| c.published.load.load(Ordering::Relaxed))
-            .map_or(from.unwrap_or(0), |c| c.id)
     }
 }
 
@@ -877,34 +492,44 @@ impl RuntimeBuilder {
         });
         let spin = self.idle_spin;
         let clock = crate::preempt::Clock::new(self.preempt.clone());
-        let shared = Arc::new_cyclic(|weak| {
-            let p = weak.as_ptr();
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            // The set is the first field of `Shared` (`repr(C)`): its address is the
+            // runtime's, which the cores keep.
+            let p = weak.as_ptr().cast::<CoreSet>();
+            // The service's address in the runtime being built, for the cores' roles:
+            // nothing is read through it before the runtime exists.
+            // SAFETY: only an address is computed; the allocation exists.
+            let service = unsafe { std::ptr::addr_of!((*weak.as_ptr()).offload) };
             Shared {
-                cores: (0..MAX_CORES)
-                    .map(|i| {
-                        let spin = if Some(i) == hyper && shares_cpu {
-                            Duration::ZERO
-                        } else {
-                            spin
-                        };
-                        Core::new(i, p, spin)
-                    })
-                    .collect(),
-                slots: Slots::new(MAX_CORES),
-                hwm: AtomicUsize::new(0),
-                types: infos,
+                set: CoreSet {
+                    cores: (0..MAX_CORES)
+                        .map(|i| {
+                            let spin = if Some(i) == hyper && shares_cpu {
+                                Duration::ZERO
+                            } else {
+                                spin
+                            };
+                            Core::new(i, p, spin)
+                        })
+                        .collect(),
+                    slots: Slots::new(MAX_CORES),
+                    hwm: AtomicUsize::new(0),
+                    types: infos,
+                    foreign_typed: std::array::from_fn(|_| AtomicI64::new(0)),
+                    hyper,
+                    service_ty,
+                    maint_ty: service_ty.unwrap_or(0),
+                },
                 pinned,
                 default_stack,
-                foreign_typed: std::array::from_fn(|_| AtomicI64::new(0)),
                 shutdown: AtomicBool::new(false),
                 choices,
                 clock,
                 admin: Mutex::new(()),
-                hyper,
-                service_ty,
-                maint_ty: service_ty.unwrap_or(0),
                 one_cpu: allowed.len() == 1,
                 offload: crate::offload::Service::new(),
+                serve_role: crate::offload::ServeRole { service },
+                collect_role: crate::offload::CollectRole { service },
                 poller: crate::io::Poller::new(),
                 blocking: crate::blocking::Pool::default(),
                 maintenance: Mutex::new(Vec::new()),
@@ -1035,10 +660,10 @@ impl std::ops::Deref for Runtime {
 impl Handle {
     /// The runtime of the running spindle thread, or `None` on an OS thread.
     pub fn try_current() -> Option<Handle> {
-        let me = crate::task::current::current_tcb()?;
-        // SAFETY: `me` runs on its core, whose `Shared` is alive and lives in an Arc (built by `Arc::new_cyclic`); we add a strong count for the new Arc.
+        let (ctx, _) = crate::sched::CoreCtx::current()?;
+        let p: *const Shared = Shared::of(ctx.core());
+        // SAFETY: the running thread's runtime is alive and lives in an Arc (built by `Arc::new_cyclic`); we add a strong count for the new Arc.
         unsafe {
-            let p = (*(*me).core.get()).shared_ptr();
             Arc::increment_strong_count(p);
             Some(Handle {
                 shared: Arc::from_raw(p),
@@ -1192,6 +817,13 @@ impl Handle {
         };
         core.ty.store(ty, Ordering::Relaxed);
         core.cpu.store(cpu.unwrap_or(usize::MAX), Ordering::Relaxed);
+        let role: &dyn CoreRole = if Some(id) == shared.hyper {
+            &shared.serve_role
+        } else {
+            &shared.collect_role
+        };
+        // SAFETY: the core's OS thread is not running (it has not started, or a retired core's has ended: joined above); the role lives in the runtime, which outlives the core.
+        unsafe { core.set_role(role) };
         core.halt.store(false, Ordering::Relaxed);
         core.resched.store(false, Ordering::Relaxed);
         core.reopen_inbox();
@@ -1242,7 +874,7 @@ impl Handle {
         if crate::fork::forked() {
             return Err(CoreError::Forked);
         }
-        let _p = crate::preempt::PreemptGuard::new();
+        let _p = crate::sched::guard::PreemptGuard::new();
         let shared = &self.shared;
         let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
         if shared.shutdown.load(Ordering::Acquire) {
@@ -1276,7 +908,7 @@ impl Handle {
         if crate::fork::forked() {
             return Err(CoreError::Forked);
         }
-        let _p = crate::preempt::PreemptGuard::new();
+        let _p = crate::sched::guard::PreemptGuard::new();
         let shared = &self.shared;
         {
             let _g = shared.admin.lock().unwrap_or_else(|e| e.into_inner());
@@ -1320,7 +952,7 @@ impl Handle {
         while matches!(core.state(), CoreState::Leaving | CoreState::Evacuating)
             && !shared.shutdown.load(Ordering::Acquire)
         {
-            crate::thread::sleep(Duration::from_micros(100));
+            crate::sched::wait::sleep(Duration::from_micros(100));
         }
         Ok(())
     }
@@ -1329,9 +961,8 @@ impl Handle {
 impl Drop for Runtime {
     fn drop(&mut self) {
         let me = Arc::as_ptr(&self.handle.shared);
-        if let Some(t) = crate::task::current::current_tcb() {
-            // SAFETY: the running thread's core is alive.
-            let mine = unsafe { (*(*t).core.get()).shared_ptr() };
+        if let Some((ctx, _)) = crate::sched::CoreCtx::current() {
+            let mine: *const Shared = Shared::of(ctx.core());
             assert!(
                 !std::ptr::eq(mine, me),
                 "a spindle Runtime was dropped by one of its own threads: drop it on the OS \
@@ -1358,7 +989,7 @@ fn core_main(handle: Handle, id: usize, cpu: Option<usize>, mask: Vec<usize>) {
         }
     }
     let _alt = AltStack::install();
-    crate::preempt::core_started(core);
+    core.clock.started();
     loop {
         if core.halt.load(Ordering::Acquire) {
             break;
@@ -1373,7 +1004,7 @@ fn core_main(handle: Handle, id: usize, cpu: Option<usize>, mask: Vec<usize>) {
     if core.state() == CoreState::Leaving && !shared.shutdown.load(Ordering::Acquire) {
         retire(shared, core);
     }
-    crate::preempt::core_stopped(core);
+    core.clock.stopped();
     crate::shutdown::core_stopped(shared);
 }
 
@@ -1402,8 +1033,8 @@ fn retire(shared: &Shared, core: &Core) {
             let c = &shared.cores[id];
             c.state().is_running() && c.epoch.load(Ordering::Acquire) == e0
         });
-        // SAFETY: scheduler context of `core`: keep taking in while we wait.
-        unsafe { core.take_in(&mut *core.local()) };
+        // SAFETY: the scheduler context of `core`, on its OS thread.
+        unsafe { crate::sched::CoreCtx::stopped(core) }.take_in();
         core.bump_epoch();
         std::thread::yield_now();
     }
@@ -1461,9 +1092,8 @@ pub const ABANDONED: &str = "spindle: the runtime shut down before this thread f
 
 /// Statistics of the core the caller runs on, or `None` outside a runtime.
 pub fn core_stats() -> Option<CoreStats> {
-    let me = crate::task::current::current_tcb()?;
-    // SAFETY: `me` runs on its core, so the core is alive.
-    Some(unsafe { (*(*me).core.get()).stats() })
+    let (mut ctx, _) = crate::sched::CoreCtx::current()?;
+    Some(ctx.stats())
 }
 
 /// Payload of the panic-like error of an abandoned thread.

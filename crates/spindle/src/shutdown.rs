@@ -31,10 +31,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::runtime::Shared;
+use crate::sched::CoreCtx;
 use crate::sched::CoreState;
-use crate::task::slot::{Channel, F_DONE, F_HANDLE_GONE, F_LIVE, table};
+use crate::sched::retire::{FreeTo, retire};
+use crate::task::id::ThreadId;
+use crate::task::slot::{Channel, F_DONE, F_LIVE, table};
 use crate::task::tcb::Tcb;
-use crate::thread::{self, ThreadId};
 
 /// Default of [`RuntimeBuilder::shutdown_timeout`](crate::RuntimeBuilder::shutdown_timeout).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -161,7 +163,7 @@ fn abandon_where(shared: &Shared, select: impl Fn(ThreadId) -> bool) {
                 // SAFETY: a thread whose wake we won is alive and asleep: its TCB is valid, and ours to mark before we hand it to its core.
                 unsafe { (**slot.tcb.get()).abandon.set(true) };
                 // SAFETY: as above; we own making it runnable.
-                unsafe { crate::sched::enqueue_woken(slot) };
+                unsafe { crate::sched::handoff::enqueue_woken(slot) };
                 break;
             }
         }
@@ -233,7 +235,8 @@ fn reclaim(shared: &Shared) {
     for c in shared.started() {
         c.set_state(CoreState::Retired);
     }
-    let pool_core = &shared.cores[0];
+    // SAFETY: every core's OS thread has ended (the contract of `reclaim`): their core-local state is ours.
+    let mut pool_core = unsafe { CoreCtx::stopped(&shared.cores[0]) };
     for index in 0..table().allocated() {
         let Some(slot) = table().get(index) else {
             continue;
@@ -252,21 +255,15 @@ fn reclaim(shared: &Shared) {
             slot.word.cancel_block(Channel::Internal, generation);
             slot.word.cancel_block(Channel::Park, generation);
             ((*tcb).vtable.write_abandoned)(slot.result.get());
-            Tcb::discard(tcb, &mut (*pool_core.local()).pool);
-            let (old, joiner) = slot.finish();
-            if old & F_HANDLE_GONE != 0 {
-                slot.release(old | F_DONE);
-                table().free_remote(index);
-            }
-            thread::wake(joiner);
+            Tcb::discard(tcb, pool_core.pool());
+            retire(slot, index, FreeTo::Table);
         }
     }
     for c in shared.started() {
-        // SAFETY: every core's OS thread has ended: their pools and lists are ours.
-        unsafe {
-            (*c.local()).pool.drain_to_spare();
-            table().give_back(&mut (*c.local()).free_slots);
-        }
+        // SAFETY: every core's OS thread has ended: their core-local state is ours.
+        let mut ctx = unsafe { CoreCtx::stopped(c) };
+        ctx.pool().drain_to_spare();
+        table().give_back(ctx.free_slots());
     }
     shared.blocking.shut_down();
 }

@@ -8,8 +8,8 @@ use std::process::Command;
 
 /// The functions of the slot path, as they appear (demangled) in the binary.
 const SLOT_FUNCTIONS: &[&str] = &[
-    "spindle::sched::Core::take_in",
-    "spindle::sched::Core::send_out",
+    "spindle::sched::handoff::<impl spindle::sched::core::Core>::take_in",
+    "spindle::sched::handoff::<impl spindle::sched::core::Core>::send_out",
     "spindle::sched::exchange::Slots<T>::take",
     "spindle::sched::exchange::Slots<T>::offer",
 ];

@@ -20,6 +20,7 @@
 //!   directly by their own threads; new calls run directly. A warning is printed once
 //!   and [`ServiceStats::failed`] says so.
 
+pub(crate) mod caller;
 pub(crate) mod slot;
 pub(crate) mod wait;
 
@@ -28,8 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::runtime::Shared;
-use crate::sched::{Core, CoreLocal, CoreState, MAX_CORES};
+use crate::sched::role::CoreRole;
+use crate::sched::{Core, CoreCtx, CoreSet, CoreState, MAX_CORES};
+use crate::task::id::ThreadId;
+pub(crate) use caller::{raw_syscall, syscall};
 use slot::{READY, ReqSlot};
 pub use wait::WaitStrategy;
 
@@ -38,23 +41,23 @@ pub const SLOTS: usize = 16;
 
 /// Pauses a caller whose core has nothing else to run polls its slot before it
 /// sleeps (~10–40 µs, about the idle loop's spin).
-const POLL_SPINS: u32 = 512;
+pub(super) const POLL_SPINS: u32 = 512;
 
 /// The requests of one worker core.
 pub(crate) struct Region {
-    slots: [ReqSlot; SLOTS],
+    pub(super) slots: [ReqSlot; SLOTS],
     /// The waiting thread of each slot, `index << 32 | generation` (written by the
     /// claimer before READY; read by the collector, or by the service when the core
     /// is gone).
-    waiters: [AtomicU64; SLOTS],
+    pub(super) waiters: [AtomicU64; SLOTS],
     /// Touched only by the worker core's OS thread.
-    local: CachePadded<UnsafeCell<WorkerSide>>,
+    pub(super) local: CachePadded<UnsafeCell<WorkerSide>>,
 }
 
 #[derive(Default)]
-struct WorkerSide {
+pub(super) struct WorkerSide {
     /// Slots published from this core and not collected yet.
-    inflight: u32,
+    pub(super) inflight: u32,
 }
 
 impl Region {
@@ -74,17 +77,17 @@ const STOP_PANIC: u8 = 2;
 
 /// The system-call service of one runtime.
 pub(crate) struct Service {
-    regions: Box<[Region]>,
+    pub(super) regions: Box<[Region]>,
     /// Set (release) by the service loop once it will never touch a slot again.
-    dead: AtomicBool,
+    pub(super) dead: AtomicBool,
     /// A test hook's request: stop (1) or panic (2) at the next pass.
     stop: AtomicU8,
     /// Calls served (single writer: the hypercore).
     served: AtomicU64,
     /// Calls run directly because the slots of their core were all taken.
-    direct_full: AtomicU64,
+    pub(super) direct_full: AtomicU64,
     /// Calls run directly because the service had failed.
-    direct_failed: AtomicU64,
+    pub(super) direct_failed: AtomicU64,
     strategy: WaitStrategy,
 }
 
@@ -140,7 +143,7 @@ impl Service {
     /// One pass of the service loop: runs every READY request of every started
     /// worker. Returns the number of calls run. Only the hypercore's OS
     /// thread calls this.
-    pub(crate) fn serve(&self, shared: &Shared) -> usize {
+    pub(crate) fn serve(&self, shared: &CoreSet) -> usize {
         if self.dead.load(Ordering::Relaxed) {
             return 0;
         }
@@ -158,7 +161,7 @@ impl Service {
     }
 
     /// The body of [`Service::serve`]; `None` if asked to stop.
-    fn pass(&self, shared: &Shared) -> Option<usize> {
+    fn pass(&self, shared: &CoreSet) -> Option<usize> {
         match self.stop.load(Ordering::Relaxed) {
             STOP_NONE => {}
             STOP_QUIETLY => return None,
@@ -207,7 +210,7 @@ impl Service {
     }
 
     /// Whether a worker has a READY request (the hypercore's check before sleeping).
-    fn has_posted(&self, shared: &Shared) -> bool {
+    fn has_posted(&self, shared: &CoreSet) -> bool {
         let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
         self.regions[..n]
             .iter()
@@ -217,7 +220,7 @@ impl Service {
     /// The service loop stops for good: publish it, wake every worker and every
     /// waiter so that the pending calls run directly.
     #[cold]
-    fn die(&self, shared: &Shared, why: &str) {
+    fn die(&self, shared: &CoreSet, why: &str) {
         // Release: every slot access of the service happened before.
         self.dead.store(true, Ordering::Release);
         eprintln!(
@@ -266,8 +269,8 @@ impl Service {
     /// flight.
     #[cold]
     #[inline(never)]
-    fn collect(&self, core: &Core, l: &mut CoreLocal) {
-        let r = &self.regions[core.id];
+    fn collect(&self, ctx: &mut CoreCtx<'_>) {
+        let r = &self.regions[ctx.core().id];
         // SAFETY: called on the core's OS thread.
         let w = unsafe { &mut *r.local.get() };
         let dead = self.dead.load(Ordering::Acquire);
@@ -278,26 +281,9 @@ impl Service {
             if dead || r.slots[i].state() != READY {
                 w.inflight &= !(1 << i);
                 let (index, generation) = unpack(r.waiters[i].load(Ordering::Relaxed));
-                core.wake_internal_here(l, index, generation);
+                ctx.wake_internal(ThreadId::from_parts(index, generation));
             }
         }
-    }
-}
-
-/// A leaving core's last collection, in its scheduler context before it evacuates:
-/// wakes the threads whose call completed while the core was still active (the
-/// service rang its doorbell then, and the core halted before collecting). Calls
-/// still in flight are completed and woken by the service, which sees the core is not
-/// active any more.
-pub(crate) fn collect_leaving(core: &Core, l: &mut CoreLocal) {
-    let shared = core.shared();
-    if shared.hyper == Some(core.id) {
-        return;
-    }
-    let r = &shared.offload.regions[core.id];
-    // SAFETY: called on the core's OS thread (its scheduler context).
-    if unsafe { (*r.local.get()).inflight } != 0 {
-        shared.offload.collect(core, l);
     }
 }
 
@@ -312,198 +298,100 @@ fn wake_waiters(r: &Region, mut mask: u32) {
         mask &= mask - 1;
         let (index, generation) = unpack(r.waiters[i].load(Ordering::Relaxed));
         if index != 0 || generation != 0 {
-            crate::thread::Waiter::from_parts(index, generation).wake();
+            crate::sched::wait::Waiter::from_parts(index, generation).wake();
         }
     }
 }
 
-/// The offload work of a schedule point: the hypercore serves, a worker with requests
-/// in flight collects. One load and a compare when there is nothing to do.
-#[inline]
-pub(crate) fn at_schedule_point(core: &Core, l: &mut CoreLocal) {
-    let shared = core.shared();
-    if shared.hyper == Some(core.id) {
-        shared.offload.serve(shared);
-        return;
-    }
-    let r = &shared.offload.regions[core.id];
-    // SAFETY: called on the core's OS thread.
-    if unsafe { (*r.local.get()).inflight } != 0 {
-        shared.offload.collect(core, l);
+/// The service core's role: at every schedule point and on every spin of its idle
+/// loop it serves the requests of the workers; it waits for them with the CPU's
+/// monitored wait when there is one.
+pub(crate) struct ServeRole {
+    /// The runtime's service, which outlives its cores.
+    pub(crate) service: *const Service,
+}
+
+/// A worker core's role: it collects the completions of its requests.
+pub(crate) struct CollectRole {
+    /// The runtime's service, which outlives its cores.
+    pub(crate) service: *const Service,
+}
+
+// SAFETY: the roles only point at the runtime's service (which is Sync), which lives in the same runtime as the roles and outlives them; they are called on their core's OS thread.
+unsafe impl Sync for ServeRole {}
+// SAFETY: as above.
+unsafe impl Sync for CollectRole {}
+// SAFETY: as above: the pointer is to state shared by the whole runtime, not owned.
+unsafe impl Send for ServeRole {}
+// SAFETY: as above.
+unsafe impl Send for CollectRole {}
+
+impl ServeRole {
+    fn service(&self) -> &Service {
+        // SAFETY: the service lives in the runtime, which outlives its cores and their roles.
+        unsafe { &*self.service }
     }
 }
 
-/// The offload part of the idle loop's "anything to do?" check: the hypercore serves
-/// (true if it ran something or more was posted), a worker reports pending
-/// completions.
-pub(crate) fn idle_work(core: &Core) -> bool {
-    let shared = core.shared();
-    if shared.hyper == Some(core.id) {
-        shared.offload.serve(shared) > 0 || shared.offload.has_posted(shared)
-    } else {
-        shared.offload.worker_pending(core.id)
+impl CollectRole {
+    fn service(&self) -> &Service {
+        // SAFETY: as for `ServeRole::service`.
+        unsafe { &*self.service }
     }
 }
 
-/// The value an idle core announces in its doorbell before it sleeps: 2 (a monitored
-/// wait, which wakers end by writing the word) for the hypercore on a CPU with
-/// WAITPKG or MONITORX, else 1 (a futex sleep).
-pub(crate) fn sleep_mark(core: &Core) -> u32 {
-    let shared = core.shared();
-    if shared.hyper == Some(core.id) && shared.offload.strategy != WaitStrategy::Futex {
-        2
-    } else {
-        1
+impl CoreRole for ServeRole {
+    #[inline]
+    fn at_schedule_point(&self, ctx: &mut CoreCtx<'_>) {
+        self.service().serve(ctx.core().set());
     }
-}
 
-/// The idle core's wait, after `prepare_sleep_as(sleep_mark(core), ..)` said it may.
-pub(crate) fn idle_sleep(core: &Core, timeout: Option<std::time::Duration>) {
-    let shared = core.shared();
-    let strategy = shared.offload.strategy;
-    if shared.hyper == Some(core.id) && strategy != WaitStrategy::Futex {
-        // SAFETY: `strategy` came from CPUID (`wait::detect`) and is not Futex.
-        unsafe { wait::monitored_wait(strategy, core.doorbell.word(), 2) };
-    } else {
-        core.doorbell.sleep(timeout);
+    fn idle_work(&self, core: &Core) -> bool {
+        let svc = self.service();
+        svc.serve(core.set()) > 0 || svc.has_posted(core.set())
     }
-}
 
-/// Runs system call `nr` directly and returns the raw kernel result (a negative errno
-/// on failure).
-///
-/// # Safety
-///
-/// The arguments must be valid for the call (pointers to live buffers of the right
-/// size, and so on), as for `libc::syscall`.
-#[inline]
-pub(crate) unsafe fn raw_syscall(nr: u32, a: [u64; 6]) -> i64 {
-    let ret: i64;
-    // SAFETY: the caller vouches for the arguments; the kernel clobbers only rax, rcx and r11.
-    unsafe {
-        std::arch::asm!(
-            // enter the kernel: number in rax, arguments in rdi, rsi, rdx, r10, r8,
-            // r9; the result (or -errno) comes back in rax, rcx and r11 are clobbered
-            "syscall",
-            inlateout("rax") u64::from(nr) => ret,
-            in("rdi") a[0],
-            in("rsi") a[1],
-            in("rdx") a[2],
-            in("r10") a[3],
-            in("r8") a[4],
-            in("r9") a[5],
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-/// Runs system call `nr`: offloaded to the hypercore when the caller is a spindle
-/// thread on a worker core of a runtime with a live service, else directly. Returns
-/// the raw kernel result.
-///
-/// # Safety
-///
-/// As for [`raw_syscall`].
-pub(crate) unsafe fn syscall(nr: u32, args: [u64; 6]) -> i64 {
-    if let Some(r) = offload(nr, args) {
-        return r;
-    }
-    // SAFETY: as for this function.
-    unsafe { raw_syscall(nr, args) }
-}
-
-/// The offloaded path; `None` if the call must run directly.
-fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
-    let me = crate::task::current::current_tcb()?;
-    // SAFETY: the running thread's TCB and core are valid while it runs.
-    let (core, index, generation) = unsafe { (&*(*me).core.get(), (*me).index, (*me).generation) };
-    let shared = core.shared();
-    let hyper = shared.hyper?;
-    if core.id == hyper {
-        return None;
-    }
-    let svc = &shared.offload;
-    if svc.dead.load(Ordering::Acquire) {
-        svc.direct_failed.fetch_add(1, Ordering::Relaxed);
-        return None;
-    }
-    let r = &svc.regions[core.id];
-    // Claim and publish with no schedule point in between: the threads of this core
-    // run one at a time, so the claim needs no RMW. Asynchronous preemption is held
-    // off until the call is published (and while polling for its result).
-    let guard = crate::preempt::PreemptGuard::new();
-    let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
-        svc.direct_full.fetch_add(1, Ordering::Relaxed);
-        return None;
-    };
-    let s = &r.slots[i];
-    r.waiters[i].store(
-        u64::from(index) << 32 | u64::from(generation),
-        Ordering::Relaxed,
-    );
-    // SAFETY: we run on the core's OS thread, with no schedule point until `block`.
-    unsafe { (*r.local.get()).inflight |= 1 << i };
-    s.publish(nr, args);
-    shared.cores[hyper].doorbell.wake_if_sleeping();
-    // With nothing else to run on this core, poll the slot for a while, as the idle
-    // loop would, but without the two switches; stop as soon as work arrives here.
-    // SAFETY: we run on the core's OS thread; a brief read of its run queue length.
-    if unsafe { (*core.local()).runq.len() } == 0 {
-        for _ in 0..POLL_SPINS {
-            if let Some(res) = s.result() {
-                // No schedule point since the publish: we are still on `core`.
-                // SAFETY: as above.
-                unsafe { (*r.local.get()).inflight &= !(1 << i) };
-                s.release();
-                return Some(res);
-            }
-            if core.has_incoming() || svc.dead.load(Ordering::Relaxed) {
-                break;
-            }
-            std::hint::spin_loop();
+    fn sleep_mark(&self, _core: &Core) -> u32 {
+        if self.service().strategy != WaitStrategy::Futex {
+            2
+        } else {
+            1
         }
     }
-    drop(guard);
-    /// A caller that unwinds while its call is in flight (a shutdown abandons it) may
-    /// not leave: the service would still run the call on buffers its unwinding frees.
-    /// It waits (as an unwinding thread, it sleeps normally) until the call completed
-    /// or the service died, then frees the slot.
-    struct AwaitOnUnwind<'a> {
-        s: &'a slot::ReqSlot,
-        svc: &'a Service,
-    }
-    impl Drop for AwaitOnUnwind<'_> {
-        fn drop(&mut self) {
-            loop {
-                let dead = self.svc.dead.load(Ordering::Acquire);
-                if self.s.result().is_some() || dead {
-                    self.s.release();
-                    return;
-                }
-                crate::thread::block_internal(None);
-            }
+
+    fn idle_sleep(&self, core: &Core, timeout: Option<std::time::Duration>) {
+        let strategy = self.service().strategy;
+        if strategy != WaitStrategy::Futex {
+            // SAFETY: `strategy` came from CPUID (`wait::detect`) and is not Futex.
+            unsafe { wait::monitored_wait(strategy, core.doorbell.word(), 2) };
+        } else {
+            core.doorbell.sleep(timeout);
         }
     }
-    let unwinding = AwaitOnUnwind { s, svc };
-    loop {
-        // Dead first, then the state: a service that died after completing us has
-        // its DONE visible once we saw `dead`.
-        let dead = svc.dead.load(Ordering::Acquire);
-        if let Some(res) = s.result() {
-            std::mem::forget(unwinding);
-            s.release();
-            return Some(res);
+}
+
+impl CoreRole for CollectRole {
+    /// A worker with requests in flight collects completions: one load when there
+    /// are none.
+    #[inline]
+    fn at_schedule_point(&self, ctx: &mut CoreCtx<'_>) {
+        let svc = self.service();
+        let r = &svc.regions[ctx.core().id];
+        // SAFETY: called on the core's OS thread (the role's contract).
+        if unsafe { (*r.local.get()).inflight } != 0 {
+            svc.collect(ctx);
         }
-        if dead {
-            // READY, and the service will never touch it again: run it ourselves.
-            std::mem::forget(unwinding);
-            s.release();
-            svc.direct_failed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        crate::thread::block_internal(None);
+    }
+
+    fn idle_work(&self, core: &Core) -> bool {
+        self.service().worker_pending(core.id)
+    }
+
+    /// A leaving core's last collection, before it evacuates: wakes the threads whose
+    /// call completed while the core was still active (the service rang its doorbell
+    /// then, and the core halted before collecting). Calls still in flight are
+    /// completed and woken by the service, which sees the core is not active any more.
+    fn on_leave(&self, ctx: &mut CoreCtx<'_>) {
+        self.at_schedule_point(ctx);
     }
 }

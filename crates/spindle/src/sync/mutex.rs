@@ -123,7 +123,7 @@ impl<T: ?Sized> Mutex<T> {
     #[inline]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         // A pending reschedule request is honoured at every runtime call.
-        crate::preempt::check();
+        crate::sched::guard::check();
         if self
             .state
             .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)

@@ -127,7 +127,7 @@ impl<T: ?Sized> RwLock<T> {
     #[inline]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         // A pending reschedule request is honoured at every runtime call.
-        crate::preempt::check();
+        crate::sched::guard::check();
         if !self.try_read_fast() {
             self.read_slow();
         }
@@ -156,7 +156,7 @@ impl<T: ?Sized> RwLock<T> {
     #[inline]
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
         // A pending reschedule request is honoured at every runtime call.
-        crate::preempt::check();
+        crate::sched::guard::check();
         // Acquire: pairs with the release of the previous holders.
         if self
             .state

@@ -77,7 +77,7 @@ impl Semaphore {
     /// Takes a permit, waiting until one is free.
     pub fn acquire(&self) -> SemaphorePermit<'_> {
         // A pending reschedule request is honoured at every runtime call.
-        crate::preempt::check();
+        crate::sched::guard::check();
         if !self.try_take() {
             self.acquire_slow(None);
         }

@@ -29,8 +29,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::loom::{Arc, AtomicU32, Mutex, MutexGuard, Ordering};
-use crate::preempt::PreemptGuard;
-use crate::thread::Waiter;
+use crate::sched::guard::PreemptGuard;
+use crate::sched::wait::Waiter;
 
 /// How a node's owner blocks.
 #[derive(Clone, Copy, Debug)]
@@ -96,7 +96,7 @@ impl Node {
                     return 0;
                 }
                 // May return spuriously (stale token, timer): re-checked above.
-                crate::thread::block_internal(deadline);
+                crate::sched::wait::block_internal(deadline);
             },
             #[cfg(loom)]
             Who::Spindle(_) => unreachable!("no spindle threads under loom"),

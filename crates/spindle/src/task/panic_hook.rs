@@ -79,7 +79,7 @@ fn report(info: &PanicHookInfo<'_>, prev: &Hook) {
         return prev(info);
     };
     // SAFETY: the running thread's TCB and core are alive while it runs.
-    let (id, core) = unsafe { ((*me).id_u64(), (*(*me).core.get()).id) };
+    let (id, core) = unsafe { ((*me).id_u64(), crate::sched::Core::of(me).id) };
     // SAFETY: as above; the name lives as long as the thread runs.
     let name = unsafe { (*me).name.as_ref().map_or("<unnamed>", |n| n.as_str()) };
     eprintln!(

@@ -407,7 +407,7 @@ pub(crate) struct Slot {
     /// the TCB's line then stays on the thread's core (one cache miss less per
     /// cross-core wake, on each side). Relaxed: written by the thread's core before
     /// the thread blocks, so the block/wake CAS pair orders them for the waker.
-    pub(crate) home: AtomicPtr<crate::sched::Core>,
+    pub(crate) home: AtomicPtr<crate::task::tcb::CoreOwner>,
     pub(crate) level: StdAtomicU8,
     /// The exit value. Written by the thread before `F_DONE`; read by the joiner after
     /// it saw `F_DONE`, or dropped by whoever frees the slot.
@@ -585,16 +585,6 @@ impl SlotTable {
             .unwrap_or_else(|e| e.into_inner())
             .push(index);
         self.has_remote_free.store(true, Ordering::Relaxed);
-    }
-
-    /// Returns a freed index: to the running core's free list if we run on a core,
-    /// else to the shared list.
-    pub(crate) fn free(&self, index: u32) {
-        match crate::task::current::current_tcb() {
-            // SAFETY: we run on `me`'s live core, as its OS thread; the borrow is brief.
-            Some(me) => unsafe { (*(*(*me).core.get()).local()).free_slots.push(index) },
-            None => self.free_remote(index),
-        }
     }
 
     /// Hands a core's whole free list back (its runtime shuts down).

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
 use crate::arch::Context;
-use crate::sched::Core;
 use crate::stack::{StackPool, class_size};
 use crate::task::slot::{ResultBuf, Slot};
 
@@ -93,8 +92,8 @@ pub(crate) struct Tcb {
     /// preemptible; `preempt::CoreClock`).
     pub(crate) run_word: u64,
     // -- immutable after spawn (until the thread migrates, which only its owner does) --
-    /// The core that owns the thread.
-    pub(crate) core: Cell<*const Core>,
+    /// The core that owns the thread, as the scheduler's opaque handle.
+    pub(crate) core: Cell<*const CoreOwner>,
     /// This thread's join slot.
     pub(crate) slot: *const Slot,
     /// Slot index and generation: the thread id.
@@ -145,8 +144,18 @@ pub(crate) struct Tcb {
 pub(crate) unsafe fn describe_overflowed(base: usize, size: usize) -> (Option<&'static [u8]>, u64) {
     let tcb = Tcb::at_top_of(base, size);
     // SAFETY: per the contract; the name outlives the report (the process aborts after it).
-    unsafe { ((*tcb).name_bytes().map(|n| &*(n as *const [u8])), (*tcb).id_u64()) }
+    unsafe {
+        (
+            (*tcb).name_bytes().map(|n| &*(n as *const [u8])),
+            (*tcb).id_u64(),
+        )
+    }
 }
+
+/// The core that owns a thread, as this layer sees it: an opaque handle that it only
+/// stores and compares. The scheduler makes and resolves it (`Core::owner`,
+/// `Core::of`).
+pub(crate) enum CoreOwner {}
 
 /// A thread name: static names (the main thread's) cost nothing to copy into a
 /// handle; given names are shared.
@@ -303,7 +312,7 @@ impl Tcb {
     /// Records that the thread now lives on `core`, in the TCB and in its slot (for
     /// wakers; see `Slot::home`). Writes only on a change.
     #[inline]
-    pub(crate) fn set_core(&self, core: *const Core) {
+    pub(crate) fn set_core(&self, core: *const CoreOwner) {
         if self.core.get() != core {
             self.core.set(core);
             self.slot()

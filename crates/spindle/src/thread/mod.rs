@@ -16,11 +16,12 @@
 //! | `JoinHandle::join` | sleeps the thread | blocks the OS thread |
 //! | `std::sync::Mutex::lock`, blocking I/O | **blocks the whole core** | blocks the OS thread |
 
+pub use crate::sched::wait::{park, park_timeout, preempt_point, sleep, yield_now};
 pub use crate::task::abandon::Abandoned;
 pub use crate::task::id::ThreadId;
-pub use crate::task::priority::{DEFAULT_PRIORITY, MAX_PRIORITY};
-use crate::task::priority::level_of;
 pub use crate::task::panic_count::panicking;
+use crate::task::priority::level_of;
+pub use crate::task::priority::{DEFAULT_PRIORITY, MAX_PRIORITY};
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -28,20 +29,24 @@ use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::arch;
+use crate::error::CoreError;
 use crate::error::SpawnError;
-use crate::preempt::PreemptGuard;
-use crate::runtime::{CoreError, Handle, Shared};
-use crate::sched::{self, After, Core, CoreLocal, CoreState};
+use crate::runtime::{Handle, Shared};
+use crate::sched::guard::PreemptGuard;
+use crate::sched::handoff::enqueue_woken;
+use crate::sched::placement::Target;
+use crate::sched::retire::{FreeTo, retire};
+use crate::sched::wait::{block, preempt_for};
+use crate::sched::{After, Core, CoreCtx};
 use crate::stack::{self, MAX_STACK_SIZE, MIN_STACK_SIZE, StackPool};
-use crate::task::slot::{
-    Block, Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, Joiner, ResultBuf, Slot, Wake,
-    joiner_word, table,
-};
 use crate::task::current::current_tcb;
 use crate::task::slot;
+use crate::task::slot::{
+    Channel, F_DONE, F_HANDLE_GONE, F_JOINED, F_JOINER, ResultBuf, Slot, Wake, joiner_word, table,
+};
 use crate::task::tcb::{Name, State, Tcb, TcbInit, ThreadVtable};
 
 /// Closures up to this size are stored in the thread's own stack block (no heap
@@ -102,7 +107,7 @@ impl Thread {
             // on another core at any moment, and the slot be reused.
             let level = self.slot().level.load(Ordering::Relaxed);
             // SAFETY: our CAS cleared PARKED, so the thread is alive, asleep, and ours alone to enqueue.
-            unsafe { sched::enqueue_woken(self.slot()) };
+            unsafe { enqueue_woken(self.slot()) };
             preempt_for(level);
         }
     }
@@ -136,189 +141,6 @@ pub fn current() -> Thread {
 /// ```
 pub fn try_current() -> Option<Thread> {
     current_tcb().map(Thread::of)
-}
-
-/// Lets the core run other threads of the same or a more urgent priority; returns at
-/// once if there are none. On an OS thread, calls `std::thread::yield_now`.
-pub fn yield_now() {
-    let Some(me) = current_tcb() else {
-        return std::thread::yield_now();
-    };
-    // SAFETY: `me` is the running thread on its core, on its own stack.
-    let _g = unsafe { PreemptGuard::of(me) };
-    // SAFETY: as above.
-    unsafe {
-        (*me).set_state(State::Runnable);
-        (*(*me).core.get()).schedule(me, After::Requeue);
-    }
-}
-
-/// Runs a more urgent thread that was just made runnable on this core, if `level` is
-/// more urgent than the caller's.
-#[inline]
-fn preempt_for(level: u8) {
-    if let Some(me) = current_tcb() {
-        // SAFETY: reading the running thread's own level.
-        if level < unsafe { (*me).level } {
-            yield_now();
-        }
-    }
-}
-
-/// Sleeps the running thread on `chan` until woken (returns at once if a token is
-/// pending). A thread its runtime abandons at shutdown unwinds from here instead
-/// (`abandon`), unless it is unwinding already.
-fn block(me: *mut Tcb, chan: Channel) {
-    // SAFETY: `me` is the running thread (the caller's own), on its own stack.
-    let g = unsafe { PreemptGuard::of(me) };
-    // SAFETY: as above.
-    let slot = unsafe { (*me).slot() };
-    let may_unwind = !std::thread::panicking();
-    match slot.word.block(chan, may_unwind) {
-        Block::MustSleep => {
-            // SAFETY: we run on `me`'s stack and set the state schedule expects; after it returns we run again and our TCB is ours.
-            let abandoned = unsafe {
-                (*me).set_state(State::Sleeping);
-                (*(*me).core.get()).schedule(me, After::Sleep);
-                (*me).abandon.replace(false)
-            };
-            if abandoned && may_unwind {
-                drop(g);
-                crate::task::abandon::unwind();
-            }
-        }
-        Block::TokenTaken => {}
-        Block::Abandoned => {
-            drop(g);
-            crate::task::abandon::unwind();
-        }
-    }
-}
-
-/// A spindle thread that may block in [`block_internal`], as its waker names it.
-///
-/// Used by the runtime's own blocking types (`sync`, `join`): they block on the
-/// thread's internal channel, so they never consume or leave a user's park token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Waiter {
-    index: u32,
-    generation: u32,
-}
-
-impl Waiter {
-    /// The running spindle thread, or `None` on an OS thread.
-    #[inline]
-    pub(crate) fn current() -> Option<Waiter> {
-        // SAFETY: the running thread's TCB is valid while it runs.
-        current_tcb().map(|t| unsafe {
-            Waiter {
-                index: (*t).index,
-                generation: (*t).generation,
-            }
-        })
-    }
-
-    /// The waiter of thread `(index, generation)` (as kept by the system-call slots).
-    pub(crate) fn from_parts(index: u32, generation: u32) -> Waiter {
-        Waiter { index, generation }
-    }
-
-    /// Wakes the waiter if it is blocked in [`block_internal`]; otherwise leaves a
-    /// token so that its next `block_internal` returns at once. Does nothing if the
-    /// thread has finished. Callable from any context (spindle thread or OS thread).
-    pub(crate) fn wake(self) {
-        if let Some(slot) = table().get(self.index) {
-            sched::wake(slot, self.generation, Channel::Internal);
-        }
-    }
-}
-
-/// Blocks the running spindle thread on its internal channel until a
-/// [`Waiter::wake`], or until `deadline`. May return spuriously (a stale token or
-/// timer): callers re-check their condition in a loop.
-///
-/// # Panics
-///
-/// On an OS thread (callers block OS threads themselves).
-pub(crate) fn block_internal(deadline: Option<Instant>) {
-    let me = current_tcb().expect("block_internal called on an OS thread");
-    // SAFETY: `me` is the running thread.
-    let _g = unsafe { PreemptGuard::of(me) };
-    if let Some(d) = deadline {
-        if d <= Instant::now() {
-            return;
-        }
-        // SAFETY: `me` runs on its core; the timer is core-local.
-        unsafe {
-            (*(*me).core.get()).add_timer(d, (*me).index, (*me).generation, Channel::Internal)
-        };
-    }
-    block(me, Channel::Internal);
-}
-
-/// Blocks the running thread until its park token is available, then consumes it.
-/// May also return spuriously, like `std::thread::park`. On an OS thread, calls
-/// `std::thread::park`.
-///
-/// # Examples
-///
-/// ```
-/// spindle::run(|| {
-///     let main = spindle::current();
-///     let h = spindle::spawn(move || main.unpark());
-///     spindle::park(); // returns once the token is there
-///     h.join().unwrap();
-/// });
-/// ```
-pub fn park() {
-    match current_tcb() {
-        Some(me) => block(me, Channel::Park),
-        None => std::thread::park(),
-    }
-}
-
-/// Like [`park`], but returns after `dur` at the latest.
-pub fn park_timeout(dur: Duration) {
-    let Some(me) = current_tcb() else {
-        return std::thread::park_timeout(dur);
-    };
-    // SAFETY: `me` is the running thread.
-    let _g = unsafe { PreemptGuard::of(me) };
-    if let Some(deadline) = Instant::now().checked_add(dur) {
-        // SAFETY: `me` runs on its core; the timer is core-local.
-        unsafe {
-            (*(*me).core.get()).add_timer(deadline, (*me).index, (*me).generation, Channel::Park)
-        };
-    }
-    block(me, Channel::Park);
-}
-
-/// Puts the running thread to sleep for at least `dur`; its core runs other threads
-/// meanwhile. On an OS thread, calls `std::thread::sleep`.
-pub fn sleep(dur: Duration) {
-    let Some(me) = current_tcb() else {
-        return std::thread::sleep(dur);
-    };
-    // SAFETY: `me` is the running thread.
-    let _g = unsafe { PreemptGuard::of(me) };
-    let Some(deadline) = Instant::now().checked_add(dur) else {
-        // Beyond the clock's range: sleep for good, as a very long sleep would.
-        loop {
-            block(me, Channel::Internal);
-        }
-    };
-    while Instant::now() < deadline {
-        // SAFETY: `me` runs on its core; the timer is core-local.
-        unsafe {
-            (*(*me).core.get()).add_timer(
-                deadline,
-                (*me).index,
-                (*me).generation,
-                Channel::Internal,
-            )
-        };
-        block(me, Channel::Internal);
-    }
 }
 
 /// Spawns a thread on the least loaded core of the caller's core type and returns its
@@ -404,7 +226,7 @@ where
 /// The id of the core the running spindle thread is on, or `None` on an OS thread.
 pub fn current_core() -> Option<usize> {
     // SAFETY: the running thread's core is alive while it runs.
-    current_tcb().map(|me| unsafe { (*(*me).core.get()).id })
+    current_tcb().map(|me| unsafe { crate::sched::Core::of(me).id })
 }
 
 /// Moves the running thread to core `core` of its runtime: it continues there, after
@@ -438,12 +260,10 @@ pub fn migrate_to(core: usize) -> Result<(), CoreError> {
     let _g = unsafe { PreemptGuard::of(me) };
     // SAFETY: `me` runs on its core, which is alive; we are its OS thread.
     unsafe {
-        let here = &*(*me).core.get();
-        let shared = here.shared();
+        let here = Core::of(me);
+        let shared = here.set();
         let to = shared
-            .cores
-            .get(core)
-            .filter(|c| c.id < shared.hwm.load(Ordering::Acquire) && c.state() == CoreState::Active)
+            .active_core(core)
             .ok_or(CoreError::NoSuchCore { core })?;
         if let Some(hyper) = shared.hyper.filter(|&h| h == to.id || h == here.id) {
             return Err(CoreError::ServiceCore { core: hyper });
@@ -462,20 +282,6 @@ pub fn migrate_to(core: usize) -> Result<(), CoreError> {
         here.schedule(me, After::Migrate(core));
     }
     Ok(())
-}
-
-/// A preemption point: if the core was asked to reschedule (a more urgent thread was
-/// sent to it) or has injected work waiting, lets the scheduler run; else returns at
-/// once (one or two loads). Long computations call it in their loops so that urgent
-/// threads are not kept waiting. On an OS thread it does nothing.
-pub fn preempt_point() {
-    if let Some(me) = current_tcb() {
-        // SAFETY: the running thread's core is alive while it runs.
-        let core = unsafe { &*(*me).core.get() };
-        if core.resched.load(Ordering::Acquire) || core.doorbell.pending() {
-            yield_now();
-        }
-    }
 }
 
 /// Thread attributes: name, stack size, priority, and where the thread runs.
@@ -670,9 +476,8 @@ impl Builder {
         T: Send + 'static,
     {
         let opts = self.opts()?;
-        let me = current_tcb().ok_or_else(SpawnError::not_in_runtime)?;
-        // SAFETY: `me` runs on its core, so the core and its runtime are alive.
-        let shared = unsafe { (*(*me).core.get()).shared() };
+        let (ctx, _) = CoreCtx::current().ok_or_else(SpawnError::not_in_runtime)?;
+        let shared = Shared::of(ctx.core());
         // SAFETY: `F` and `T` are 'static and Send.
         unsafe { spawn_unchecked(shared, f, opts) }
     }
@@ -708,20 +513,6 @@ fn validate_stack_size(size: usize) -> Result<(), SpawnError> {
     } else {
         Err(SpawnError::StackSize { requested: size })
     }
-}
-
-/// Where a spawn puts the thread.
-pub(crate) enum Target {
-    /// The least loaded core of the caller's type.
-    Any,
-    /// This core.
-    Core(usize),
-    /// The least loaded core of this type.
-    Type(String),
-    /// The least loaded core of the type with this index (a resolved `Type`).
-    TypeIndex(usize),
-    /// The service core (the hypercore), or the worker cores if it is disabled.
-    Maintenance,
 }
 
 /// Validated spawn attributes.
@@ -766,94 +557,39 @@ where
     if shared.shutdown.load(Ordering::Acquire) || crate::fork::forked() {
         return Err(SpawnError::not_running());
     }
-    let here: Option<&Core> = current_tcb()
-        // SAFETY: the running thread's core is alive while it runs.
-        .map(|me| unsafe { &*(*me).core.get() })
-        .filter(|c| std::ptr::eq(c.shared_ptr(), shared));
+    // The caller's core, if it is a thread of this runtime.
+    let here =
+        CoreCtx::current().filter(|(ctx, _)| std::ptr::eq(ctx.core().set_ptr(), &shared.set));
     let level = level_of(opts.priority);
-    let maint = Target::TypeIndex(shared.maint_ty);
-    let target = match &opts.target {
-        Target::Maintenance => &maint,
-        t => t,
-    };
-    shared.refuse_service_core(target)?;
-    let (ty, dst) = match target {
-        Target::Maintenance => unreachable!("resolved above"),
-        Target::Core(id) => {
-            let c = shared
-                .cores
-                .get(*id)
-                .filter(|c| {
-                    c.id < shared.hwm.load(Ordering::Acquire) && c.state() == CoreState::Active
-                })
-                .ok_or(SpawnError::NoSuchCore { core: *id })?;
-            (c.ty.load(Ordering::Relaxed), c.id)
-        }
-        Target::Type(name) => {
-            let ty = shared
-                .type_index(name)
-                .ok_or_else(|| SpawnError::NoSuchType { name: name.clone() })?;
-            let dst = shared
-                .place(ty, level, here.map(|c| c.id))
-                .ok_or_else(|| SpawnError::NoCoreOfType { name: name.clone() })?;
-            (ty, dst)
-        }
-        Target::TypeIndex(ty) => {
-            let dst = shared
-                .place(*ty, level, here.map(|c| c.id))
-                .ok_or_else(|| SpawnError::NoCoreOfType {
-                    name: shared.types[*ty].name.clone(),
-                })?;
-            (*ty, dst)
-        }
-        Target::Any => {
-            // SAFETY: `current_tcb` is the running thread when `here` is set.
-            let ty = here.map_or(0, |_| unsafe { (*current_tcb().unwrap_unchecked()).ty }
-                as usize);
-            // A maintenance thread's children are worker threads.
-            let ty = if Some(ty) == shared.service_ty { 0 } else { ty };
-            let dst = shared.place(ty, level, here.map(|c| c.id)).ok_or_else(|| {
-                SpawnError::NoCoreOfType {
-                    name: shared.types[ty].name.clone(),
-                }
-            })?;
-            (ty, dst)
-        }
-    };
+    // SAFETY: `me` is the running thread; its type is its own to read.
+    let caller = here
+        .as_ref()
+        .map(|(ctx, me)| (ctx.core().id, unsafe { (**me).ty } as usize));
+    let (ty, dst) = shared.resolve(&opts.target, level, caller)?;
     let stack_size = opts.stack_size.unwrap_or(shared.default_stack);
+    let on_core = here.as_ref().map(|(ctx, _)| ctx.core().id);
     let (index, generation) = match here {
-        Some(core) => {
-            let l = core.local();
+        Some((mut ctx, _)) => {
+            let core = ctx.core();
             // A lazy spawn for another core leaves only a heap record here: its
             // stack is taken and first touched by the core that runs it.
             let (t, index, generation) = if dst == core.id || !opts.lazy {
-                // SAFETY: we run on `core`'s OS thread; its pool and free list are ours for this call and no reference survives it.
-                unsafe {
-                    build(
-                        &mut (*l).pool,
-                        &mut (*l).free_slots,
-                        shared,
-                        f,
-                        &opts,
-                        stack_size,
-                        ty,
-                    )?
-                }
+                let (pool, free) = ctx.pool_and_free_slots();
+                // SAFETY: the pool and free list are our core's, for this call.
+                unsafe { build(pool, free, shared, f, &opts, stack_size, ty)? }
             } else {
                 // SAFETY: as above, for the free list.
-                unsafe { build_lazy(&mut (*l).free_slots, shared, f, &opts, stack_size, ty)? }
+                unsafe { build_lazy(ctx.free_slots(), shared, f, &opts, stack_size, ty)? }
             };
             core.count_typed(ty as u8, 1);
-            // SAFETY: as above; `t` is a fresh embryo that nobody else knows.
+            ctx.note_spawned();
+            // SAFETY: `t` is a fresh embryo that nobody else knows, on no list.
             unsafe {
-                (*l).stats.spawned += 1;
                 if dst == core.id {
-                    (*t).set_core(core);
-                    (*l).runq.push(t);
+                    ctx.push_here(t);
                 } else {
-                    (*t).set_core(&shared.cores[dst]);
-                    core.push_out(&mut *l, dst, t);
-                    core.flush(&mut *l);
+                    (*t).set_core(shared.cores[dst].owner());
+                    ctx.send(dst, t);
                 }
             }
             (index, generation)
@@ -866,7 +602,7 @@ where
             };
             shared.foreign_typed[ty].fetch_add(1, Ordering::Relaxed);
             // SAFETY: `t` is a fresh embryo; its core is set by the core taking it in.
-            unsafe { (*t).set_core(&shared.cores[dst]) };
+            unsafe { (*t).set_core(shared.cores[dst].owner()) };
             let mut to = dst;
             let mut t = t;
             while let Err(back) = shared.cores[to].inject(t) {
@@ -883,7 +619,7 @@ where
         id: ThreadId { index, generation },
         name: opts.name.clone(),
     };
-    if here.is_some_and(|c| c.id == dst) {
+    if on_core == Some(dst) {
         preempt_for(level);
     }
     Ok(JoinHandle {
@@ -1104,48 +840,6 @@ unsafe fn free_record<F>(rec: *mut Tcb) {
     }
 }
 
-/// The first pick of a lazy embryo on `core`: moves it onto a stack block of the
-/// core's pool. If no block can be had, the thread ends at once with an error (its
-/// `join` returns it) and `None` is returned.
-///
-/// # Safety
-///
-/// `rec` was just popped from `core`'s run queue and is a lazy record; `l` is
-/// `core`'s local state, on `core`'s OS thread.
-pub(crate) unsafe fn materialize(
-    core: &Core,
-    l: &mut CoreLocal,
-    rec: *mut Tcb,
-) -> Option<*mut Tcb> {
-    // SAFETY: per the contract the record is ours.
-    unsafe {
-        let e = match ((*rec).vtable.materialize)(rec, &mut l.pool) {
-            Ok(t) => {
-                l.stats.built += 1;
-                return Some(t);
-            }
-            Err(e) => e,
-        };
-        let slot = (*rec).slot();
-        let msg = format!(
-            "spindle: core {} could not start this thread: {}",
-            core.id,
-            SpawnError::from_stack(stack::class_size((*rec).class as usize), e)
-        );
-        ((*rec).vtable.write_error)(slot.result.get(), Box::new(msg));
-        core.count_typed((*rec).ty, -1);
-        let index = (*rec).index;
-        Tcb::discard(rec, &mut l.pool);
-        let (old, joiner) = slot.finish();
-        if old & F_HANDLE_GONE != 0 {
-            slot.release(old | F_DONE);
-            l.free_slots.push(index);
-        }
-        wake(joiner);
-        None
-    }
-}
-
 const fn inline_closure<F>() -> bool {
     size_of::<F>() <= INLINE_CLOSURE && align_of::<F>() <= 64
 }
@@ -1204,7 +898,7 @@ unsafe extern "C" fn thread_entry<F: FnOnce() -> T, T>(arg: usize) -> ! {
     let me = arg as *mut Tcb;
     // SAFETY: we were just switched into on our core: finish that switch first; then move the closure out of where spawn_raw stored it (exactly once).
     let f: F = unsafe {
-        (*(*me).core.get()).finish_switch();
+        crate::sched::Core::of(me).finish_switch();
         // Out of the runtime: asynchronous preemption may start (the count starts
         // at 1).
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
@@ -1248,16 +942,10 @@ unsafe fn exit(me: *mut Tcb) -> ! {
         std::mem::forget(PreemptGuard::of(me));
         let slot = (*me).slot();
         std::ptr::drop_in_place(&raw mut (*me).name);
-        let core = &*(*me).core.get();
-        let (old, joiner) = slot.finish();
-        if old & F_HANDLE_GONE != 0 {
-            // Detached: we let go last.
-            slot.release(old | F_DONE);
-            (*core.local()).free_slots.push((*me).index);
-        }
-        wake(joiner);
+        let (mut ctx, _) = CoreCtx::current().expect("an exiting thread runs on its core");
+        retire(slot, (*me).index, FreeTo::Core(ctx.free_slots()));
         (*me).set_state(State::Zombie);
-        core.schedule(me, After::Exit);
+        Core::of(me).schedule(me, After::Exit);
     }
     // A zombie is never switched back into.
     std::process::abort()
@@ -1331,7 +1019,7 @@ impl<T> JoinHandle<T> {
         let r = unsafe { slot::read_result::<std::thread::Result<T>>(slot.result.get()) };
         // SAFETY: the thread is done and we took its result: we are the last owner.
         unsafe { slot.release(F_DONE | F_HANDLE_GONE | F_JOINED) };
-        table().free(this.thread.id.index);
+        crate::sched::retire::free_slot(this.thread.id.index);
         // SAFETY: `this` is never used again.
         drop(unsafe { std::ptr::read(&this.thread) });
         r
@@ -1371,19 +1059,6 @@ fn wait_done(slot: &Slot) {
     }
 }
 
-/// Wakes a joiner taken by [`Slot::finish`].
-pub(crate) fn wake(joiner: Joiner) {
-    match joiner {
-        Joiner::None => {}
-        Joiner::Spindle(index, generation) => {
-            if let Some(j) = table().get(index) {
-                sched::wake(j, generation, Channel::Internal);
-            }
-        }
-        Joiner::Os(t) => t.unpark(),
-    }
-}
-
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         let _g = PreemptGuard::new();
@@ -1392,7 +1067,7 @@ impl<T> Drop for JoinHandle<T> {
         if old & F_DONE != 0 {
             // SAFETY: the thread is done, so we let go last.
             unsafe { slot.release(old | F_HANDLE_GONE) };
-            table().free(self.thread.id.index);
+            crate::sched::retire::free_slot(self.thread.id.index);
         }
     }
 }

@@ -1,0 +1,372 @@
+//! Handing threads between cores and OS threads: the exchange slots at every schedule
+//! point (take in, then send out), the injection queue of OS threads, and waking a
+//! thread wherever it lives (see `lifecycle` for where a woken thread of a leaving core
+//! goes).
+
+use std::cmp::Reverse;
+
+use super::Core;
+use super::core::{CoreLocal, OutList, TcbPtr};
+use super::requests::Rebalance;
+use super::timers::Timer;
+use crate::loom::Ordering;
+use crate::task::slot::{Channel, Slot, Wake, table};
+use crate::task::tcb::{State, Tcb};
+
+impl Core {
+    /// Takes in every list the other cores left in the exchange slots addressed to
+    /// this core. No read-modify-write instruction (checked by `tests/no_rmw.rs`).
+    #[inline(never)]
+    pub(crate) fn take_in(&self, l: &mut CoreLocal) {
+        let shared = self.set();
+        let n = shared.hwm.load(Ordering::Relaxed);
+        for src in 0..n {
+            if src == self.id {
+                // A core never offers to itself.
+                continue;
+            }
+            let mut t = shared.slots.take(self.id, src);
+            while !t.is_null() {
+                // SAFETY: `take` handed the list to us: its threads are ours now, and the sender's writes to them are visible (acquire).
+                unsafe {
+                    let next = (*t).next.get();
+                    // Off every list: `next` is null (see `push_out`).
+                    (*t).next.set(std::ptr::null_mut());
+                    (*t).set_core(self.owner());
+                    // Embryos (remote spawns) and runnable threads (migrations) keep
+                    // their state; threads woken by another core arrive asleep.
+                    if (*t).state() == State::Sleeping {
+                        (*t).set_state(State::Runnable);
+                    }
+                    l.runq.push(t);
+                    l.stats.taken_in += 1;
+                    t = next;
+                }
+            }
+        }
+    }
+    /// Appends `t` to the dispatcher list for core `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `t` is a runnable (or embryo) thread that this core owns and that is on no list.
+    #[inline]
+    pub(crate) unsafe fn push_out(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb) {
+        // SAFETY: per the contract.
+        unsafe { self.push_out_at(l, dst, t, (*t).level) }
+    }
+    /// [`Core::push_out`] for a thread of level `level`. The first thread of a list is
+    /// not written to at all: a TCB that is on no list has a null `next` (every
+    /// list's taker clears it), so a woken thread's TCB line stays on its own core.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Core::push_out`]; `level` is `t`'s level.
+    #[inline]
+    pub(crate) unsafe fn push_out_at(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb, level: u8) {
+        let list = &mut l.out[dst];
+        #[cfg(debug_assertions)]
+        {
+            // SAFETY: `t` is valid (contract); debug builds check the null-`next` invariant.
+            let next = unsafe { (*t).next.get() };
+            assert!(next.is_null(), "a thread on two lists");
+        }
+        if list.head.is_null() {
+            list.head = t;
+        } else {
+            // SAFETY: a non-empty list's tail is ours (we queued it).
+            unsafe { (*list.tail).next.set(t) };
+        }
+        list.min_level = list.min_level.min(level);
+        list.tail = t;
+        list.len += 1;
+        l.out_mask |= 1 << dst;
+    }
+    /// Offers every non-empty dispatcher list to its destination's exchange slot and
+    /// returns the mask of destinations that got one. Lists whose slot is still full
+    /// stay local. No read-modify-write instruction (checked by `tests/no_rmw.rs`).
+    #[inline(never)]
+    pub(crate) fn send_out(&self, l: &mut CoreLocal) -> u64 {
+        let shared = self.set();
+        let mut pending = l.out_mask;
+        let mut sent = 0;
+        while pending != 0 {
+            let dst = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            let to = &shared.cores[dst];
+            if !to.state().holds_its_threads() {
+                // Past its last switch, or gone: the list goes elsewhere (cold path;
+                // see `lifecycle`).
+                sent |= self.reroute(l, dst);
+                continue;
+            }
+            let list = l.out[dst];
+            if shared.slots.offer(self.id, dst, list.head) {
+                if list.min_level < to.published.level.load(Ordering::Relaxed) {
+                    // Release: the list is visible to whoever sees the request.
+                    to.resched.store(true, Ordering::Release);
+                }
+                l.stats.sent_out += u64::from(list.len);
+                l.out[dst] = OutList::EMPTY;
+                l.out_mask &= !(1 << dst);
+                sent |= 1 << dst;
+            }
+        }
+        sent
+    }
+    /// Sends out what can be sent, then wakes the destinations that sleep.
+    #[inline]
+    pub(crate) fn flush(&self, l: &mut CoreLocal) {
+        let sent = self.send_out(l);
+        if sent != 0 {
+            self.ring_sent(sent);
+        }
+    }
+    /// Wakes the cores in `mask` that sleep in the kernel (the doorbell protocol, with
+    /// its full fence: outside the slot functions).
+    #[inline(never)]
+    pub(super) fn ring_sent(&self, mut mask: u64) {
+        let shared = self.set();
+        while mask != 0 {
+            let dst = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            shared.cores[dst].doorbell.wake_if_sleeping();
+        }
+    }
+    /// Moves the dispatcher list for a core that is no longer active to other cores
+    /// of its threads' types. Returns 0 (nothing was published).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn reroute(&self, l: &mut CoreLocal, dst: usize) -> u64 {
+        let list = std::mem::replace(&mut l.out[dst], OutList::EMPTY);
+        l.out_mask &= !(1 << dst);
+        let mut t = list.head;
+        while !t.is_null() {
+            // SAFETY: the threads of our dispatcher list are ours.
+            unsafe {
+                let next = (*t).next.get();
+                (*t).next.set(std::ptr::null_mut());
+                let to = self.set().place_woken((*t).ty, Some(self.id));
+                if to == self.id {
+                    make_runnable(self, l, t);
+                } else {
+                    self.push_out(l, to, t);
+                }
+                t = next;
+            }
+        }
+        0
+    }
+    /// Honours a balancing request: sends up to the requested number of runnable
+    /// threads that are not bound to this core, least urgent first, to the requested
+    /// core through its exchange slot.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn rebalance(&self, l: &mut CoreLocal, r: Rebalance) {
+        let (dst, count) = (r.to, usize::from(r.count));
+        let ok = self
+            .set()
+            .active_core(dst)
+            .is_some_and(|c| c.ty.load(Ordering::Relaxed) == self.ty.load(Ordering::Relaxed));
+        if !ok || dst == self.id {
+            return;
+        }
+        // Threads more urgent than the one running here run at this very schedule
+        // point or the next: sending them away would only delay them (an urgent
+        // spawn placed here, for instance).
+        let running = if l.current.is_null() {
+            0
+        } else {
+            // SAFETY: the current thread's TCB is valid while it is current.
+            unsafe { (*l.current).level }
+        };
+        // SAFETY: the run queue's threads are ours, runnable and on no other list.
+        let moved = unsafe {
+            l.runq
+                .take_least_urgent(count, |t| !(*t).bound.get() && (*t).level >= running)
+        };
+        for t in moved {
+            // SAFETY: `t` was just unlinked from our run queue.
+            unsafe { self.push_out(l, dst, t) };
+            l.stats.balanced_out += 1;
+        }
+        self.flush(l);
+    }
+    /// Takes injected threads and timers. Returns true if the core is asked to halt.
+    #[cold]
+    pub(super) fn drain_inject(&self, l: &mut CoreLocal) -> bool {
+        let (threads, timers) = {
+            let mut q = self.inject.lock().unwrap_or_else(|e| e.into_inner());
+            self.doorbell.clear();
+            (
+                std::mem::take(&mut q.threads),
+                std::mem::take(&mut q.timers),
+            )
+        };
+        for TcbPtr(t) in threads {
+            l.stats.injected += 1;
+            // SAFETY: injected TCBs were handed to this core (a won wake, or a spawn) and nobody else enqueues them.
+            unsafe { make_runnable(self, l, t) };
+        }
+        l.timers.extend(timers.into_iter().map(Reverse));
+        self.halt.load(Ordering::Acquire)
+    }
+    /// Makes a thread whose wake this core won runnable: here if it lives here, else
+    /// through the exchange slot of the core it lives on.
+    ///
+    /// # Safety
+    ///
+    /// As for [`make_runnable`], except that `t` may live on any core of this runtime.
+    pub(super) unsafe fn enqueue_woken_here(&self, l: &mut CoreLocal, slot: &Slot) {
+        // SAFETY: the thread is asleep and ours to enqueue (caller); its core is stable and alive.
+        unsafe {
+            let t = *slot.tcb.get();
+            let level = slot.level.load(Ordering::Relaxed);
+            let home = Core::from_owner(slot.home.load(Ordering::Relaxed));
+            // A leaving core may still be switching the thread out: it goes home
+            // until the core itself wrote `Evacuating` (see `lifecycle`).
+            let to = if std::ptr::eq(home, self) {
+                self.id
+            } else if home.state().holds_its_threads() {
+                home.id
+            } else {
+                self.set().place_woken((*t).ty, Some(self.id))
+            };
+            if to == self.id {
+                make_runnable(self, l, t);
+            } else {
+                self.push_out_at(l, to, t, level);
+                self.flush(l);
+            }
+        }
+    }
+    /// Wakes thread `(index, generation)` if it is blocked on its internal channel,
+    /// from this core's schedule point (the system-call collector, `offload`).
+    pub(crate) fn wake_internal_here(&self, l: &mut CoreLocal, index: u32, generation: u32) {
+        if let Some(slot) = table().get(index)
+            && slot.word.wake(Channel::Internal, generation) == Wake::MustEnqueue
+        {
+            // SAFETY: we won the wake: the thread is alive and asleep, its TCB valid.
+            unsafe { self.enqueue_woken_here(l, slot) };
+        }
+    }
+    /// Hands a thread to this core from an OS thread that is not one of its peers
+    /// (a foreign thread, or a core of another runtime). Returns the thread back if
+    /// this core no longer takes injections (it is leaving).
+    pub(crate) fn inject(&self, t: *mut Tcb) -> Result<(), *mut Tcb> {
+        {
+            let mut q = self.inject.lock().unwrap_or_else(|e| e.into_inner());
+            if q.closed {
+                return Err(t);
+            }
+            q.threads.push(TcbPtr(t));
+        }
+        if self.doorbell.ring() {
+            self.doorbell.wake();
+        }
+        Ok(())
+    }
+    /// Hands timers to this core (from a leaving core). Returns them if it is leaving too.
+    pub(crate) fn inject_timers(&self, timers: Vec<Timer>) -> Result<(), Vec<Timer>> {
+        {
+            let mut q = self.inject.lock().unwrap_or_else(|e| e.into_inner());
+            if q.closed {
+                return Err(timers);
+            }
+            q.timers.extend(timers);
+        }
+        if self.doorbell.ring() {
+            self.doorbell.wake();
+        }
+        Ok(())
+    }
+    /// Rings the doorbell: the core looks at its inbox and halt flag soon, waking if
+    /// it sleeps.
+    pub(crate) fn nudge(&self) {
+        if self.doorbell.ring() {
+            self.doorbell.wake();
+        }
+    }
+    /// Whether another OS thread or core handed this core work (injection queue or
+    /// an exchange slot): a caller polling its system-call slot stops then.
+    #[inline]
+    pub(crate) fn has_incoming(&self) -> bool {
+        self.doorbell.pending() || self.slots_pending()
+    }
+    /// Whether anything addressed to this core waits in an exchange slot.
+    pub(super) fn slots_pending(&self) -> bool {
+        let shared = self.set();
+        shared
+            .slots
+            .any_for(self.id, shared.hwm.load(Ordering::Relaxed))
+    }
+}
+
+/// Moves a woken, injected or rerouted thread onto `core`'s run queue.
+///
+/// # Safety
+///
+/// `t` must be a sleeping thread whose wake the caller won (cleared its `BLOCKED`
+/// bit), or an embryo or runnable thread handed to the caller, so no one else
+/// enqueues it; and `l` must be `core`'s local state, used on
+/// `core`'s OS thread.
+#[inline(always)]
+pub(crate) unsafe fn make_runnable(core: &Core, l: &mut CoreLocal, t: *mut Tcb) {
+    // SAFETY: per the contract, `t` is valid and ours to enqueue.
+    unsafe {
+        (*t).set_core(core.owner());
+        // Embryos and runnable threads (rerouted) keep their state.
+        if (*t).state() == State::Sleeping {
+            (*t).set_state(State::Runnable);
+        }
+        l.runq.push(t);
+    }
+}
+/// Makes a thread runnable after a successful wake: on the caller's run queue if the
+/// thread lives on the caller's core, through the exchange slot if the caller is a
+/// thread on another core of the same runtime, else through the injection queue of the
+/// thread's core.
+///
+/// # Safety
+///
+/// The caller won the wake of `t` (`Wake::MustEnqueue`), so `t` is alive and asleep.
+pub(crate) unsafe fn enqueue_woken(slot: &Slot) {
+    // SAFETY: the thread is alive and asleep (caller); its home core is stable while it sleeps, and alive.
+    let home = unsafe { Core::from_owner(slot.home.load(Ordering::Relaxed)) };
+    match super::CoreCtx::current() {
+        Some((mut ctx, _)) if std::ptr::eq(ctx.core().set_ptr(), home.set_ptr()) => {
+            // SAFETY: as above; the thread is ours to enqueue.
+            unsafe { ctx.enqueue_woken(slot) }
+        }
+        // SAFETY: as above, the TCB is valid and ours to enqueue.
+        _ => inject_anywhere(unsafe { *slot.tcb.get() }, home),
+    }
+}
+/// Hands `t` to `home` through its injection queue, or, once `home` has closed it
+/// (after its last switch: see `lifecycle`), to another core of its type.
+pub(super) fn inject_anywhere(mut t: *mut Tcb, home: &Core) {
+    let shared = home.set();
+    let mut to = home.id;
+    loop {
+        match shared.cores[to].inject(t) {
+            Ok(()) => return,
+            Err(back) => {
+                t = back;
+                // SAFETY: as above.
+                to = shared.place_woken(unsafe { (*t).ty }, None);
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+/// Wakes `(slot, generation)` on `chan`; returns true if this woke a sleeping thread.
+pub(crate) fn wake(slot: &crate::task::slot::Slot, generation: u32, chan: Channel) -> bool {
+    let _g = crate::sched::guard::PreemptGuard::new();
+    if slot.word.wake(chan, generation) == Wake::MustEnqueue {
+        // SAFETY: our CAS cleared BLOCKED, so the thread is alive, asleep, and ours alone to enqueue.
+        unsafe { enqueue_woken(slot) };
+        true
+    } else {
+        false
+    }
+}

@@ -1,0 +1,218 @@
+//! Blocking the running thread: `yield_now`, `park`, `sleep`, and the internal channel
+//! the runtime's own waits use (`block_internal`, woken through a `Waiter`).
+
+use std::time::{Duration, Instant};
+
+use super::After;
+use super::guard::PreemptGuard;
+use crate::loom::Ordering;
+use crate::task::current::current_tcb;
+use crate::task::slot::{Block, Channel, table};
+use crate::task::tcb::{State, Tcb};
+
+/// Lets the core run other threads of the same or a more urgent priority; returns at
+/// once if there are none. On an OS thread, calls `std::thread::yield_now`.
+pub fn yield_now() {
+    let Some(me) = current_tcb() else {
+        return std::thread::yield_now();
+    };
+    // SAFETY: `me` is the running thread on its core, on its own stack.
+    let _g = unsafe { PreemptGuard::of(me) };
+    // SAFETY: as above.
+    unsafe {
+        (*me).set_state(State::Runnable);
+        crate::sched::Core::of(me).schedule(me, After::Requeue);
+    }
+}
+
+/// Runs a more urgent thread that was just made runnable on this core, if `level` is
+/// more urgent than the caller's.
+#[inline]
+pub(crate) fn preempt_for(level: u8) {
+    if let Some(me) = current_tcb() {
+        // SAFETY: reading the running thread's own level.
+        if level < unsafe { (*me).level } {
+            yield_now();
+        }
+    }
+}
+
+/// Sleeps the running thread on `chan` until woken (returns at once if a token is
+/// pending). A thread its runtime abandons at shutdown unwinds from here instead
+/// (`abandon`), unless it is unwinding already.
+pub(crate) fn block(me: *mut Tcb, chan: Channel) {
+    // SAFETY: `me` is the running thread (the caller's own), on its own stack.
+    let g = unsafe { PreemptGuard::of(me) };
+    // SAFETY: as above.
+    let slot = unsafe { (*me).slot() };
+    let may_unwind = !std::thread::panicking();
+    match slot.word.block(chan, may_unwind) {
+        Block::MustSleep => {
+            // SAFETY: we run on `me`'s stack and set the state schedule expects; after it returns we run again and our TCB is ours.
+            let abandoned = unsafe {
+                (*me).set_state(State::Sleeping);
+                crate::sched::Core::of(me).schedule(me, After::Sleep);
+                (*me).abandon.replace(false)
+            };
+            if abandoned && may_unwind {
+                drop(g);
+                crate::task::abandon::unwind();
+            }
+        }
+        Block::TokenTaken => {}
+        Block::Abandoned => {
+            drop(g);
+            crate::task::abandon::unwind();
+        }
+    }
+}
+
+/// A spindle thread that may block in [`block_internal`], as its waker names it.
+///
+/// Used by the runtime's own blocking types (`sync`, `join`): they block on the
+/// thread's internal channel, so they never consume or leave a user's park token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Waiter {
+    index: u32,
+    generation: u32,
+}
+
+impl Waiter {
+    /// The running spindle thread, or `None` on an OS thread.
+    #[inline]
+    pub(crate) fn current() -> Option<Waiter> {
+        // SAFETY: the running thread's TCB is valid while it runs.
+        current_tcb().map(|t| unsafe {
+            Waiter {
+                index: (*t).index,
+                generation: (*t).generation,
+            }
+        })
+    }
+
+    /// The waiter of thread `(index, generation)` (as kept by the system-call slots).
+    pub(crate) fn from_parts(index: u32, generation: u32) -> Waiter {
+        Waiter { index, generation }
+    }
+
+    /// Wakes the waiter if it is blocked in [`block_internal`]; otherwise leaves a
+    /// token so that its next `block_internal` returns at once. Does nothing if the
+    /// thread has finished. Callable from any context (spindle thread or OS thread).
+    pub(crate) fn wake(self) {
+        if let Some(slot) = table().get(self.index) {
+            super::handoff::wake(slot, self.generation, Channel::Internal);
+        }
+    }
+}
+
+/// Blocks the running spindle thread on its internal channel until a
+/// [`Waiter::wake`], or until `deadline`. May return spuriously (a stale token or
+/// timer): callers re-check their condition in a loop.
+///
+/// # Panics
+///
+/// On an OS thread (callers block OS threads themselves).
+pub(crate) fn block_internal(deadline: Option<Instant>) {
+    let me = current_tcb().expect("block_internal called on an OS thread");
+    // SAFETY: `me` is the running thread.
+    let _g = unsafe { PreemptGuard::of(me) };
+    if let Some(d) = deadline {
+        if d <= Instant::now() {
+            return;
+        }
+        // SAFETY: `me` runs on its core; the timer is core-local.
+        unsafe {
+            crate::sched::Core::of(me).add_timer(
+                d,
+                (*me).index,
+                (*me).generation,
+                Channel::Internal,
+            )
+        };
+    }
+    block(me, Channel::Internal);
+}
+
+/// Blocks the running thread until its park token is available, then consumes it.
+/// May also return spuriously, like `std::thread::park`. On an OS thread, calls
+/// `std::thread::park`.
+///
+/// # Examples
+///
+/// ```
+/// spindle::run(|| {
+///     let main = spindle::current();
+///     let h = spindle::spawn(move || main.unpark());
+///     spindle::park(); // returns once the token is there
+///     h.join().unwrap();
+/// });
+/// ```
+pub fn park() {
+    match current_tcb() {
+        Some(me) => block(me, Channel::Park),
+        None => std::thread::park(),
+    }
+}
+
+/// Like [`park`], but returns after `dur` at the latest.
+pub fn park_timeout(dur: Duration) {
+    let Some(me) = current_tcb() else {
+        return std::thread::park_timeout(dur);
+    };
+    // SAFETY: `me` is the running thread.
+    let _g = unsafe { PreemptGuard::of(me) };
+    if let Some(deadline) = Instant::now().checked_add(dur) {
+        // SAFETY: `me` runs on its core; the timer is core-local.
+        unsafe {
+            crate::sched::Core::of(me).add_timer(
+                deadline,
+                (*me).index,
+                (*me).generation,
+                Channel::Park,
+            )
+        };
+    }
+    block(me, Channel::Park);
+}
+
+/// Puts the running thread to sleep for at least `dur`; its core runs other threads
+/// meanwhile. On an OS thread, calls `std::thread::sleep`.
+pub fn sleep(dur: Duration) {
+    let Some(me) = current_tcb() else {
+        return std::thread::sleep(dur);
+    };
+    // SAFETY: `me` is the running thread.
+    let _g = unsafe { PreemptGuard::of(me) };
+    let Some(deadline) = Instant::now().checked_add(dur) else {
+        // Beyond the clock's range: sleep for good, as a very long sleep would.
+        loop {
+            block(me, Channel::Internal);
+        }
+    };
+    while Instant::now() < deadline {
+        // SAFETY: `me` runs on its core; the timer is core-local.
+        unsafe {
+            crate::sched::Core::of(me).add_timer(
+                deadline,
+                (*me).index,
+                (*me).generation,
+                Channel::Internal,
+            )
+        };
+        block(me, Channel::Internal);
+    }
+}
+
+/// A preemption point: if the core was asked to reschedule (a more urgent thread was
+/// sent to it) or has injected work waiting, lets the scheduler run; else returns at
+/// once (one or two loads). Long computations call it in their loops so that urgent
+/// threads are not kept waiting. On an OS thread it does nothing.
+pub fn preempt_point() {
+    if let Some(me) = current_tcb() {
+        // SAFETY: the running thread's core is alive while it runs.
+        let core = unsafe { crate::sched::Core::of(me) };
+        if core.resched.load(Ordering::Acquire) || core.doorbell.pending() {
+            yield_now();
+        }
+    }
+}
