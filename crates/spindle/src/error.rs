@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::limits::{MAX_CORES, MAX_TYPES};
-use crate::names::TableError;
+use crate::registry::TableError;
 use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 use crate::task::priority::MAX_PRIORITY;
 

@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::runtime::Shared;
 use crate::sched::wait::{Waiter, block_internal};
 
 /// Longest pause of an idle poller between two looks at the epoll set while threads
@@ -108,6 +107,40 @@ impl Poller {
         let _ = self.inner.set(p);
         Ok(self.inner.get().expect("just set"))
     }
+
+    /// Registers `fd` (edge-triggered, both directions) with the runtime's epoll set,
+    /// created at the first registration.
+    pub(crate) fn register(&self, fd: RawFd) -> io::Result<Registration> {
+        let poller = self.get()?.clone();
+        let token = poller.next_token.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(IoState::default());
+        poller
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token, state.clone());
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid event on this stack; the kernel copies it.
+        let rc = unsafe { libc::epoll_ctl(poller.epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            poller
+                .map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&token);
+            return Err(e);
+        }
+        Ok(Registration {
+            poller,
+            token,
+            fd,
+            state,
+        })
+    }
 }
 
 /// A descriptor's registration with a runtime's poller; deregisters on drop.
@@ -137,91 +170,16 @@ impl Drop for Registration {
     }
 }
 
-/// The readiness side of a spindle descriptor: registered lazily, at its first
-/// `EAGAIN` on a spindle thread.
-#[derive(Default)]
-pub(crate) struct Source {
-    reg: OnceLock<Registration>,
-}
-
-impl Source {
-    /// Runs `op` until it does not fail with `EAGAIN`, waiting for `dir` readiness in
-    /// between; `TimedOut` after `deadline`.
-    pub(crate) fn io<T>(
-        &self,
-        fd: RawFd,
-        dir: Dir,
-        deadline: Option<Instant>,
-        mut op: impl FnMut() -> io::Result<T>,
-    ) -> io::Result<T> {
-        loop {
-            let seq = self.reg.get().map(|r| r.state.seq(dir));
-            match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return r,
-            }
-            if let Some(d) = deadline
-                && Instant::now() >= d
-            {
-                return Err(timed_out());
-            }
-            let Some(shared) = current_shared() else {
-                poll_fd(fd, dir, deadline)?;
-                continue;
-            };
-            // SAFETY: the running thread's runtime outlives this call (its cores run it).
-            let shared = unsafe { &*shared };
-            match seq {
-                // Registered now: the registration reports the current readiness,
-                // so retry before waiting.
-                None => {
-                    self.register(shared, fd)?;
-                }
-                Some(seq) => self.wait(dir, seq, deadline)?,
-            }
-        }
-    }
-
-    fn register(&self, shared: &Shared, fd: RawFd) -> io::Result<()> {
-        if self.reg.get().is_some() {
-            return Ok(());
-        }
-        let poller = shared.poller.get()?.clone();
-        let token = poller.next_token.fetch_add(1, Ordering::Relaxed);
-        let state = Arc::new(IoState::default());
-        poller
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(token, state.clone());
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: token,
-        };
-        // SAFETY: `ev` is a valid event on this stack; the kernel copies it.
-        let rc = unsafe { libc::epoll_ctl(poller.epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            poller
-                .map
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&token);
-            return Err(e);
-        }
-        let _ = self.reg.set(Registration {
-            poller,
-            token,
-            fd,
-            state,
-        });
-        Ok(())
+impl Registration {
+    /// The sequence number of `dir`: it moves at every readiness edge.
+    pub(crate) fn seq(&self, dir: Dir) -> u64 {
+        self.state.seq(dir)
     }
 
     /// Sleeps until `dir`'s sequence number moves past `seq`, a spurious wake, or
     /// `deadline`.
-    fn wait(&self, dir: Dir, seq: u64, deadline: Option<Instant>) -> io::Result<()> {
-        let reg = self.reg.get().expect("registered before waiting");
+    pub(crate) fn wait(&self, dir: Dir, seq: u64, deadline: Option<Instant>) -> io::Result<()> {
+        let reg = self;
         let me = Waiter::current().expect("a spindle thread");
         {
             let mut r = reg.state.ready.lock().unwrap_or_else(|e| e.into_inner());
@@ -272,51 +230,26 @@ pub(crate) fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "spindle: the operation timed out")
 }
 
-/// The runtime of the running spindle thread.
-fn current_shared() -> Option<*const Shared> {
-    let me = crate::task::current::current_tcb()?;
-    // SAFETY: the running thread's TCB and core are valid while it runs.
-    Some(Shared::of(unsafe { crate::sched::Core::of(me) }) as *const Shared)
-}
-
-/// Waits with `poll(2)` (an OS thread).
-fn poll_fd(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
-    let events = match dir {
-        Dir::Read => libc::POLLIN,
-        Dir::Write => libc::POLLOUT,
-    };
-    let mut p = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    let timeout = deadline.map_or(-1, |d| {
-        let left = d.saturating_duration_since(Instant::now());
-        left.as_millis().clamp(1, i32::MAX as u128) as i32
-    });
-    // SAFETY: `p` is a valid pollfd on this stack.
-    let rc = unsafe { libc::poll(&mut p, 1, timeout) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-    Ok(())
+/// What the poller's thread needs of its runtime.
+pub(crate) trait PollerHost: Send + Sync + 'static {
+    /// The runtime's poller.
+    fn poller(&self) -> &Poller;
+    /// The runtime stops its maintenance threads.
+    fn stopping(&self) -> bool;
 }
 
 /// The poller's maintenance thread: runs until the runtime shuts down.
-pub(crate) fn poller_main(weak: Weak<Shared>) {
+pub(crate) fn poller_main<S: PollerHost>(weak: Weak<S>) {
     let me = Waiter::current().expect("the poller runs as a spindle thread");
     let mut events: Vec<libc::epoll_event> = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut backoff = Duration::ZERO;
     loop {
         let p = {
             let Some(shared) = weak.upgrade() else { return };
-            if shared.stopping.load(Ordering::Acquire) {
+            if shared.stopping() {
                 return;
             }
-            match shared.poller.get() {
+            match shared.poller().get() {
                 Ok(p) => p.clone(),
                 Err(_) => return,
             }

@@ -40,10 +40,12 @@ pub mod names;
 pub mod net;
 mod offload;
 mod os;
+mod pool;
 mod preempt;
+mod registry;
 mod runtime;
 mod sched;
-mod shutdown;
+mod shared;
 pub mod stack;
 pub mod sync;
 pub mod sys;
@@ -55,18 +57,20 @@ pub use blocking::{BLOCKING_THREADS, blocking};
 pub use error::{ConfigError, CoreError, SpawnError};
 pub use names::spawn_named;
 pub use preempt::{DEFAULT_TICK, DEFAULT_TIME_SLICE, DEFAULT_WATCHDOG_SLICES, PREEMPT_SIGNAL};
+pub use runtime::shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
 pub use runtime::{
-    ABANDONED, CORES_ENV, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, DEFAULT_TYPE, Handle,
-    MAIN_STACK_SIZE, Runtime, RuntimeBuilder, SERVICE_TYPE, core_stats, run,
+    CORES_ENV, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, Handle, MAIN_STACK_SIZE, Runtime,
+    RuntimeBuilder, core_stats, run,
 };
 pub use sched::CoreStats;
-pub use shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
+pub use task::abandon::ABANDONED;
 pub use thread::{
     Abandoned, Builder, DEFAULT_PRIORITY, JoinHandle, MAX_PRIORITY, Thread, ThreadId, current,
     current_core, migrate_to, panicking, park, park_timeout, preempt_point, sleep, spawn,
     spawn_maintenance, spawn_on, try_current, yield_now,
 };
+pub use topology::{DEFAULT_TYPE, SERVICE_TYPE};
 
 /// Marks `fn main` to run as the main thread of a spindle runtime (see [`run`]).
 ///

@@ -29,10 +29,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::runtime::Shared;
 use crate::sched::CoreState;
 use crate::sched::placement::Target;
 use crate::sched::requests::Rebalance;
+use crate::shared::Shared;
 use crate::thread::{MAX_PRIORITY, SpawnOpts, spawn_unchecked};
 
 /// The reaper's period.
@@ -56,7 +56,7 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
         ("spindle-stats", STATS_EVERY, sample),
     ];
     let config = &shared.clock.config;
-    if shared.hyper.is_some() && config.ticker {
+    if shared.has_service() && config.ticker {
         jobs.push(("spindle-ticker", config.tick, tick));
     }
     for (name, period, work) in jobs {
@@ -122,7 +122,7 @@ fn every(weak: &Weak<Shared>, period: Duration, work: fn(&Shared)) {
 
 /// The ticker's pass.
 fn tick(shared: &Shared) {
-    crate::preempt::tick(shared, std::time::Instant::now());
+    crate::preempt::tick::tick(shared, &shared.clock, std::time::Instant::now());
 }
 
 /// Smoothing of the stats sampler: each sample weighs 1/8.
@@ -171,8 +171,7 @@ fn balance(shared: &Shared) {
             let count = ((hi - lo) / 2).min(u32::from(u16::MAX)) as u16;
             let core = &shared.cores[from];
             core.balance.ask(Rebalance { to, count });
-            // Release: the request is visible to a core that sees the flag.
-            core.resched.store(true, Ordering::Release);
+            core.resched.ask();
         }
     }
 }

@@ -53,3 +53,34 @@ pub(crate) fn page_size() -> usize {
 pub(crate) fn last_error() -> io::Error {
     io::Error::last_os_error()
 }
+
+/// Runs system call `nr` directly and returns the raw kernel result (a negative errno
+/// on failure).
+///
+/// # Safety
+///
+/// The arguments must be valid for the call (pointers to live buffers of the right
+/// size, and so on), as for `libc::syscall`.
+#[inline]
+pub(crate) unsafe fn raw_syscall(nr: u32, a: [u64; 6]) -> i64 {
+    let ret: i64;
+    // SAFETY: the caller vouches for the arguments; the kernel clobbers only rax, rcx and r11.
+    unsafe {
+        std::arch::asm!(
+            // enter the kernel: number in rax, arguments in rdi, rsi, rdx, r10, r8,
+            // r9; the result (or -errno) comes back in rax, rcx and r11 are clobbered
+            "syscall",
+            inlateout("rax") u64::from(nr) => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}

@@ -20,7 +20,6 @@
 //!   directly by their own threads; new calls run directly. A warning is printed once
 //!   and [`ServiceStats::failed`] says so.
 
-pub(crate) mod caller;
 pub(crate) mod slot;
 pub(crate) mod wait;
 
@@ -29,10 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use crate::os::raw_syscall;
 use crate::sched::role::CoreRole;
 use crate::sched::{Core, CoreCtx, CoreSet, CoreState, MAX_CORES};
 use crate::task::id::ThreadId;
-pub(crate) use caller::{raw_syscall, syscall};
 use slot::{READY, ReqSlot};
 pub use wait::WaitStrategy;
 
@@ -41,7 +40,7 @@ pub const SLOTS: usize = 16;
 
 /// Pauses a caller whose core has nothing else to run polls its slot before it
 /// sleeps (~10–40 µs, about the idle loop's spin).
-pub(super) const POLL_SPINS: u32 = 512;
+pub(crate) const POLL_SPINS: u32 = 512;
 
 /// The requests of one worker core.
 pub(crate) struct Region {
@@ -170,7 +169,7 @@ impl Service {
         let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
         let mut total = 0;
         for (c, r) in self.regions.iter().enumerate().take(n) {
-            if Some(c) == shared.hyper {
+            if shared.is_service(c) {
                 continue;
             }
             let mut done = 0u64;
@@ -280,15 +279,10 @@ impl Service {
             bits &= bits - 1;
             if dead || r.slots[i].state() != READY {
                 w.inflight &= !(1 << i);
-                let (index, generation) = unpack(r.waiters[i].load(Ordering::Relaxed));
-                ctx.wake_internal(ThreadId::from_parts(index, generation));
+                ctx.wake_internal(ThreadId::from_u64(r.waiters[i].load(Ordering::Relaxed)));
             }
         }
     }
-}
-
-fn unpack(w: u64) -> (u32, u32) {
-    ((w >> 32) as u32, w as u32)
 }
 
 /// Wakes the waiters of the slots in `mask` from any context.
@@ -296,9 +290,9 @@ fn wake_waiters(r: &Region, mut mask: u32) {
     while mask != 0 {
         let i = mask.trailing_zeros() as usize;
         mask &= mask - 1;
-        let (index, generation) = unpack(r.waiters[i].load(Ordering::Relaxed));
-        if index != 0 || generation != 0 {
-            crate::sched::wait::Waiter::from_parts(index, generation).wake();
+        let w = r.waiters[i].load(Ordering::Relaxed);
+        if w != 0 {
+            crate::sched::wait::Waiter::of(ThreadId::from_u64(w)).wake();
         }
     }
 }

@@ -13,7 +13,7 @@ use crossbeam_utils::CachePadded;
 
 use super::clock::CoreClock;
 use super::doorbell::Doorbell;
-use super::requests::RebalanceWord;
+use super::requests::{RebalanceWord, Resched};
 use super::role::{CoreRole, NoRole};
 use super::runq::RunQueue;
 use super::set::CoreSet;
@@ -76,7 +76,7 @@ impl OutList {
 }
 
 /// State touched only by the core's own OS thread.
-pub(crate) struct CoreLocal {
+pub(super) struct CoreLocal {
     pub(super) runq: RunQueue,
     pub(super) timers: BinaryHeap<Reverse<Timer>>,
     /// The scheduler context: the OS thread's own stack.
@@ -148,7 +148,7 @@ pub(crate) struct Core {
     /// (shutdown, or removal).
     pub(crate) halt: AtomicBool,
     /// A reschedule request: a more urgent thread was sent to this core.
-    pub(crate) resched: AtomicBool,
+    pub(crate) resched: Resched,
     /// The balancer's request (`requests`).
     pub(crate) balance: RebalanceWord,
     /// Smoothed load (runnable threads, ×256), kept by the stats maintenance thread.
@@ -206,7 +206,7 @@ impl Core {
             ty: AtomicUsize::new(0),
             cpu: AtomicUsize::new(usize::MAX),
             halt: AtomicBool::new(false),
-            resched: AtomicBool::new(false),
+            resched: Resched::default(),
             balance: RebalanceWord::default(),
             load_avg: AtomicU32::new(0),
             published: Published {
@@ -249,6 +249,17 @@ impl Core {
     pub(crate) unsafe fn of<'a>(t: *const Tcb) -> &'a Core {
         // SAFETY: per the contract, `core` holds the address of a live `Core`.
         unsafe { &*(*t).core.get().cast::<Core>() }
+    }
+
+    /// The id of the core the running thread `t` is on (the panic report's
+    /// `task::panic_hook::CoreIdOf`).
+    ///
+    /// # Safety
+    ///
+    /// `t` is the running thread.
+    pub(crate) unsafe fn id_of_running(t: *mut Tcb) -> usize {
+        // SAFETY: the running thread's core is set and alive while it runs.
+        unsafe { Core::of(t).id }
     }
 
     /// The core an owner handle names.

@@ -9,13 +9,17 @@
 //! is neither `Send` nor kept: it is made for one piece of work, and none of its
 //! methods switches, so no access outlives the switch after which it would be wrong.
 
+use std::cmp::Reverse;
 use std::marker::PhantomData;
+use std::time::Instant;
 
 use super::core::CoreLocal;
+use super::timers::Timer;
 use super::{Core, CoreStats};
 use crate::stack::StackPool;
 use crate::task::current::current_tcb;
 use crate::task::id::ThreadId;
+use crate::task::slot::Channel;
 use crate::task::tcb::Tcb;
 
 /// Access to one core's core-local state (see the module docs).
@@ -39,9 +43,19 @@ impl<'a> CoreCtx<'a> {
     /// TCB; `None` on an OS thread.
     pub(crate) fn current() -> Option<(CoreCtx<'static>, *mut Tcb)> {
         let me = current_tcb()?;
+        // SAFETY: `me` is the running thread.
+        Some((unsafe { CoreCtx::of_running(me) }, me))
+    }
+
+    /// The token of the core that runs `me`.
+    ///
+    /// # Safety
+    ///
+    /// `me` is the running thread.
+    pub(crate) unsafe fn of_running(me: *mut Tcb) -> CoreCtx<'static> {
         // SAFETY: the running thread's core is alive while it runs, and the running thread is on that core's OS thread: a core switches into a thread only on its own OS thread, and sets the thread's core before it does.
         let core: &'static Core = unsafe { Core::of(me) };
-        Some((CoreCtx::new(core, core.local()), me))
+        CoreCtx::new(core, core.local())
     }
 
     /// The token of a core whose OS thread has ended (the shutdown's reclaim), or of
@@ -113,6 +127,14 @@ impl<'a> CoreCtx<'a> {
         core.flush(l);
     }
 
+    /// Arms a timer that wakes `thread` on `chan` at `deadline`, if it still sleeps
+    /// there then.
+    pub(crate) fn add_timer(&mut self, deadline: Instant, thread: ThreadId, chan: Channel) {
+        self.local()
+            .timers
+            .push(Reverse(Timer::new(deadline, thread, chan)));
+    }
+
     /// Counts a spawn made on this core.
     pub(crate) fn note_spawned(&mut self) {
         self.local().stats.spawned += 1;
@@ -122,7 +144,7 @@ impl<'a> CoreCtx<'a> {
     /// collector).
     pub(crate) fn wake_internal(&mut self, id: ThreadId) {
         let core = self.core;
-        core.wake_internal_here(self.local(), id.index, id.generation);
+        core.wake_internal_here(self.local(), id);
     }
 
     /// Makes runnable a thread of this runtime whose wake the caller won: here, or

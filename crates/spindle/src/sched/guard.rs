@@ -1,4 +1,6 @@
-//! The preempt count, and the one place a pending reschedule request is honoured.
+//! The preempt count, and the one maybe-yield path ([`maybe_yield`]): where a pending
+//! reschedule request, or a more urgent thread made runnable here, makes the running
+//! thread yield.
 
 use std::sync::atomic::compiler_fence;
 
@@ -55,39 +57,51 @@ impl Drop for PreemptGuard {
         }
         compiler_fence(Ordering::SeqCst);
         // SAFETY: the guard was made by the running thread on its own stack, and a guard never leaves its thread (not Send).
-        let (zero, core) = unsafe {
+        unsafe {
             let c = &(*me).preempt_count;
-            let v = c.load(Ordering::Relaxed) - 1;
-            c.store(v, Ordering::Relaxed);
-            (v == 0, crate::sched::Core::of(me))
-        };
-        if zero && core.resched.load(Ordering::Relaxed) {
-            honour();
+            c.store(c.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+            maybe_yield(me, false);
         }
     }
 }
 
-/// Yields for a pending reschedule request (out of line: keeps the guards small).
+/// The one maybe-yield path: the running thread `me` yields if `urgent` (its caller
+/// knows why: a more urgent thread was made runnable on this core, or a preemption
+/// point found work injected here), or if its core asked it to reschedule and it is
+/// outside the runtime's critical sections (preempt count zero). When there is nothing
+/// to do it costs a relaxed load of the core's flag and one of the count.
+///
+/// The flag is read relaxed: the yield reads nothing on its strength (the scheduler
+/// reads its queues under their own protocols), and a request seen late is honoured at
+/// the next runtime call (`loom_tick_flag`).
+///
+/// # Safety
+///
+/// `me` is the running thread.
+#[inline(always)]
+pub(crate) unsafe fn maybe_yield(me: *mut Tcb, urgent: bool) {
+    // SAFETY: per the contract, `me` and its core are alive while it runs.
+    let requested = unsafe {
+        crate::sched::Core::of(me).resched.pending()
+            && (*me).preempt_count.load(Ordering::Relaxed) == 0
+    };
+    if urgent || requested {
+        yield_now_cold();
+    }
+}
+
+/// Yields (out of line: keeps the guards small).
 #[cold]
 #[inline(never)]
-fn honour() {
+fn yield_now_cold() {
     crate::sched::wait::yield_now();
 }
 
-/// Honours a pending reschedule request at a runtime call that takes no guard (one
-/// relaxed load when there is none).
+/// Honours a pending reschedule request at a runtime call that takes no guard.
 #[inline(always)]
 pub(crate) fn check() {
     if let Some(me) = current_tcb() {
-        // SAFETY: the running thread's TCB and core are alive while it runs.
-        let (free, core) = unsafe {
-            (
-                (*me).preempt_count.load(Ordering::Relaxed) == 0,
-                crate::sched::Core::of(me),
-            )
-        };
-        if core.resched.load(Ordering::Relaxed) && free {
-            honour();
-        }
+        // SAFETY: `me` is the running thread.
+        unsafe { maybe_yield(me, false) };
     }
 }

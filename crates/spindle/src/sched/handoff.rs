@@ -10,6 +10,7 @@ use super::core::{CoreLocal, OutList, TcbPtr};
 use super::requests::Rebalance;
 use super::timers::Timer;
 use crate::loom::Ordering;
+use crate::task::id::ThreadId;
 use crate::task::slot::{Channel, Slot, Wake, table};
 use crate::task::tcb::{State, Tcb};
 
@@ -17,7 +18,7 @@ impl Core {
     /// Takes in every list the other cores left in the exchange slots addressed to
     /// this core. No read-modify-write instruction (checked by `tests/no_rmw.rs`).
     #[inline(never)]
-    pub(crate) fn take_in(&self, l: &mut CoreLocal) {
+    pub(super) fn take_in(&self, l: &mut CoreLocal) {
         let shared = self.set();
         let n = shared.hwm.load(Ordering::Relaxed);
         for src in 0..n {
@@ -51,7 +52,7 @@ impl Core {
     ///
     /// `t` is a runnable (or embryo) thread that this core owns and that is on no list.
     #[inline]
-    pub(crate) unsafe fn push_out(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb) {
+    pub(super) unsafe fn push_out(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb) {
         // SAFETY: per the contract.
         unsafe { self.push_out_at(l, dst, t, (*t).level) }
     }
@@ -63,7 +64,7 @@ impl Core {
     ///
     /// As for [`Core::push_out`]; `level` is `t`'s level.
     #[inline]
-    pub(crate) unsafe fn push_out_at(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb, level: u8) {
+    pub(super) unsafe fn push_out_at(&self, l: &mut CoreLocal, dst: usize, t: *mut Tcb, level: u8) {
         let list = &mut l.out[dst];
         #[cfg(debug_assertions)]
         {
@@ -86,7 +87,7 @@ impl Core {
     /// returns the mask of destinations that got one. Lists whose slot is still full
     /// stay local. No read-modify-write instruction (checked by `tests/no_rmw.rs`).
     #[inline(never)]
-    pub(crate) fn send_out(&self, l: &mut CoreLocal) -> u64 {
+    pub(super) fn send_out(&self, l: &mut CoreLocal) -> u64 {
         let shared = self.set();
         let mut pending = l.out_mask;
         let mut sent = 0;
@@ -103,8 +104,7 @@ impl Core {
             let list = l.out[dst];
             if shared.slots.offer(self.id, dst, list.head) {
                 if list.min_level < to.published.level.load(Ordering::Relaxed) {
-                    // Release: the list is visible to whoever sees the request.
-                    to.resched.store(true, Ordering::Release);
+                    to.resched.ask();
                 }
                 l.stats.sent_out += u64::from(list.len);
                 l.out[dst] = OutList::EMPTY;
@@ -116,7 +116,7 @@ impl Core {
     }
     /// Sends out what can be sent, then wakes the destinations that sleep.
     #[inline]
-    pub(crate) fn flush(&self, l: &mut CoreLocal) {
+    pub(super) fn flush(&self, l: &mut CoreLocal) {
         let sent = self.send_out(l);
         if sent != 0 {
             self.ring_sent(sent);
@@ -240,11 +240,11 @@ impl Core {
             }
         }
     }
-    /// Wakes thread `(index, generation)` if it is blocked on its internal channel,
-    /// from this core's schedule point (the system-call collector, `offload`).
-    pub(crate) fn wake_internal_here(&self, l: &mut CoreLocal, index: u32, generation: u32) {
-        if let Some(slot) = table().get(index)
-            && slot.word.wake(Channel::Internal, generation) == Wake::MustEnqueue
+    /// Wakes thread `id` if it is blocked on its internal channel, from this core's
+    /// schedule point (the system-call collector, `offload`).
+    pub(super) fn wake_internal_here(&self, l: &mut CoreLocal, id: ThreadId) {
+        if let Some(slot) = table().get(id.index)
+            && slot.word.wake(Channel::Internal, id.generation) == Wake::MustEnqueue
         {
             // SAFETY: we won the wake: the thread is alive and asleep, its TCB valid.
             unsafe { self.enqueue_woken_here(l, slot) };
@@ -311,7 +311,7 @@ impl Core {
 /// enqueues it; and `l` must be `core`'s local state, used on
 /// `core`'s OS thread.
 #[inline(always)]
-pub(crate) unsafe fn make_runnable(core: &Core, l: &mut CoreLocal, t: *mut Tcb) {
+pub(super) unsafe fn make_runnable(core: &Core, l: &mut CoreLocal, t: *mut Tcb) {
     // SAFETY: per the contract, `t` is valid and ours to enqueue.
     unsafe {
         (*t).set_core(core.owner());
@@ -359,10 +359,14 @@ pub(super) fn inject_anywhere(mut t: *mut Tcb, home: &Core) {
         }
     }
 }
-/// Wakes `(slot, generation)` on `chan`; returns true if this woke a sleeping thread.
-pub(crate) fn wake(slot: &crate::task::slot::Slot, generation: u32, chan: Channel) -> bool {
+/// Wakes thread `id` on `chan`; returns true if this woke a sleeping thread (false
+/// for a thread that was awake, or has finished).
+pub(crate) fn wake(id: ThreadId, chan: Channel) -> bool {
+    let Some(slot) = table().get(id.index) else {
+        return false;
+    };
     let _g = crate::sched::guard::PreemptGuard::new();
-    if slot.word.wake(chan, generation) == Wake::MustEnqueue {
+    if slot.word.wake(chan, id.generation) == Wake::MustEnqueue {
         // SAFETY: our CAS cleared BLOCKED, so the thread is alive, asleep, and ours alone to enqueue.
         unsafe { enqueue_woken(slot) };
         true

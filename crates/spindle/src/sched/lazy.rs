@@ -16,7 +16,7 @@ use crate::task::tcb::Tcb;
 ///
 /// `rec` was just popped from `core`'s run queue and is a lazy record; `l` is
 /// `core`'s local state, on `core`'s OS thread.
-pub(crate) unsafe fn materialize(
+pub(super) unsafe fn materialize(
     core: &Core,
     l: &mut CoreLocal,
     rec: *mut Tcb,

@@ -77,7 +77,7 @@ impl CoreSet {
     /// runs maintenance threads only (those spawn with `Target::Maintenance`).
     fn refuse_service_core(&self, target: &Target) -> Result<(), SpawnError> {
         let service = match target {
-            Target::Core(id) => self.hyper == Some(*id),
+            Target::Core(id) => self.is_service(*id),
             Target::Type(name) => {
                 self.service_ty.is_some() && self.type_index(name) == self.service_ty
             }
@@ -135,7 +135,7 @@ impl CoreSet {
         }
         self.started()
             .iter()
-            .filter(|c| c.state() == CoreState::Active && Some(c.id) != self.hyper)
+            .filter(|c| c.state() == CoreState::Active && !self.is_service(c.id))
             .min_by_key(|c| c.published.load.load(Ordering::Relaxed))
             .map_or(from.unwrap_or(0), |c| c.id)
     }

@@ -6,9 +6,53 @@
 //! kinds are made again by their askers (the balancer's next pass, the next tick), and
 //! the core never needs a read-modify-write to take one.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 use crate::loom::Ordering;
+
+/// A core's reschedule request: its running thread yields at its next runtime call
+/// (`guard::maybe_yield`), and its next schedule point takes the request.
+#[derive(Default)]
+pub(crate) struct Resched(AtomicBool);
+
+impl Resched {
+    /// Asks the core to reschedule, from another OS thread: the tick (a slice is
+    /// over), the balancer (with a rebalance request), a sender of a more urgent
+    /// thread. Release: what the asker wrote before (the balance word, the list in the
+    /// exchange slot) is visible to whoever sees the request; the tick's partner is
+    /// the acquire of the schedule-point counter (`loom_tick_flag`).
+    #[inline]
+    pub(crate) fn ask(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Asks from the core's own OS thread (its signal handler, the preemption
+    /// trampoline): the thread honours it at its next runtime call.
+    #[inline]
+    pub(crate) fn ask_here(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request is pending. Relaxed: see `guard::maybe_yield`.
+    #[inline(always)]
+    pub(crate) fn pending(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Takes the request (the core itself, at a schedule point): a request made after
+    /// the clear stays for the next one.
+    #[inline(always)]
+    pub(crate) fn take(&self) {
+        if self.0.load(Ordering::Relaxed) {
+            self.0.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops any request (a core that starts).
+    pub(crate) fn clear(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
 
 /// A request to send up to `count` runnable threads to core `to`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

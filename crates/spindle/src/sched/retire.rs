@@ -47,10 +47,8 @@ pub(crate) fn free_slot(index: u32) {
 pub(crate) fn wake_joiner(joiner: Joiner) {
     match joiner {
         Joiner::None => {}
-        Joiner::Spindle(index, generation) => {
-            if let Some(j) = table().get(index) {
-                super::handoff::wake(j, generation, Channel::Internal);
-            }
+        Joiner::Spindle(id) => {
+            super::handoff::wake(id, Channel::Internal);
         }
         Joiner::Os(t) => t.unpark(),
     }

@@ -37,6 +37,16 @@ pub(crate) struct CoreSet {
 }
 
 impl CoreSet {
+    /// Whether core `id` is the service core (the hypercore).
+    #[inline]
+    pub(crate) fn is_service(&self, id: usize) -> bool {
+        self.hyper == Some(id)
+    }
+    /// Whether the runtime has a service core.
+    #[inline]
+    pub(crate) fn has_service(&self) -> bool {
+        self.hyper.is_some()
+    }
     /// Core `id` if it is started and active.
     pub(crate) fn active_core(&self, id: usize) -> Option<&Core> {
         self.cores
@@ -56,10 +66,11 @@ impl CoreSet {
             .sum::<i64>()
             + self.foreign_typed[ty].load(Ordering::Relaxed)
     }
-    /// Live threads of every type (a snapshot, like [`Shared::live_of_type`]).
+    /// Live threads of every type (a snapshot, like [`CoreSet::live_of_type`]).
     pub(crate) fn live_threads(&self) -> i64 {
         (0..self.types.len()).map(|ty| self.live_of_type(ty)).sum()
     }
+    /// The cores ever started (`0..hwm`).
     pub(crate) fn started(&self) -> &[Core] {
         &self.cores[..self.hwm.load(Ordering::Acquire)]
     }

@@ -192,9 +192,7 @@ impl Core {
         if !l.timers.is_empty() {
             self.fire_timers(l, Instant::now());
         }
-        if self.resched.load(Ordering::Relaxed) {
-            self.resched.store(false, Ordering::Relaxed);
-        }
+        self.resched.take();
         if let Some(r) = self.balance.take() {
             self.rebalance(l, r);
         }

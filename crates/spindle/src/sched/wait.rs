@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::After;
 use super::guard::PreemptGuard;
-use crate::loom::Ordering;
+use super::{After, CoreCtx};
 use crate::task::current::current_tcb;
-use crate::task::slot::{Block, Channel, table};
+use crate::task::id::ThreadId;
+use crate::task::slot::{Block, Channel};
 use crate::task::tcb::{State, Tcb};
 
 /// Lets the core run other threads of the same or a more urgent priority; returns at
@@ -30,10 +30,8 @@ pub fn yield_now() {
 #[inline]
 pub(crate) fn preempt_for(level: u8) {
     if let Some(me) = current_tcb() {
-        // SAFETY: reading the running thread's own level.
-        if level < unsafe { (*me).level } {
-            yield_now();
-        }
+        // SAFETY: `me` is the running thread.
+        unsafe { super::guard::maybe_yield(me, level < (*me).level) };
     }
 }
 
@@ -72,36 +70,26 @@ pub(crate) fn block(me: *mut Tcb, chan: Channel) {
 /// Used by the runtime's own blocking types (`sync`, `join`): they block on the
 /// thread's internal channel, so they never consume or leave a user's park token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Waiter {
-    index: u32,
-    generation: u32,
-}
+pub(crate) struct Waiter(ThreadId);
 
 impl Waiter {
     /// The running spindle thread, or `None` on an OS thread.
     #[inline]
     pub(crate) fn current() -> Option<Waiter> {
         // SAFETY: the running thread's TCB is valid while it runs.
-        current_tcb().map(|t| unsafe {
-            Waiter {
-                index: (*t).index,
-                generation: (*t).generation,
-            }
-        })
+        current_tcb().map(|t| unsafe { Waiter((*t).id()) })
     }
 
-    /// The waiter of thread `(index, generation)` (as kept by the system-call slots).
-    pub(crate) fn from_parts(index: u32, generation: u32) -> Waiter {
-        Waiter { index, generation }
+    /// The waiter of thread `id` (as kept by the system-call slots).
+    pub(crate) fn of(id: ThreadId) -> Waiter {
+        Waiter(id)
     }
 
     /// Wakes the waiter if it is blocked in [`block_internal`]; otherwise leaves a
     /// token so that its next `block_internal` returns at once. Does nothing if the
     /// thread has finished. Callable from any context (spindle thread or OS thread).
     pub(crate) fn wake(self) {
-        if let Some(slot) = table().get(self.index) {
-            super::handoff::wake(slot, self.generation, Channel::Internal);
-        }
+        super::handoff::wake(self.0, Channel::Internal);
     }
 }
 
@@ -120,15 +108,8 @@ pub(crate) fn block_internal(deadline: Option<Instant>) {
         if d <= Instant::now() {
             return;
         }
-        // SAFETY: `me` runs on its core; the timer is core-local.
-        unsafe {
-            crate::sched::Core::of(me).add_timer(
-                d,
-                (*me).index,
-                (*me).generation,
-                Channel::Internal,
-            )
-        };
+        // SAFETY: `me` is the running thread.
+        unsafe { CoreCtx::of_running(me).add_timer(d, (*me).id(), Channel::Internal) };
     }
     block(me, Channel::Internal);
 }
@@ -162,15 +143,8 @@ pub fn park_timeout(dur: Duration) {
     // SAFETY: `me` is the running thread.
     let _g = unsafe { PreemptGuard::of(me) };
     if let Some(deadline) = Instant::now().checked_add(dur) {
-        // SAFETY: `me` runs on its core; the timer is core-local.
-        unsafe {
-            crate::sched::Core::of(me).add_timer(
-                deadline,
-                (*me).index,
-                (*me).generation,
-                Channel::Park,
-            )
-        };
+        // SAFETY: `me` is the running thread.
+        unsafe { CoreCtx::of_running(me).add_timer(deadline, (*me).id(), Channel::Park) };
     }
     block(me, Channel::Park);
 }
@@ -190,29 +164,22 @@ pub fn sleep(dur: Duration) {
         }
     };
     while Instant::now() < deadline {
-        // SAFETY: `me` runs on its core; the timer is core-local.
-        unsafe {
-            crate::sched::Core::of(me).add_timer(
-                deadline,
-                (*me).index,
-                (*me).generation,
-                Channel::Internal,
-            )
-        };
+        // SAFETY: `me` is the running thread.
+        unsafe { CoreCtx::of_running(me).add_timer(deadline, (*me).id(), Channel::Internal) };
         block(me, Channel::Internal);
     }
 }
 
 /// A preemption point: if the core was asked to reschedule (a more urgent thread was
 /// sent to it) or has injected work waiting, lets the scheduler run; else returns at
-/// once (one or two loads). Long computations call it in their loops so that urgent
+/// once (a few loads). Long computations call it in their loops so that urgent
 /// threads are not kept waiting. On an OS thread it does nothing.
 pub fn preempt_point() {
     if let Some(me) = current_tcb() {
-        // SAFETY: the running thread's core is alive while it runs.
-        let core = unsafe { crate::sched::Core::of(me) };
-        if core.resched.load(Ordering::Acquire) || core.doorbell.pending() {
-            yield_now();
+        // SAFETY: the running thread's core is alive while it runs; `me` is the running thread.
+        unsafe {
+            let injected = crate::sched::Core::of(me).doorbell.pending();
+            super::guard::maybe_yield(me, injected);
         }
     }
 }

@@ -14,6 +14,14 @@
 //! sleeps as usual instead: a second unwind would abort the process. `thread_entry`
 //! turns the payload into the `ABANDONED` error its `join` returns.
 
+/// The message of the error `join` returns for a thread abandoned at shutdown.
+pub const ABANDONED: &str = "spindle: the runtime shut down before this thread finished";
+
+/// The error payload `join` returns for a thread abandoned at shutdown.
+pub(crate) fn abandoned_payload() -> Box<dyn std::any::Any + Send> {
+    Box::new(ABANDONED)
+}
+
 /// The payload of the unwind with which a shutdown abandons a thread that was still
 /// blocked (see [`Runtime`](crate::Runtime)): not a panic, no panic hook runs for
 /// it, and `join` reports the thread with the [`ABANDONED`](crate::ABANDONED) error.

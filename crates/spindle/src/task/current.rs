@@ -12,6 +12,6 @@ pub(crate) fn current_tcb() -> Option<*mut Tcb> {
     let sp = arch::stack_pointer();
     match stack::block_of(sp) {
         Some((base, size)) => Some(Tcb::at_top_of(base, size)),
-        None => crate::task::panic_hook::side_stack_owner(sp),
+        None => crate::task::side_stack::owner(sp),
     }
 }

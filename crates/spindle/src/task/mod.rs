@@ -8,5 +8,6 @@ pub(crate) mod id;
 pub(crate) mod panic_count;
 pub(crate) mod panic_hook;
 pub(crate) mod priority;
+pub(crate) mod side_stack;
 pub(crate) mod slot;
 pub(crate) mod tcb;

@@ -9,68 +9,48 @@
 //! user's) in one that, on a spindle thread:
 //!
 //! 1. prints a line naming the spindle thread, its id and its core, then
-//! 2. calls the wrapped hook on a **side stack** of [`SIDE_SIZE`] bytes
+//! 2. calls the wrapped hook on a **side stack** (`side_stack`) of 256 KiB
 //!    (`arch::call_on_stack`, whose frame backtraces follow back into the thread's
 //!    own frames), so the report never overflows the thread's stack.
 //!
-//! Side stacks are slots of one reserved region, taken from a free list for the
-//! duration of the hook. The top word of a slot names the thread using it, and
-//! `current_tcb` looks there when the stack pointer is in the region: spindle calls a
-//! hook makes (`spindle::current()`, a lock, even a sleep) work as on the thread's own
-//! stack. With every slot in use (hooks that block), the hook runs in place.
+//! A side stack is taken for the duration of the hook. `current_tcb` finds the thread
+//! while it runs there, so spindle calls a hook makes (`spindle::current()`, a lock,
+//! even a sleep) work as on the thread's own stack. With every side stack in use
+//! (hooks that block), the hook runs in place.
 //!
 //! A hook installed after the first runtime started replaces the wrapper: it runs in
 //! place, and the report names the OS thread only.
 
 use std::panic::PanicHookInfo;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::{Once, OnceLock};
 
+use super::side_stack::{self, OWNER_BYTES, SIDE_SIZE};
 use crate::arch;
 use crate::task::tcb::Tcb;
 
-/// Bytes of one side stack (a guard page included).
-pub(crate) const SIDE_SIZE: usize = 256 << 10;
-/// Side stacks in the region.
-const SIDE_SLOTS: usize = 64;
-/// Bytes at the top of a slot kept for the owner word (16, to keep the stack aligned).
-const OWNER_BYTES: usize = 16;
-
-/// The side-stack region, `[SIDE_BASE, SIDE_BASE + SIDE_SLOTS * SIDE_SIZE)`; 0 until
-/// it is reserved. Read by `current_tcb` on OS stacks (relaxed: a thread runs on a
-/// side stack only after the reservation, on the same OS thread or after a switch
-/// that orders it).
-static SIDE_BASE: AtomicUsize = AtomicUsize::new(0);
-
-/// Free side stacks (slot bases); `None` until the region is reserved, and for good if
-/// it could not be.
-static FREE: Mutex<Option<Vec<usize>>> = Mutex::new(None);
-static RESERVE: Once = Once::new();
 static INSTALL: Once = Once::new();
 
 type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
 
+/// The id of the core the running thread `t` is on (the scheduler's, set at install:
+/// this layer does not know cores).
+///
+/// # Safety
+///
+/// `t` is the running thread.
+pub(crate) type CoreIdOf = unsafe fn(*mut Tcb) -> usize;
+
+/// The scheduler's [`CoreIdOf`], set once by `install`.
+static CORE_ID_OF: OnceLock<CoreIdOf> = OnceLock::new();
+
 /// Wraps the current panic hook, once per process (the first runtime's `build`).
-pub(crate) fn install() {
+/// `core_id_of` names the core of a panicking thread in its report.
+pub(crate) fn install(core_id_of: CoreIdOf) {
+    let _ = CORE_ID_OF.set(core_id_of);
     INSTALL.call_once(|| {
         let prev: Hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| report(info, &prev)));
     });
-}
-
-/// The thread whose side stack contains `sp`, if `sp` lies in the side-stack region.
-/// Cold: reached only from stacks that are not spindle stack blocks.
-#[cold]
-#[inline(never)]
-pub(crate) fn side_stack_owner(sp: usize) -> Option<*mut Tcb> {
-    let base = SIDE_BASE.load(Ordering::Relaxed);
-    if base == 0 || sp < base || sp >= base + SIDE_SLOTS * SIDE_SIZE {
-        return None;
-    }
-    let top = (sp & !(SIDE_SIZE - 1)) + SIDE_SIZE;
-    // SAFETY: the slot's owner word was written before its owner switched to it, and stays until the owner leaves it.
-    let owner = unsafe { ((top - OWNER_BYTES) as *const *mut Tcb).read() };
-    (!owner.is_null()).then_some(owner)
 }
 
 /// The wrapper (see the module docs).
@@ -79,14 +59,17 @@ fn report(info: &PanicHookInfo<'_>, prev: &Hook) {
         return prev(info);
     };
     // SAFETY: the running thread's TCB and core are alive while it runs.
-    let (id, core) = unsafe { ((*me).id_u64(), crate::sched::Core::of(me).id) };
+    let (id, core) = unsafe {
+        let core = CORE_ID_OF.get().map_or(usize::MAX, |f| f(me));
+        ((*me).id_u64(), core)
+    };
     // SAFETY: as above; the name lives as long as the thread runs.
     let name = unsafe { (*me).name.as_ref().map_or("<unnamed>", |n| n.as_str()) };
     eprintln!(
         "spindle: thread '{name}' (id {id}) on core {core} panicked; the report below names \
          its core's OS thread"
     );
-    let Some(slot) = take_slot(me) else {
+    let Some(slot) = side_stack::take(me) else {
         return prev(info);
     };
     struct Call<'a, 'b> {
@@ -112,59 +95,5 @@ fn report(info: &PanicHookInfo<'_>, prev: &Hook) {
             (&raw mut call).cast::<u8>(),
         )
     };
-    give_slot(slot);
-}
-
-/// A free side stack for thread `me`, its owner word set; `None` if there is none.
-fn take_slot(me: *mut Tcb) -> Option<usize> {
-    RESERVE.call_once(reserve);
-    let slot = FREE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_mut()?
-        .pop()?;
-    // SAFETY: the slot is ours (taken from the free list) and its top page is writable.
-    unsafe { ((slot + SIDE_SIZE - OWNER_BYTES) as *mut *mut Tcb).write(me) };
-    Some(slot)
-}
-
-fn give_slot(slot: usize) {
-    // SAFETY: as in `take_slot`: the slot is still ours.
-    unsafe { ((slot + SIDE_SIZE - OWNER_BYTES) as *mut *mut Tcb).write(std::ptr::null_mut()) };
-    if let Some(free) = FREE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        free.push(slot);
-    }
-}
-
-/// Reserves the side-stack region (aligned to `SIDE_SIZE`), guard page at the bottom
-/// of each slot. Memory is committed only where a hook runs.
-fn reserve() {
-    let len = SIDE_SLOTS * SIDE_SIZE;
-    // SAFETY: an anonymous reservation with no address hint; it aliases nothing.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len + SIDE_SIZE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        // No side stacks: hooks run in place, as without spindle.
-        return;
-    }
-    let start = p as usize;
-    let base = (start + SIDE_SIZE - 1) & !(SIDE_SIZE - 1);
-    let page = crate::os::page_size();
-    let mut free = Vec::with_capacity(SIDE_SLOTS);
-    for i in (0..SIDE_SLOTS).rev() {
-        let slot = base + i * SIDE_SIZE;
-        // SAFETY: the first page of a slot inside the mapping just made.
-        unsafe { libc::mprotect(slot as *mut libc::c_void, page, libc::PROT_NONE) };
-        free.push(slot);
-    }
-    SIDE_BASE.store(base, Ordering::Relaxed);
-    *FREE.lock().unwrap_or_else(|e| e.into_inner()) = Some(free);
+    side_stack::give(slot);
 }

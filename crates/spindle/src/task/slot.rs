@@ -67,6 +67,7 @@ use std::sync::atomic::{
 #[cfg(all(test, loom))]
 use crate::loom::AtomicU32;
 use crate::loom::{AtomicU64, Ordering};
+use crate::task::id::ThreadId;
 use crate::task::tcb::Tcb;
 
 /// The thread has written its result and will not touch the slot again.
@@ -115,8 +116,8 @@ impl Channel {
 pub(crate) enum Joiner {
     /// Nobody is joining.
     None,
-    /// A spindle thread `(index, generation)`.
-    Spindle(u32, u32),
+    /// A spindle thread.
+    Spindle(ThreadId),
     /// An OS thread.
     Os(std::thread::Thread),
 }
@@ -324,16 +325,6 @@ impl SlotWord {
     }
 }
 
-/// The `joiner` word naming thread `(index, generation)` (never 0).
-pub(crate) const fn joiner_word(index: u32, generation: u32) -> u64 {
-    pack(generation, index) | 1 << 31
-}
-
-/// The `(index, generation)` a non-zero `joiner` word names.
-pub(crate) const fn joiner_id(w: u64) -> (u32, u32) {
-    (flags_of(w) & !(1 << 31), gen_of(w))
-}
-
 /// Inline storage for a thread's result: `std::thread::Result<T>` lives here when it
 /// fits, else a `Box` of it does.
 #[repr(C, align(16))]
@@ -393,7 +384,7 @@ pub(crate) struct Slot {
     /// published to any core; read by wakers that won a wake CAS (the thread is alive
     /// then, blocked, so the TCB is valid).
     pub(crate) tcb: UnsafeCell<*mut Tcb>,
-    /// The spindle thread joining this one, as `joiner_word(index, generation)`, or 0.
+    /// The spindle thread joining this one, as `ThreadId::as_present_word`, or 0.
     /// Written by the joiner before it sets `F_JOINER`; read by the exiter after it
     /// saw `F_JOINER`.
     pub(crate) joiner: AtomicU64,
@@ -444,9 +435,8 @@ impl Slot {
                 // The acquire that saw F_JOINER orders these reads after the joiner's
                 // writes (pairs with its AcqRel fetch_or of F_JOINER).
                 let j = self.joiner.load(Ordering::Relaxed);
-                joiner = if j != 0 {
-                    let (index, generation) = joiner_id(j);
-                    Joiner::Spindle(index, generation)
+                joiner = if let Some(id) = ThreadId::from_present_word(j) {
+                    Joiner::Spindle(id)
                 } else {
                     let os = self
                         .os_joiner
@@ -740,7 +730,10 @@ mod loom_slot {
                         frees.fetch_add(1, Ordering::Relaxed);
                     }
                     match joiner {
-                        Joiner::Spindle(7, g) => {
+                        Joiner::Spindle(ThreadId {
+                            index: 7,
+                            generation: g,
+                        }) => {
                             assert_ne!(jw.wake(Channel::Internal, g), Wake::Stale);
                         }
                         Joiner::None => assert_eq!(old & F_JOINER, 0, "joiner lost"),
@@ -749,7 +742,10 @@ mod loom_slot {
                 })
             };
             // Joiner: the path of `wait_done` and `join`.
-            s.joiner.store(joiner_word(7, jg), Ordering::Relaxed);
+            s.joiner.store(
+                ThreadId::from_parts(7, jg).as_present_word(),
+                Ordering::Relaxed,
+            );
             let old = s.word.set(F_JOINER);
             if old & F_DONE == 0 {
                 loop {

@@ -15,6 +15,7 @@
 //! then only read `core` (immutable while the thread lives on one core) to hand the
 //! TCB to that core's injection queue.
 
+use crate::task::id::ThreadId;
 use std::cell::{Cell, UnsafeCell};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -266,9 +267,14 @@ impl Tcb {
         }
     }
 
-    /// The thread id as one number: generation in the high half, index in the low.
+    /// The thread's id.
+    pub(crate) fn id(&self) -> ThreadId {
+        ThreadId::from_parts(self.index, self.generation)
+    }
+
+    /// The thread id as one number ([`ThreadId::as_u64`]).
     pub(crate) fn id_u64(&self) -> u64 {
-        (self.generation as u64) << 32 | self.index as u64
+        self.id().as_u64()
     }
 
     /// The name's bytes, for the async-signal-safe overflow report.

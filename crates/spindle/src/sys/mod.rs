@@ -22,6 +22,8 @@
 //! wait with it. [`crate::net`] keeps its descriptors non-blocking and waits for
 //! readiness on the poller; [`crate::blocking`] runs anything else that may block.
 
+mod offload;
+
 use std::ffi::CString;
 use std::io::{self, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -70,7 +72,7 @@ pub unsafe fn syscall(nr: libc::c_long, args: [usize; 6]) -> io::Result<usize> {
         )
     })?;
     // SAFETY: the caller vouches for the arguments.
-    cvt(unsafe { crate::offload::syscall(nr, args.map(|a| a as u64)) })
+    cvt(unsafe { offload::syscall(nr, args.map(|a| a as u64)) })
 }
 
 /// Raw call with `u64` arguments (internal shorthand).
@@ -81,7 +83,7 @@ pub unsafe fn syscall(nr: libc::c_long, args: [usize; 6]) -> io::Result<usize> {
 #[inline]
 pub(crate) unsafe fn call(nr: libc::c_long, args: [u64; 6]) -> io::Result<usize> {
     // SAFETY: as for this function.
-    cvt(unsafe { crate::offload::syscall(nr as u32, args) })
+    cvt(unsafe { offload::syscall(nr as u32, args) })
 }
 
 /// The process id (`getpid`): the smallest call, used to measure the round trip.
@@ -255,7 +257,7 @@ pub fn wait_strategy() -> WaitStrategy {
 /// runs directly there).
 pub fn service_stats(handle: &Handle) -> Option<ServiceStats> {
     let shared = handle.shared();
-    shared.hyper.map(|_| shared.offload.stats())
+    shared.has_service().then(|| shared.offload.stats())
 }
 
 /// Test hook: stops (or, with `panic`, makes panic) the service loop of `handle`'s

@@ -185,7 +185,8 @@ fn stop_cores(shared: &Shared, deadline: Instant) -> Vec<(usize, String)> {
     while shared.live_threads() > before - internal.len() as i64 && Instant::now() < short {
         backoff.wait();
     }
-    crate::preempt::stop_ticker(shared);
+    crate::preempt::ticker::stop(&shared.clock);
+    crate::preempt::watchdog::drop_names(shared.started());
     for c in shared.started() {
         c.halt.store(true, Ordering::Release);
         c.nudge();
@@ -205,7 +206,7 @@ fn stop_cores(shared: &Shared, deadline: Instant) -> Vec<(usize, String)> {
             return running
                 .into_iter()
                 .map(|id| {
-                    let name = crate::preempt::running_thread(&shared.cores[id]);
+                    let name = crate::preempt::watchdog::running_thread(&shared.cores[id]);
                     (id, name)
                 })
                 .collect();
@@ -214,7 +215,7 @@ fn stop_cores(shared: &Shared, deadline: Instant) -> Vec<(usize, String)> {
             // Preempts a preemptible thread at its next safe point (whose schedule
             // point then halts the core); for any other it sets the flag its next
             // runtime call honours.
-            crate::preempt::preempt_now(&shared.cores[id]);
+            crate::preempt::tick::preempt_now(&shared.cores[id]);
         }
         backoff.wait();
     }

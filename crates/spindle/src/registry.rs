@@ -1,30 +1,12 @@
-//! Named threads: the static thread table and the choice of variant.
-//!
-//! `#[spindle::thread(name = "dot", variant = "avx2")]` on a `fn(A) -> R` puts an
-//! [`Entry`] into a link-time table (a `linkme` distributed slice): the name, the
-//! variant, the CPU features the variant needs, an erased entry point, and the type
-//! identities of `A` and `R`. Nothing is registered at run time.
-//!
-//! [`spawn_named`] looks the name up, checks the types, picks the
-//! core from the attributes, and runs the most specific variant that the core's type
-//! can run (see [`choose`]). Every runtime checks the table when it starts (see
-//! [`TableError`]) and keeps, per name and core type, the variant it picks.
-//!
-//! A variant's features are its `requires = "..."` list if given, else its variant
-//! name read as a `+`-separated feature list (`"avx2"`, `"avx2+fma"`; `"avx512"` means
-//! `avx512f`), plus the features of the function's `#[target_feature(enable = ..)]`.
-//! The variant `generic` needs nothing. Features imply others as in `rustc`
-//! (`avx512f` brings `avx2`, `avx`, `fma`, ...); a variant's *specificity* is the size
-//! of its implied feature set.
+//! The registry of named threads: the link-time table of `#[spindle::thread]`
+//! variants, its index by name, its check against a runtime's core types, and the
+//! variant each type runs (published as `spindle::names`; see there).
 
 use std::any::TypeId;
 use std::fmt;
 use std::sync::OnceLock;
 
 use crate::topology::FeatureSet;
-
-pub(crate) mod spawn;
-pub use spawn::spawn_named;
 
 #[doc(hidden)]
 #[linkme::distributed_slice]

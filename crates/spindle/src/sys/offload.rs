@@ -3,40 +3,10 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{POLL_SPINS, SLOTS, Service, slot};
-use crate::runtime::Shared;
+use crate::offload::{POLL_SPINS, SLOTS, Service, slot};
+use crate::os::raw_syscall;
 use crate::sched::CoreCtx;
-
-/// Runs system call `nr` directly and returns the raw kernel result (a negative errno
-/// on failure).
-///
-/// # Safety
-///
-/// The arguments must be valid for the call (pointers to live buffers of the right
-/// size, and so on), as for `libc::syscall`.
-#[inline]
-pub(crate) unsafe fn raw_syscall(nr: u32, a: [u64; 6]) -> i64 {
-    let ret: i64;
-    // SAFETY: the caller vouches for the arguments; the kernel clobbers only rax, rcx and r11.
-    unsafe {
-        std::arch::asm!(
-            // enter the kernel: number in rax, arguments in rdi, rsi, rdx, r10, r8,
-            // r9; the result (or -errno) comes back in rax, rcx and r11 are clobbered
-            "syscall",
-            inlateout("rax") u64::from(nr) => ret,
-            in("rdi") a[0],
-            in("rsi") a[1],
-            in("rdx") a[2],
-            in("r10") a[3],
-            in("r8") a[4],
-            in("r9") a[5],
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
+use crate::shared::Shared;
 
 /// Runs system call `nr`: offloaded to the hypercore when the caller is a spindle
 /// thread on a worker core of a runtime with a live service, else directly. Returns
@@ -58,7 +28,7 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
     let (mut ctx, me) = CoreCtx::current()?;
     let core = ctx.core();
     // SAFETY: the running thread's own TCB.
-    let (index, generation) = unsafe { ((*me).index, (*me).generation) };
+    let id = unsafe { (*me).id() };
     let shared = Shared::of(core);
     let hyper = shared.hyper?;
     if core.id == hyper {
@@ -79,10 +49,7 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
         return None;
     };
     let s = &r.slots[i];
-    r.waiters[i].store(
-        u64::from(index) << 32 | u64::from(generation),
-        Ordering::Relaxed,
-    );
+    r.waiters[i].store(id.as_u64(), Ordering::Relaxed);
     // SAFETY: we run on the core's OS thread, with no schedule point until `block`.
     unsafe { (*r.local.get()).inflight |= 1 << i };
     s.publish(nr, args);

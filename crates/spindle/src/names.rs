@@ -1,12 +1,33 @@
-//! `spawn_named`: runs the best variant of a named thread for the core it lands on.
+//! Named threads: the static thread table and the choice of variant.
+//!
+//! `#[spindle::thread(name = "dot", variant = "avx2")]` on a `fn(A) -> R` puts an
+//! [`Entry`] into a link-time table (a `linkme` distributed slice): the name, the
+//! variant, the CPU features the variant needs, an erased entry point, and the type
+//! identities of `A` and `R`. Nothing is registered at run time.
+//!
+//! [`spawn_named`] looks the name up, checks the types, picks the
+//! core from the attributes, and runs the most specific variant that the core's type
+//! can run (see [`choose`]). Every runtime checks the table when it starts (see
+//! [`TableError`]) and keeps, per name and core type, the variant it picks.
+//!
+//! A variant's features are its `requires = "..."` list if given, else its variant
+//! name read as a `+`-separated feature list (`"avx2"`, `"avx2+fma"`; `"avx512"` means
+//! `avx512f`), plus the features of the function's `#[target_feature(enable = ..)]`.
+//! The variant `generic` needs nothing. Features imply others as in `rustc`
+//! (`avx512f` brings `avx2`, `avx`, `fma`, ...); a variant's *specificity* is the size
+//! of its implied feature set.
 
 use std::any::TypeId;
 
-use super::index;
+pub use crate::registry::{Entry, TableError, choose, table};
+#[doc(hidden)]
+pub use crate::registry::{THREADS, call_erased};
+
 use crate::error::SpawnError;
-use crate::runtime::{Handle, Shared};
+use crate::registry::index;
 use crate::sched::CoreCtx;
 use crate::sched::placement::Target;
+use crate::shared::Shared;
 use crate::task::tcb::Name;
 use crate::thread::{Builder, JoinHandle, spawn_unchecked};
 
@@ -58,33 +79,12 @@ where
     A: Send + 'static,
     R: Send + 'static,
 {
-    let (ctx, _) = CoreCtx::current().ok_or_else(SpawnError::not_in_runtime)?;
-    let shared = Shared::of(ctx.core());
-    spawn_named_in_shared(shared, name, arg, attrs)
+    let shared = Shared::current().ok_or_else(SpawnError::not_in_runtime)?;
+    spawn_named_in(shared, name, arg, attrs)
 }
 
-impl Builder {
-    /// [`spawn_named`] with these attributes in the runtime of `handle`, from any
-    /// thread.
-    ///
-    /// # Errors
-    ///
-    /// As for [`spawn_named`].
-    pub fn spawn_named_in<A, R>(
-        self,
-        handle: &Handle,
-        name: &str,
-        arg: A,
-    ) -> Result<JoinHandle<R>, SpawnError>
-    where
-        A: Send + 'static,
-        R: Send + 'static,
-    {
-        spawn_named_in_shared(handle.shared(), name, arg, self)
-    }
-}
-
-fn spawn_named_in_shared<A, R>(
+/// [`spawn_named`] in the runtime `shared`.
+pub(crate) fn spawn_named_in<A, R>(
     shared: &Shared,
     name: &str,
     arg: A,

@@ -30,6 +30,8 @@
 //! });
 //! ```
 
+mod source;
+
 use std::io::{self, Read, Write};
 use std::net::{
     Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs,
@@ -38,7 +40,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::io::{Dir, Source};
+use self::source::Source;
+use crate::io::Dir;
 use crate::sys::call;
 
 /// Backlog of a listening socket.

@@ -1,0 +1,442 @@
+//! A runtime's configuration: the builder, the core types, and [`plan`], the pure
+//! check that turns a builder and a description of the machine into what the runtime
+//! starts (unit-tested below, without starting anything).
+
+use std::time::Duration;
+
+use super::DEFAULT_IDLE_SPIN;
+use crate::error::ConfigError;
+use crate::limits::{MAX_CORES, MAX_TYPES};
+use crate::registry::{Choices, TableError};
+use crate::sched::TypeInfo;
+use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE};
+use crate::topology::{self, DEFAULT_TYPE, DetectedType, FeatureSet, SERVICE_TYPE};
+
+/// A class of cores with the same CPUs and CPU features.
+///
+/// # Examples
+///
+/// ```
+/// use spindle::{CoreType, Runtime};
+/// let rt = Runtime::builder()
+///     .core_type(CoreType::new("compute").cores(2))
+///     .core_type(CoreType::new("io").cores(1))
+///     .build()
+///     .unwrap();
+/// let types: Vec<_> = rt.handle().cores().into_iter().map(|c| c.core_type).collect();
+/// assert_eq!(types, ["compute", "compute", "io"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreType {
+    name: String,
+    cpus: Option<Vec<usize>>,
+    features: Option<Vec<String>>,
+    cores: Option<usize>,
+}
+
+impl CoreType {
+    /// A type named `name`: by default on every CPU the process may use, one core per
+    /// CPU, no required features.
+    pub fn new(name: impl Into<String>) -> CoreType {
+        CoreType {
+            name: name.into(),
+            cpus: None,
+            features: None,
+            cores: None,
+        }
+    }
+
+    /// The CPUs the type's cores run on (each pinned to one of them when pinning is
+    /// on; confined to the set when it is off).
+    pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> CoreType {
+        self.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// The CPU features of the type (names as in
+    /// [`topology::known_features`](crate::topology::known_features), e.g. `"avx2"`),
+    /// with the features they imply. The machine's CPUs must have them; the set may be
+    /// a subset of what they have (a type `lite` without AVX-512), and named threads
+    /// then run the variants this set allows. Default: every feature of the machine.
+    pub fn features<S: Into<String>>(mut self, features: impl IntoIterator<Item = S>) -> CoreType {
+        self.features = Some(features.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Number of cores of this type at start (default: one per CPU of its set).
+    pub fn cores(mut self, n: usize) -> CoreType {
+        self.cores = Some(n);
+        self
+    }
+}
+
+/// The environment variable that sets the number of worker cores of a runtime whose
+/// builder names none (like Go's `GOMAXPROCS`).
+pub const CORES_ENV: &str = "SPINDLE_CORES";
+
+/// Configures a [`Runtime`]; see [`Runtime::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a RuntimeBuilder does nothing until build is called"]
+pub struct RuntimeBuilder {
+    pub(super) cores: Option<usize>,
+    pub(super) pin: Option<bool>,
+    pub(super) types: Vec<CoreType>,
+    pub(super) stack_size: Option<usize>,
+    pub(super) idle_spin: Duration,
+    pub(super) hypercore: bool,
+    pub(super) preempt: crate::preempt::config::Config,
+    pub(super) shutdown_timeout: Duration,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> RuntimeBuilder {
+        RuntimeBuilder {
+            cores: None,
+            pin: None,
+            types: Vec::new(),
+            stack_size: None,
+            idle_spin: DEFAULT_IDLE_SPIN,
+            hypercore: true,
+            preempt: crate::preempt::config::Config::default(),
+            shutdown_timeout: super::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// How long dropping the runtime waits for its threads (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`](crate::DEFAULT_SHUTDOWN_TIMEOUT), 1 s): first for
+    /// the threads still blocked to unwind (their destructors run), then for the cores
+    /// to stop. A thread that neither reaches a schedule point nor can be preempted
+    /// keeps its core after that: the drop returns anyway, says so on stderr, and the
+    /// runtime's remaining threads and memory are reclaimed when that thread stops.
+    /// See [`Runtime`] for the whole sequence.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> RuntimeBuilder {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether the runtime has a service core, the hypercore (default: yes). It is one
+    /// more core, of type [`SERVICE_TYPE`], on the last CPU the process may use
+    /// (unpinned on a one-CPU machine), that runs only maintenance threads: the
+    /// ticker, the reaper, the balancer, the stats sampler and those started with
+    /// [`spawn_maintenance`](crate::spawn_maintenance). Worker cores then never run
+    /// upkeep and never make its system calls.
+    ///
+    /// Without it, the maintenance threads run on the worker cores at the highest
+    /// priority: they take worker time whenever they run (each tick, each reaper
+    /// pass), and a worker core held by a thread that does not yield delays them, so
+    /// slices and balancing on that core wait for its next schedule point.
+    pub fn hypercore(mut self, on: bool) -> RuntimeBuilder {
+        self.hypercore = on;
+        self
+    }
+
+    /// Number of cores of the default type (when no core types are declared). Default:
+    /// the value of the environment variable [`CORES_ENV`] (`SPINDLE_CORES`) if set,
+    /// else one per CPU the process may use, minus one (kept for the service core), at
+    /// least one. A `SPINDLE_CORES` that is not a positive number is a
+    /// [`ConfigError::Env`].
+    pub fn cores(mut self, n: usize) -> RuntimeBuilder {
+        self.cores = Some(n);
+        self
+    }
+
+    /// Pins each core to one CPU (`true`) or lets the OS place them within their type's
+    /// CPU set (`false`). Default: pinned when there are no more cores than CPUs.
+    pub fn pin(mut self, pin: bool) -> RuntimeBuilder {
+        self.pin = Some(pin);
+        self
+    }
+
+    /// Declares a core type. Without any, the runtime has one type, `default`.
+    pub fn core_type(mut self, t: CoreType) -> RuntimeBuilder {
+        self.types.push(t);
+        self
+    }
+
+    /// Default stack size of the runtime's threads (a power of two, 16 KiB to 8 MiB).
+    pub fn stack_size(mut self, bytes: usize) -> RuntimeBuilder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// How long an idle core spins before sleeping in the kernel (default
+    /// [`DEFAULT_IDLE_SPIN`]).
+    pub fn idle_spin(mut self, spin: Duration) -> RuntimeBuilder {
+        self.idle_spin = spin;
+        self
+    }
+
+    /// Default time slice of the runtime's threads (default 10 ms; see
+    /// [`Builder::time_slice`](crate::Builder::time_slice)). Zero is a
+    /// [`ConfigError::TimeSlice`].
+    pub fn time_slice(mut self, slice: Duration) -> RuntimeBuilder {
+        self.preempt.time_slice = slice;
+        self
+    }
+
+    /// Period of the tick that accounts time slices and preempts (default 1 ms).
+    /// Slices are counted in ticks. Zero is a [`ConfigError::Tick`].
+    pub fn tick(mut self, period: Duration) -> RuntimeBuilder {
+        self.preempt.tick = period;
+        self
+    }
+
+    /// Runs the ticker (default `true`). Without it, time slices are not enforced,
+    /// nothing is preempted and the watchdog is off.
+    pub fn ticker(mut self, on: bool) -> RuntimeBuilder {
+        self.preempt.ticker = on;
+        self
+    }
+
+    /// Whether threads are asynchronously preemptible unless their
+    /// [`Builder::preemptible`](crate::Builder::preemptible) says otherwise (default
+    /// `false`; read the caveat about `std` locks there first).
+    pub fn preemptible(mut self, on: bool) -> RuntimeBuilder {
+        self.preempt.preemptible = on;
+        self
+    }
+
+    /// How many of its own time slices a thread may hold its core without reaching a
+    /// schedule point before the watchdog reports it (default 10): a thread that
+    /// neither yields nor can be preempted, or a core blocked in the kernel. Reports
+    /// are `tracing` warnings (target `spindle::watchdog`) with the thread's name, id
+    /// and core, once per occurrence. Zero is a [`ConfigError::WatchdogSlices`].
+    pub fn watchdog_slices(mut self, slices: u32) -> RuntimeBuilder {
+        self.preempt.watchdog_slices = slices;
+        self
+    }
+}
+
+/// Picks the variant of each named thread for a list of core types (the signature of
+/// `registry::validate`).
+pub(super) type Choose = fn(&[(String, FeatureSet)]) -> Result<Choices, TableError>;
+
+/// What [`plan`] needs to know of the machine and the environment.
+pub(super) struct Machine<'a> {
+    /// The CPUs the process may use, ascending.
+    pub(super) allowed: Vec<usize>,
+    /// The machine's classes of CPUs (`topology::detected_types`).
+    pub(super) detected: &'a [DetectedType],
+    /// The features every CPU has (`topology::machine_features`).
+    pub(super) features: FeatureSet,
+    /// The value of [`CORES_ENV`], if set.
+    pub(super) cores_env: Option<String>,
+    /// The variant of each named thread for a list of core types
+    /// (`registry::validate` on the linked table).
+    pub(super) choose: Choose,
+}
+
+impl Machine<'static> {
+    /// This machine, as the process sees it now.
+    pub(super) fn this() -> Machine<'static> {
+        Machine {
+            allowed: topology::allowed_cpus(),
+            detected: topology::detected_types(),
+            features: topology::machine_features(),
+            cores_env: std::env::var_os(CORES_ENV).map(|v| v.to_string_lossy().into_owned()),
+            choose: crate::registry::validate,
+        }
+    }
+}
+
+/// A checked configuration: what the runtime starts.
+pub(super) struct Plan {
+    /// Every core type, the service type (if any) last.
+    pub(super) types: Vec<TypeInfo>,
+    /// Cores to start per type, in the order of `types`.
+    pub(super) counts: Vec<usize>,
+    /// The service type's index, if the runtime has a hypercore.
+    pub(super) service_ty: Option<usize>,
+    /// The hypercore's core id (it starts after the workers).
+    pub(super) hyper: Option<usize>,
+    /// Whether cores are pinned to single CPUs.
+    pub(super) pinned: bool,
+    /// The default stack size of the runtime's threads.
+    pub(super) default_stack: usize,
+    /// The hypercore shares its CPU with a worker core, so it must not spin when idle.
+    pub(super) hyper_shares_cpu: bool,
+    /// The process may use a single CPU.
+    pub(super) one_cpu: bool,
+    /// The variant of each named thread to run on each type.
+    pub(super) choices: Choices,
+}
+
+/// Checks `b` against `m` and decides the cores: every [`ConfigError`] a builder can
+/// cause, except those of the process's state (fork, stack arena, OS threads).
+pub(super) fn plan(b: &RuntimeBuilder, m: &Machine<'_>) -> Result<Plan, ConfigError> {
+    b.preempt.validate()?;
+    let allowed = &m.allowed;
+    let default_stack = b.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
+    if !default_stack.is_power_of_two()
+        || !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&default_stack)
+    {
+        return Err(ConfigError::StackSize {
+            requested: default_stack,
+        });
+    }
+    let mut types = b.types.clone();
+    // The environment sizes the default type only.
+    let cores_asked = match b.cores {
+        Some(n) => Some(n),
+        None if types.is_empty() => cores_from_env(m.cores_env.as_deref())?,
+        None => None,
+    };
+    if types.is_empty() && cores_asked.is_none() && m.detected.len() > 1 {
+        // A hybrid machine: one type per class of CPUs, one core per CPU.
+        for t in m.detected {
+            types.push(CoreType::new(t.name.clone()).cpus(t.cpus.clone()));
+        }
+    } else if types.is_empty() {
+        let cores = cores_asked.unwrap_or(allowed.len().saturating_sub(1).max(1));
+        let cpus = if allowed.len() > 1 && cores < allowed.len() {
+            allowed[..allowed.len() - 1].to_vec()
+        } else {
+            allowed.clone()
+        };
+        types.push(CoreType::new(DEFAULT_TYPE).cpus(cpus).cores(cores));
+    } else if b.cores.is_some() {
+        return Err(ConfigError::CoresWithTypes);
+    }
+    if types.len() > MAX_TYPES {
+        return Err(ConfigError::TooManyTypes {
+            requested: types.len(),
+        });
+    }
+    let mut infos = Vec::new();
+    let mut counts = Vec::new();
+    for (i, t) in types.iter().enumerate() {
+        let cpus = check_type(t, &types[..i], m)?;
+        counts.push(t.cores.unwrap_or(cpus.len()));
+        let features = match &t.features {
+            Some(f) => FeatureSet::parse(f).unwrap_or_default().closure(),
+            None => m
+                .detected
+                .iter()
+                .find(|d| cpus.iter().all(|c| d.cpus.contains(c)))
+                .map_or(m.features, |d| d.features),
+        };
+        infos.push(TypeInfo {
+            name: t.name.clone(),
+            cpus,
+            features,
+        });
+    }
+    let total: usize = counts.iter().sum();
+    if total == 0 {
+        return Err(ConfigError::ZeroCores);
+    }
+    if total > MAX_CORES {
+        return Err(ConfigError::TooManyCores {
+            requested: total,
+            service_core: false,
+        });
+    }
+    let pinned = b.pin.unwrap_or_else(|| {
+        total <= allowed.len() && infos.iter().zip(&counts).all(|(t, &n)| n <= t.cpus.len())
+    });
+    let table_types: Vec<(String, FeatureSet)> =
+        infos.iter().map(|t| (t.name.clone(), t.features)).collect();
+    let choices = (m.choose)(&table_types).map_err(ConfigError::ThreadTable)?;
+    let mut service_ty = None;
+    if b.hypercore {
+        if let Some(t) = infos.iter().find(|t| t.name == SERVICE_TYPE) {
+            return Err(ConfigError::ReservedTypeName {
+                name: t.name.clone(),
+            });
+        }
+        if total + 1 > MAX_CORES {
+            return Err(ConfigError::TooManyCores {
+                requested: total + 1,
+                service_core: true,
+            });
+        }
+        // The last CPU; on a one-CPU machine, that CPU unpinned.
+        let cpus = vec![*allowed.last().unwrap_or(&0)];
+        service_ty = Some(infos.len());
+        infos.push(TypeInfo {
+            name: SERVICE_TYPE.to_owned(),
+            cpus,
+            features: m.features,
+        });
+        counts.push(1);
+    }
+    // A hypercore that shares its CPU with a worker core does not spin when idle: its
+    // spinning would take that worker's time.
+    let hyper_shares_cpu = service_ty.is_some_and(|s| {
+        let cpu = infos[s].cpus[0];
+        allowed.len() == 1 || infos[..s].iter().any(|t| t.cpus.contains(&cpu))
+    });
+    Ok(Plan {
+        types: infos,
+        counts,
+        service_ty,
+        // The hypercore starts after the workers, so its id is the number of workers.
+        hyper: service_ty.map(|_| total),
+        pinned,
+        default_stack,
+        hyper_shares_cpu,
+        one_cpu: allowed.len() == 1,
+        choices,
+    })
+}
+
+/// Checks one declared core type against those before it and the machine, and
+/// returns its CPUs.
+fn check_type(
+    t: &CoreType,
+    before: &[CoreType],
+    m: &Machine<'_>,
+) -> Result<Vec<usize>, ConfigError> {
+    if t.name.is_empty() {
+        return Err(ConfigError::EmptyName);
+    }
+    if before.iter().any(|u| u.name == t.name) {
+        return Err(ConfigError::DuplicateType {
+            name: t.name.clone(),
+        });
+    }
+    let cpus = t.cpus.clone().unwrap_or_else(|| m.allowed.clone());
+    if cpus.is_empty() {
+        return Err(ConfigError::EmptyType {
+            name: t.name.clone(),
+        });
+    }
+    if let Some(&cpu) = cpus.iter().find(|c| !m.allowed.contains(c)) {
+        return Err(ConfigError::NoSuchCpu {
+            name: t.name.clone(),
+            cpu,
+            allowed: m.allowed.clone(),
+        });
+    }
+    for feature in t.features.iter().flatten() {
+        let Some(bit) = topology::feature_bit(feature) else {
+            return Err(ConfigError::UnknownFeature {
+                name: t.name.clone(),
+                feature: feature.clone(),
+            });
+        };
+        if m.features.0 & (1 << bit) == 0 {
+            return Err(ConfigError::MissingFeature {
+                name: t.name.clone(),
+                feature: feature.clone(),
+            });
+        }
+    }
+    Ok(cpus)
+}
+
+/// The worker core count [`CORES_ENV`] asks for, if set.
+fn cores_from_env(value: Option<&str>) -> Result<Option<usize>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(ConfigError::Env {
+            var: CORES_ENV,
+            value: value.to_owned(),
+        }),
+    }
+}
