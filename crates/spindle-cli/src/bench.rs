@@ -141,17 +141,12 @@ pub fn calibrate(run: impl Fn(u64) -> Duration, target: Duration) -> u64 {
 }
 
 /// Measures every selected workload. Before each progress step (see
-/// [`Options::steps`]) calls `step` with the number of steps done so far and what
-/// comes next.
-pub fn run(opts: &Options, mut step: impl FnMut(u64, &str)) -> Vec<Measurement> {
+/// [`Options::steps`]) calls `step` with what comes next.
+pub fn run(opts: &Options, mut step: impl FnMut(&str)) -> Vec<Measurement> {
     workloads::init_peers();
     let selected = opts.workloads();
     let mut out = Vec::new();
-    let mut done = 0;
-    let mut step = |what: String| {
-        step(done, &what);
-        done += 1;
-    };
+    let mut step = |what: String| step(&what);
     for bench in Bench::ALL {
         let ws: Vec<&'static Workload> = selected
             .iter()

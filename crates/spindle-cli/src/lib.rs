@@ -15,6 +15,7 @@ pub mod affinity;
 pub mod bench;
 pub mod child;
 pub mod dot;
+pub mod family;
 pub mod mem;
 pub mod million;
 pub mod named;

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use spindle_cli::bench::{self, Measurement, Options, Report};
-use spindle_cli::million::{self, MillionReport};
+use spindle_cli::bench::{Options, Report};
+use spindle_cli::family::{self, Family, Selection};
+use spindle_cli::million;
+use spindle_cli::workloads;
 use spindle_cli::workloads::on_spindle::inside;
-use spindle_cli::workloads::{self, Bench};
-use spindle_cli::{child, named, netbench, preempt, servers, skynet};
+use spindle_cli::{child, named, servers, skynet};
 
 #[derive(Parser)]
 #[command(
@@ -285,226 +286,45 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         opts.reps = reps.max(1);
     }
     opts.filter = args.filter.clone();
-    // `--filter million` selects the million run alone, `--filter skynet` the skynet
-    // runs alone (no workload name contains "skynet").
-    let only_million = args.filter.as_deref() == Some("million");
-    let million = args.million || args.threads.is_some() || only_million;
-    let threads = args.threads.unwrap_or(million::DEFAULT_THREADS);
-    let skynet_on = args.skynet
-        || args.skynet_depth.is_some()
-        || args
-            .filter
-            .as_deref()
-            .is_some_and(|f| f.starts_with("skynet"));
-    let depth = args.skynet_depth.unwrap_or(skynet::DEFAULT_DEPTH);
-    let skynet_selects = |e: &skynet::Entry| opts.selects("skynet", e.runtime.name());
-    let skynets = if skynet_on {
-        skynet::ALL.iter().filter(|e| skynet_selects(e)).count()
-    } else {
-        0
+    let sel = Selection {
+        opts,
+        million: (args.million || args.threads.is_some())
+            .then(|| args.threads.unwrap_or(million::DEFAULT_THREADS)),
+        skynet: (args.skynet || args.skynet_depth.is_some())
+            .then(|| args.skynet_depth.unwrap_or(skynet::DEFAULT_DEPTH)),
     };
-    let workloads = if only_million {
-        0
-    } else {
-        opts.workloads().len()
-    };
-    let named_on = !only_million
-        && [
-            "spindle",
-            "spindle_named",
-            "dot_generic",
-            "dot_avx2+fma",
-            "dot_avx512f",
-            "picked_big",
-            "picked_lite",
-        ]
-        .iter()
-        .any(|r| opts.selects("named_variants", r));
-    let net_selects =
-        |k: servers::Kind, p: servers::Peer| !only_million && opts.selects(k.name(), p.name());
-    let nets = [servers::Kind::Echo, servers::Kind::Http]
-        .into_iter()
-        .flat_map(|k| servers::Peer::ALL.map(move |p| (k, p)))
-        .filter(|&(k, p)| net_selects(k, p))
-        .count();
-    let preempt_on = !only_million && preempt::selected(&opts);
-    if workloads == 0 && !million && skynets == 0 && !named_on && nets == 0 && !preempt_on {
+    let all = family::families();
+    let words = family::filter_words(&all);
+    let mut picked: Vec<Box<dyn Family>> = all.into_iter().filter(|f| f.selected(&sel)).collect();
+    if picked.is_empty() {
         return Err(format!(
-            "--filter {:?} matches no workload (try switch, spawn_join, park_unpark, current, cross_core_pingpong, remote_spawn, migration, hypercore_isolation, syscall_offload, syscall_throughput, echo, http, named_variants, preempt_latency, ticker_overhead, million, skynet, or a runtime name)",
-            args.filter.unwrap_or_default()
+            "--filter {:?} matches no workload (try {}, or a runtime name)",
+            args.filter.unwrap_or_default(),
+            words.join(", ")
         ));
     }
-
     let hidden = args.json || !std::io::stderr().is_terminal();
-    let steps = if workloads > 0 { opts.steps() } else { 0 };
-    let million_steps = if million { 3 } else { 0 };
-    let skynet_steps = (skynets * skynet::DEFAULT_RUNS) as u64;
-    let named_steps = if named_on { named::steps(&opts) } else { 0 };
-    let preempt_steps = if preempt_on { preempt::steps(&opts) } else { 0 };
-    let pb = progress_bar(
-        steps + named_steps + preempt_steps + million_steps + skynet_steps + nets as u64,
-        hidden,
-    );
+    let pb = progress_bar(picked.iter().map(|f| f.steps(&sel)).sum(), hidden);
     let wall = Instant::now();
-    let measurements = if workloads > 0 {
-        bench::run(&opts, |done, next| {
+    let mut done = 0;
+    for f in &mut picked {
+        f.run(&sel, &mut |next| {
             pb.set_message(next.to_owned());
-            pb.set_position(done);
-        })
-    } else {
-        Vec::new()
-    };
-    let named_records = if named_on {
-        let mut done = steps;
-        named::run(&opts, |next| {
-            pb.set_message(next.to_owned());
-            pb.set_position(done);
-            done += 1;
-        })
-    } else {
-        Vec::new()
-    };
-    let preempt_records = if preempt_on {
-        let mut done = steps + named_steps;
-        preempt::run(&opts, |next| {
-            pb.set_message(next.to_owned());
-            pb.set_position(done);
-            done += 1;
-        })
-    } else {
-        Vec::new()
-    };
-    let named_steps = named_steps + preempt_steps;
-    let million_report = if million {
-        let mut done = steps + named_steps;
-        let r = million::run(threads, |phase| {
-            pb.set_message(format!("million: {phase}"));
             pb.set_position(done);
             done += 1;
         })?;
-        Some(r)
-    } else {
-        None
-    };
-    let skynet_wall = Instant::now();
-    let skynet_outcomes = if skynets > 0 {
-        let mut done = steps + named_steps + million_steps;
-        skynet::run(depth, skynet::DEFAULT_RUNS, skynet_selects, |next| {
-            pb.set_message(next.to_owned());
-            pb.set_position(done);
-            done += 1;
-        })
-    } else {
-        Vec::new()
-    };
-    let skynet_wall = skynet_wall.elapsed();
-    let mut done = steps + named_steps + million_steps + skynet_steps;
-    let net_outcomes = netbench::run(net_selects, |next| {
-        pb.set_message(next.to_owned());
-        pb.set_position(done);
-        done += 1;
-    });
+    }
     pb.finish_and_clear();
-
     if args.json {
-        let mut results = bench::records(&measurements);
-        results.extend(named_records);
-        results.extend(preempt_records);
-        results.extend(million_report.as_ref().map(bench::million_record));
-        results.extend(skynet::records(&skynet_outcomes, depth));
-        results.extend(netbench::records(&net_outcomes));
+        let results = picked.iter().flat_map(|f| f.records()).collect();
         let json = serde_json::to_string_pretty(&Report { results })
             .map_err(|e| format!("cannot encode the report: {e}"))?;
         println!("{json}");
     } else {
-        print_table(&measurements, &opts);
-        named::print_table(&named_records);
-        preempt::print_table(&preempt_records);
-        if let Some(r) = &million_report {
-            print_million(r);
+        for f in &picked {
+            f.print(&sel);
         }
-        skynet::print_table(&skynet_outcomes, depth, skynet_wall);
-        netbench::print_table(&net_outcomes);
         println!("\nbench done in {:.1} s", wall.elapsed().as_secs_f64());
     }
     Ok(())
-}
-
-/// Formats ns with a precision that suits its size.
-fn fmt_ns(ns: f64) -> String {
-    if !ns.is_finite() {
-        "-".into()
-    } else if ns < 10.0 {
-        format!("{ns:.2}")
-    } else if ns < 1000.0 {
-        format!("{ns:.1}")
-    } else {
-        format!("{ns:.0}")
-    }
-}
-
-fn print_table(ms: &[Measurement], opts: &Options) {
-    if ms.is_empty() {
-        return;
-    }
-    println!(
-        "median of {} interleaved repetitions, ~{} ms per batch; \"vs spindle\" = runtime / spindle (>1: slower than spindle)",
-        opts.reps,
-        opts.target.as_millis()
-    );
-    for bench in Bench::ALL {
-        let rows: Vec<&Measurement> = ms.iter().filter(|m| m.workload.bench == bench).collect();
-        if rows.is_empty() {
-            continue;
-        }
-        println!(
-            "\n{:<20} {:<11} {:>10} {:>10} {:>10} {:>7} {:>11} {:>11}",
-            bench.name(),
-            "runtime",
-            "ns/op",
-            "min",
-            "max",
-            "spread",
-            "vs spindle",
-            "ops/batch"
-        );
-        for m in rows {
-            let s = m.summary();
-            let ratio = bench::vs_spindle(m, ms).map_or("-".into(), |r| format!("{r:.2}x"));
-            let mut note = match m.pinned {
-                Some(false) => "  (not pinned)".to_owned(),
-                _ => String::new(),
-            };
-            if let Some(pct) = m.crossed_pct() {
-                note += &format!("  (crossed CPUs in {pct:.1}% of sampled hops)");
-            }
-            println!(
-                "{:<20} {:<11} {:>10} {:>10} {:>10} {:>6.0}% {:>11} {:>11}{note}",
-                "",
-                m.workload.runtime.name(),
-                fmt_ns(s.median),
-                fmt_ns(s.min),
-                fmt_ns(s.max),
-                s.spread_pct,
-                ratio,
-                m.ops
-            );
-        }
-    }
-}
-
-fn print_million(r: &MillionReport) {
-    println!(
-        "\nmillion: {} spindle threads parked at once: {:.2} KiB resident each (RSS {} -> {} MiB), guard pages: {}; spawn {:.0} ns each ({:.0} ms), all parked after {:.0} ms more, unpark + join all {:.0} ms, total {:.2} s, every join Ok",
-        r.threads,
-        r.rss_kib_per_thread(),
-        r.rss_before_kib / 1024,
-        r.rss_after_kib / 1024,
-        r.guard.map_or("unknown", |g| g.as_str()),
-        r.spawn_ns_per_thread(),
-        ms(r.spawn),
-        ms(r.settle),
-        ms(r.teardown),
-        r.wall.as_secs_f64()
-    );
 }

@@ -286,6 +286,22 @@ pub fn run(opts: &Options, mut step: impl FnMut(&str)) -> Vec<Record> {
         .collect()
 }
 
+/// The rows of the named-thread table, by runtime name.
+const ROWS: [&str; 7] = [
+    "spindle",
+    "spindle_named",
+    "dot_generic",
+    "dot_avx2+fma",
+    "dot_avx512f",
+    "picked_big",
+    "picked_lite",
+];
+
+/// Whether `opts` selects any row of [`run`].
+pub fn selected(opts: &Options) -> bool {
+    ROWS.iter().any(|r| opts.selects("named_variants", r))
+}
+
 /// Steps [`run`] reports for `opts` (a calibration and `reps` samples per row), an
 /// estimate for the progress bar.
 pub fn steps(opts: &Options) -> u64 {

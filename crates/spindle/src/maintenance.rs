@@ -1,5 +1,5 @@
 //! The maintenance threads: the runtime's upkeep, run on the service core (the
-//! hypercore) so that worker cores never spend time or system calls on it (seed 000).
+//! hypercore) so that worker cores never spend time or system calls on it.
 //!
 //! Each is an ordinary spindle thread of the highest priority, started by
 //! `start` when the runtime is built, that does one pass of its work and sleeps

@@ -24,7 +24,7 @@ pub use crate::registry::{Entry, TableError, choose, table};
 pub use crate::registry::{THREADS, call_erased};
 
 use crate::error::SpawnError;
-use crate::registry::index;
+use crate::registry::{NameInfo, index};
 use crate::sched::CoreCtx;
 use crate::sched::placement::Target;
 use crate::shared::Shared;
@@ -97,63 +97,17 @@ where
     if shared.shutdown.load(std::sync::atomic::Ordering::Acquire) || crate::fork::forked() {
         return Err(SpawnError::not_running());
     }
-    let idx = index();
-    let Some(ni) = idx.find(name) else {
-        return Err(SpawnError::UnknownName {
-            name: name.to_string(),
-            known: idx.all_names().iter().map(|n| n.to_string()).collect(),
-        });
-    };
-    let info = &idx.names[ni];
-    let first = info.variants[0];
-    if first.arg_type_id() != TypeId::of::<A>() || first.ret_type_id() != TypeId::of::<R>() {
-        return Err(SpawnError::TypeMismatch {
-            name: name.to_string(),
-            expected: format!("fn({}) -> {}", first.arg_type(), first.return_type()),
-            given: format!(
-                "fn({}) -> {}",
-                std::any::type_name::<A>(),
-                std::any::type_name::<R>()
-            ),
-        });
-    }
+    let (ni, info) = lookup::<A, R>(name)?;
     let mut opts = attrs.opts()?;
     opts.lazy = true;
     // The target's type, as for any spawn (the service core refuses named threads
     // too); with no target, the type that can run the name.
     let ty = match shared.target_type(&opts.target)? {
         Some(ty) => ty,
-        None => {
-            let mine = CoreCtx::current()
-                .filter(|(ctx, _)| std::ptr::eq(ctx.core().set_ptr(), &shared.set))
-                // SAFETY: `me` is the running thread; its type is its own to read.
-                .map_or(0, |(_, me)| unsafe { (*me).ty } as usize);
-            if shared.choices.get(ni, mine).is_some() {
-                mine
-            } else {
-                // The type that runs the most specific variant.
-                (0..shared.types.len())
-                    .filter_map(|ty| Some((shared.choices.get(ni, ty)?, ty)))
-                    .max_by_key(|&(v, ty)| (info.features[v].len(), std::cmp::Reverse(ty)))
-                    .map_or(mine, |(_, ty)| ty)
-            }
-        }
+        None => type_for(shared, ni, info),
     };
     let Some(vi) = shared.choices.get(ni, ty) else {
-        let have = shared.types[ty].features;
-        return Err(SpawnError::NoRunnableVariant {
-            name: name.to_string(),
-            core_type: shared.types[ty].name.clone(),
-            variants: info
-                .variants
-                .iter()
-                .zip(&info.features)
-                .map(|(v, f)| match v.features() {
-                    Ok(_) => format!("{} lacks {}", v.variant(), have.missing(*f)),
-                    Err(u) => format!("{} needs unknown feature '{u}'", v.variant()),
-                })
-                .collect(),
-        });
+        return Err(no_variant(shared, name, info, ty));
     };
     let entry = info.variants[vi];
     if !matches!(opts.target, Target::Core(_)) {
@@ -176,4 +130,64 @@ where
     let mut h = unsafe { spawn_unchecked(shared, f, opts)? };
     h.variant = Some(entry.variant());
     Ok(h)
+}
+
+/// The named thread `name` and its index, if it takes an `A` and returns an `R`.
+fn lookup<A: 'static, R: 'static>(name: &str) -> Result<(usize, &'static NameInfo), SpawnError> {
+    let idx = index();
+    let Some(ni) = idx.find(name) else {
+        return Err(SpawnError::UnknownName {
+            name: name.to_string(),
+            known: idx.all_names().iter().map(|n| n.to_string()).collect(),
+        });
+    };
+    let info = &idx.names[ni];
+    let first = info.variants[0];
+    if first.arg_type_id() != TypeId::of::<A>() || first.ret_type_id() != TypeId::of::<R>() {
+        return Err(SpawnError::TypeMismatch {
+            name: name.to_string(),
+            expected: format!("fn({}) -> {}", first.arg_type(), first.return_type()),
+            given: format!(
+                "fn({}) -> {}",
+                std::any::type_name::<A>(),
+                std::any::type_name::<R>()
+            ),
+        });
+    }
+    Ok((ni, info))
+}
+
+/// The core type of a named spawn with no target: the caller's type if it can run
+/// the name, else the type that runs the most specific variant.
+fn type_for(shared: &Shared, ni: usize, info: &NameInfo) -> usize {
+    let mine = CoreCtx::current()
+        .filter(|(ctx, _)| std::ptr::eq(ctx.core().set_ptr(), &shared.set))
+        // SAFETY: `me` is the running thread; its type is its own to read.
+        .map_or(0, |(_, me)| unsafe { (*me).ty } as usize);
+    if shared.choices.get(ni, mine).is_some() {
+        return mine;
+    }
+    (0..shared.types.len())
+        .filter_map(|ty| Some((shared.choices.get(ni, ty)?, ty)))
+        .max_by_key(|&(v, ty)| (info.features[v].len(), std::cmp::Reverse(ty)))
+        .map_or(mine, |(_, ty)| ty)
+}
+
+/// The error of a named spawn onto type `ty`, which runs no variant of `name`: what
+/// each variant lacks there.
+fn no_variant(shared: &Shared, name: &str, info: &NameInfo, ty: usize) -> SpawnError {
+    let have = shared.types[ty].features;
+    SpawnError::NoRunnableVariant {
+        name: name.to_string(),
+        core_type: shared.types[ty].name.clone(),
+        variants: info
+            .variants
+            .iter()
+            .zip(&info.features)
+            .map(|(v, f)| match v.features() {
+                Ok(_) => format!("{} lacks {}", v.variant(), have.missing(*f)),
+                Err(u) => format!("{} needs unknown feature '{u}'", v.variant()),
+            })
+            .collect(),
+    }
 }

@@ -1,4 +1,4 @@
-//! Exception-less system calls (seed 003): a spindle thread hands its system call to
+//! Exception-less system calls: a spindle thread hands its system call to
 //! the hypercore through shared memory and sleeps; its core runs other threads.
 //!
 //! - Each worker core has a [`Region`] of [`SLOTS`] request slots (`slot.rs`: the

@@ -10,7 +10,7 @@
 //!
 //! Both instruction paths re-check the doorbell word between arming the monitor and
 //! waiting: a write that lands before the monitor is armed would not end the wait
-//! (the lost wakeup of seed 003), and the re-check sees it instead. The mnemonics are
+//! (a lost wakeup), and the re-check sees it instead. The mnemonics are
 //! emitted as bytes so the assembler needs no target feature; they run only when
 //! CPUID said so.
 

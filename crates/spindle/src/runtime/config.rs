@@ -440,3 +440,222 @@ fn cores_from_env(value: Option<&str>) -> Result<Option<usize>, ConfigError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Runtime;
+
+    /// A homogeneous machine with `cpus` CPUs and the features `features`.
+    fn machine(cpus: usize, features: FeatureSet) -> Machine<'static> {
+        let allowed: Vec<usize> = (0..cpus).collect();
+        let detected = Box::leak(Box::new([DetectedType {
+            name: DEFAULT_TYPE.to_owned(),
+            cpus: allowed.clone(),
+            features,
+        }]));
+        Machine {
+            allowed,
+            detected,
+            features,
+            cores_env: None,
+            choose: crate::registry::validate,
+        }
+    }
+
+    fn avx2() -> FeatureSet {
+        FeatureSet::parse(["avx2"]).unwrap().closure()
+    }
+
+    fn cpus_of(p: &Plan) -> Vec<(String, Vec<usize>, usize)> {
+        p.types
+            .iter()
+            .zip(&p.counts)
+            .map(|(t, &n)| (t.name.clone(), t.cpus.clone(), n))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_keeps_the_last_cpu_for_the_hypercore() {
+        let p = plan(&Runtime::builder(), &machine(4, avx2())).unwrap();
+        assert_eq!(
+            cpus_of(&p),
+            [
+                ("default".to_owned(), vec![0, 1, 2], 3),
+                ("service".to_owned(), vec![3], 1)
+            ]
+        );
+        assert_eq!((p.service_ty, p.hyper), (Some(1), Some(3)));
+        assert!(p.pinned && !p.hyper_shares_cpu && !p.one_cpu);
+        assert_eq!(p.default_stack, DEFAULT_STACK_SIZE);
+    }
+
+    #[test]
+    fn one_cpu_shares_it_with_the_hypercore() {
+        let p = plan(&Runtime::builder(), &machine(1, avx2())).unwrap();
+        assert_eq!(
+            cpus_of(&p),
+            [
+                ("default".to_owned(), vec![0], 1),
+                ("service".to_owned(), vec![0], 1)
+            ]
+        );
+        assert!(p.hyper_shares_cpu && p.one_cpu);
+    }
+
+    #[test]
+    fn without_a_hypercore_there_is_no_service_type() {
+        let p = plan(
+            &Runtime::builder().hypercore(false).cores(2),
+            &machine(4, avx2()),
+        )
+        .unwrap();
+        assert_eq!(cpus_of(&p), [("default".to_owned(), vec![0, 1, 2], 2)]);
+        assert_eq!((p.service_ty, p.hyper), (None, None));
+    }
+
+    #[test]
+    fn the_environment_sizes_the_default_type_only() {
+        let mut m = machine(4, avx2());
+        m.cores_env = Some(" 6 ".to_owned());
+        let p = plan(&Runtime::builder(), &m).unwrap();
+        assert_eq!(cpus_of(&p)[0], ("default".to_owned(), vec![0, 1, 2, 3], 6));
+        assert!(!p.pinned, "more cores than CPUs are not pinned");
+        // An explicit count wins, and a bad value is not read then.
+        m.cores_env = Some("lots".to_owned());
+        let p = plan(&Runtime::builder().cores(2), &m).unwrap();
+        assert_eq!(p.counts[0], 2);
+        for bad in ["lots", "0", "-1", ""] {
+            m.cores_env = Some(bad.to_owned());
+            assert_eq!(
+                plan(&Runtime::builder(), &m).err(),
+                Some(ConfigError::Env {
+                    var: CORES_ENV,
+                    value: bad.to_owned()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_hybrid_machine_gets_one_type_per_class() {
+        let mut m = machine(4, avx2());
+        m.detected = Box::leak(Box::new([
+            DetectedType {
+                name: "performance".to_owned(),
+                cpus: vec![0, 1],
+                features: avx2(),
+            },
+            DetectedType {
+                name: "efficiency".to_owned(),
+                cpus: vec![2, 3],
+                features: FeatureSet::default(),
+            },
+        ]));
+        let p = plan(&Runtime::builder(), &m).unwrap();
+        let names: Vec<_> = cpus_of(&p)
+            .into_iter()
+            .map(|(n, c, k)| (n, c.len(), k))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("performance".to_owned(), 2, 2),
+                ("efficiency".to_owned(), 2, 2),
+                ("service".to_owned(), 1, 1)
+            ]
+        );
+        assert_eq!(p.types[1].features, FeatureSet::default());
+    }
+
+    #[test]
+    fn declared_types_are_checked_one_by_one() {
+        let m = machine(2, avx2());
+        let with = |t: CoreType| plan(&Runtime::builder().core_type(t), &m).err();
+        assert_eq!(with(CoreType::new("")), Some(ConfigError::EmptyName));
+        assert_eq!(
+            with(CoreType::new("x").cpus([])),
+            Some(ConfigError::EmptyType { name: "x".into() })
+        );
+        assert_eq!(
+            with(CoreType::new("x").cpus([5])),
+            Some(ConfigError::NoSuchCpu {
+                name: "x".into(),
+                cpu: 5,
+                allowed: vec![0, 1]
+            })
+        );
+        assert_eq!(
+            with(CoreType::new("x").features(["warp-drive"])),
+            Some(ConfigError::UnknownFeature {
+                name: "x".into(),
+                feature: "warp-drive".into()
+            })
+        );
+        assert_eq!(
+            with(CoreType::new("x").features(["avx512f"])),
+            Some(ConfigError::MissingFeature {
+                name: "x".into(),
+                feature: "avx512f".into()
+            })
+        );
+        assert_eq!(
+            with(CoreType::new("service")),
+            Some(ConfigError::ReservedTypeName {
+                name: "service".into()
+            })
+        );
+        let two = Runtime::builder()
+            .core_type(CoreType::new("a"))
+            .core_type(CoreType::new("a"));
+        assert_eq!(
+            plan(&two, &m).err(),
+            Some(ConfigError::DuplicateType { name: "a".into() })
+        );
+        let counted = Runtime::builder().cores(1).core_type(CoreType::new("a"));
+        assert_eq!(plan(&counted, &m).err(), Some(ConfigError::CoresWithTypes));
+        let zero = Runtime::builder().core_type(CoreType::new("a").cores(0));
+        assert_eq!(plan(&zero, &m).err(), Some(ConfigError::ZeroCores));
+    }
+
+    #[test]
+    fn the_core_limit_counts_the_service_core() {
+        let m = machine(2, avx2());
+        assert_eq!(
+            plan(&Runtime::builder().cores(MAX_CORES), &m).err(),
+            Some(ConfigError::TooManyCores {
+                requested: MAX_CORES + 1,
+                service_core: true
+            })
+        );
+        assert_eq!(
+            plan(
+                &Runtime::builder().hypercore(false).cores(MAX_CORES + 1),
+                &m
+            )
+            .err(),
+            Some(ConfigError::TooManyCores {
+                requested: MAX_CORES + 1,
+                service_core: false
+            })
+        );
+        assert!(plan(&Runtime::builder().hypercore(false).cores(MAX_CORES), &m).is_ok());
+    }
+
+    #[test]
+    fn stack_sizes_and_preemption_settings_are_checked() {
+        let m = machine(2, avx2());
+        assert_eq!(
+            plan(&Runtime::builder().stack_size(100_000), &m).err(),
+            Some(ConfigError::StackSize { requested: 100_000 })
+        );
+        assert_eq!(
+            plan(&Runtime::builder().tick(Duration::ZERO), &m).err(),
+            Some(ConfigError::Tick)
+        );
+        assert_eq!(
+            plan(&Runtime::builder().watchdog_slices(0), &m).err(),
+            Some(ConfigError::WatchdogSlices)
+        );
+    }
+}

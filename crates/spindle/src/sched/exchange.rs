@@ -1,5 +1,4 @@
-//! Exchange slots: how threads cross from one core to another (DESIGN.md, "Cross-core
-//! handoff"; the scheme of seed 004).
+//! Exchange slots: how threads cross from one core to another.
 //!
 //! Every ordered pair of cores `(src, dst)` has one slot: a pointer to a list of
 //! threads that `src` hands to `dst`, or null. The protocol has no read-modify-write
