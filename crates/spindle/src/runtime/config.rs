@@ -74,7 +74,7 @@ impl CoreType {
 /// builder names none (like Go's `GOMAXPROCS`).
 pub const CORES_ENV: &str = "SPINDLE_CORES";
 
-/// Configures a [`Runtime`]; see [`Runtime::builder`].
+/// Configures a [`Runtime`](crate::Runtime); see [`Runtime::builder`](crate::Runtime::builder).
 #[derive(Debug, Clone)]
 #[must_use = "a RuntimeBuilder does nothing until build is called"]
 pub struct RuntimeBuilder {
@@ -110,7 +110,7 @@ impl RuntimeBuilder {
     /// to stop. A thread that neither reaches a schedule point nor can be preempted
     /// keeps its core after that: the drop returns anyway, says so on stderr, and the
     /// runtime's remaining threads and memory are reclaimed when that thread stops.
-    /// See [`Runtime`] for the whole sequence.
+    /// See [`Runtime`](crate::Runtime) for the whole sequence.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> RuntimeBuilder {
         self.shutdown_timeout = timeout;
         self

@@ -62,7 +62,7 @@ impl Handle {
         &self.shared
     }
 
-    /// See [`Runtime::block_on`].
+    /// See [`Runtime::block_on`](crate::Runtime::block_on).
     pub fn block_on<F, R>(&self, f: F) -> R
     where
         F: FnOnce() -> R + Send,
@@ -123,7 +123,7 @@ impl Handle {
     }
 
     /// The service core (the hypercore), or `None` if the runtime runs without one
-    /// ([`RuntimeBuilder::hypercore`]) or has shut down.
+    /// ([`RuntimeBuilder::hypercore`](crate::RuntimeBuilder::hypercore)) or has shut down.
     pub fn hypercore(&self) -> Option<CoreInfo> {
         if self.shared.shutdown.load(Ordering::Acquire) {
             return None;

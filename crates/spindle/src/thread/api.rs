@@ -59,7 +59,7 @@ impl Thread {
     }
 
     /// Makes the thread's park token available: if it is parked it resumes, else its
-    /// next [`park`] returns at once. Tokens do not accumulate. Unparking a finished
+    /// next [`park`](crate::park) returns at once. Tokens do not accumulate. Unparking a finished
     /// thread does nothing.
     ///
     /// If the woken thread is more urgent than the caller and runs on the caller's core,
@@ -113,7 +113,7 @@ pub fn try_current() -> Option<Thread> {
 /// # Panics
 ///
 /// Outside a spindle runtime, or when no stack can be allocated, with the message of
-/// the [`SpawnError`] (use [`Builder::spawn`] to get the error instead).
+/// the [`SpawnError`](crate::SpawnError) (use [`Builder::spawn`] to get the error instead).
 ///
 /// # Examples
 ///
@@ -138,7 +138,7 @@ where
 ///
 /// # Panics
 ///
-/// With the message of the [`SpawnError`] (for example, no such core); use
+/// With the message of the [`SpawnError`](crate::SpawnError) (for example, no such core); use
 /// [`Builder::core`] to get the error instead.
 ///
 /// # Examples

@@ -117,7 +117,7 @@ impl Builder {
     /// counted in ticks, rounded up. A thread that runs longer than its slice without
     /// reaching a schedule point gets a reschedule request, honoured at its next
     /// runtime call (spawn, park, unpark, a `sync` operation, `yield_now`,
-    /// [`preempt_point`]) — or asynchronously if it is [`preemptible`](Self::preemptible).
+    /// [`preempt_point`](crate::preempt_point)) — or asynchronously if it is [`preemptible`](Self::preemptible).
     /// A zero slice is a [`SpawnError::TimeSlice`].
     pub fn time_slice(mut self, slice: Duration) -> Builder {
         self.time_slice = Some(slice);
