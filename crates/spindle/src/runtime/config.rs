@@ -88,8 +88,9 @@ pub struct RuntimeBuilder {
     pub(super) shutdown_timeout: Duration,
 }
 
-impl Default for RuntimeBuilder {
-    fn default() -> RuntimeBuilder {
+impl RuntimeBuilder {
+    /// The defaults (`Runtime::builder`).
+    pub(super) fn defaults() -> RuntimeBuilder {
         RuntimeBuilder {
             cores: None,
             pin: None,

@@ -74,7 +74,7 @@ pub struct Runtime {
 impl Runtime {
     /// A builder with the defaults (see [`RuntimeBuilder`]).
     pub fn builder() -> RuntimeBuilder {
-        RuntimeBuilder::default()
+        RuntimeBuilder::defaults()
     }
 
     /// A runtime with the default configuration.
