@@ -67,7 +67,7 @@ pub use preempt::{DEFAULT_TICK, DEFAULT_TIME_SLICE, DEFAULT_WATCHDOG_SLICES, PRE
 pub use runtime::shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
 pub use runtime::{
     CORES_ENV, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, Handle, MAIN_STACK_SIZE, Runtime,
-    RuntimeBuilder, core_stats, run,
+    RuntimeBuilder, RuntimeStats, core_stats, run,
 };
 pub use sched::CoreStats;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};

@@ -1,7 +1,7 @@
 //! Starting a runtime from its plan: the shared state, the cores, the maintenance
 //! threads and the ticker.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -63,6 +63,8 @@ impl RuntimeBuilder {
                     hyper,
                     service_ty: plan.service_ty,
                     maint_ty: plan.service_ty.unwrap_or(0),
+                    spinning: std::array::from_fn(|_| AtomicU32::new(0)),
+                    sleeping: std::array::from_fn(|_| AtomicU32::new(0)),
                 },
                 pinned: plan.pinned,
                 default_stack: plan.default_stack,

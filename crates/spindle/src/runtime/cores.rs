@@ -230,6 +230,9 @@ fn core_main(handle: Handle, id: usize, cpu: Option<usize>, mask: Vec<usize>) {
     if core.state() == CoreState::Leaving && !shared.shutdown.load(Ordering::Acquire) {
         retire(shared, core);
     }
+    core.drop_spin_token();
+    // SAFETY: the core's scheduler context, on its own OS thread, after its last switch.
+    unsafe { CoreCtx::stopped(core) }.publish_stats();
     core.clock.stopped();
     super::shutdown::core_stopped(shared);
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::MAIN_STACK_SIZE;
 use crate::error::SpawnError;
 use crate::sched::placement::Target;
-use crate::sched::{Core, CoreState};
+use crate::sched::{Core, CoreState, CoreStats};
 use crate::shared::Shared;
 use crate::task::priority::DEFAULT_PRIORITY;
 use crate::task::tcb::Name;
@@ -18,6 +18,27 @@ use crate::thread::{Builder, JoinHandle, SpawnOpts, spawn_unchecked};
 #[derive(Clone)]
 pub struct Handle {
     pub(super) shared: Arc<Shared>,
+}
+
+/// The counters of a runtime's cores ([`Handle::stats`]), each as its core last
+/// published them: when it went idle, every 1,024 schedule points while busy, and
+/// when it stopped. [`core_stats`](crate::core_stats) reads the running core's own
+/// counters fresh.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeStats {
+    /// Every started core (the service core included): its id and its counters.
+    pub cores: Vec<(usize, CoreStats)>,
+}
+
+impl RuntimeStats {
+    /// The counters of every core added up.
+    pub fn total(&self) -> CoreStats {
+        let mut t = CoreStats::default();
+        for (_, s) in &self.cores {
+            t += *s;
+        }
+        t
+    }
 }
 
 /// What [`Handle::cores`] reports about one core.
@@ -141,6 +162,29 @@ impl Handle {
             cpu: (cpu != usize::MAX).then_some(cpu),
             load: c.published.load.load(Ordering::Relaxed),
             load_avg: f64::from(c.load_avg.load(Ordering::Relaxed)) / 256.0,
+        }
+    }
+
+    /// The counters of every core of this runtime: spawns kept local, work requests
+    /// sent, answered and refused, threads stolen in and out, switches, ... (see
+    /// [`RuntimeStats`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::builder().cores(2).build().unwrap();
+    /// rt.block_on(|| spindle::spawn(|| ()).join().unwrap());
+    /// let spawned = rt.stats().total().spawned; // published at idle: may lag
+    /// assert!(spawned <= 1);
+    /// ```
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            cores: self
+                .shared
+                .started()
+                .iter()
+                .map(|c| (c.id, c.published_stats()))
+                .collect(),
         }
     }
 

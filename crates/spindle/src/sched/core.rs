@@ -29,8 +29,11 @@ use crate::task::tcb::{CoreOwner, Tcb};
 pub struct CoreStats {
     /// Context switches made by this core.
     pub switches: u64,
-    /// Threads spawned onto this core from this core.
+    /// Threads spawned by the threads of this core, wherever they went.
     pub spawned: u64,
+    /// Of those, the threads that went on this core (a plain `spawn` stays where the
+    /// spawner is).
+    pub spawned_local: u64,
     /// Threads that finished on this core.
     pub exited: u64,
     /// Times the core slept in the kernel because nothing was runnable.
@@ -53,6 +56,67 @@ pub struct CoreStats {
     /// interrupted context so that the thread yielded. Only preemptible threads are
     /// ever preempted this way.
     pub async_preemptions: u64,
+    /// Work requests this core sent while idle (to a busy core of its type).
+    pub requests_sent: u64,
+    /// Work requests this core answered with threads.
+    pub requests_answered: u64,
+    /// Work requests this core refused: it had no thread it could give.
+    pub requests_refused: u64,
+    /// Threads this core gave away in answer to work requests.
+    pub stolen_out: u64,
+    /// Threads this core received in answer to its work requests.
+    pub stolen_in: u64,
+    /// Sleeping cores of its type this core woke because work queued here while no
+    /// core of the type was looking for work.
+    pub sibling_wakes: u64,
+    /// Time this core spent spinning idle, looking for work, in nanoseconds.
+    pub spin_ns: u64,
+}
+
+impl std::ops::AddAssign for CoreStats {
+    /// Adds every counter of `o` (for a whole-runtime total).
+    fn add_assign(&mut self, o: CoreStats) {
+        let CoreStats {
+            switches,
+            spawned,
+            spawned_local,
+            exited,
+            idle_sleeps,
+            taken_in,
+            sent_out,
+            injected,
+            balanced_out,
+            built,
+            preempt_signals,
+            async_preemptions,
+            requests_sent,
+            requests_answered,
+            requests_refused,
+            stolen_out,
+            stolen_in,
+            sibling_wakes,
+            spin_ns,
+        } = o;
+        self.switches += switches;
+        self.spawned += spawned;
+        self.spawned_local += spawned_local;
+        self.exited += exited;
+        self.idle_sleeps += idle_sleeps;
+        self.taken_in += taken_in;
+        self.sent_out += sent_out;
+        self.injected += injected;
+        self.balanced_out += balanced_out;
+        self.built += built;
+        self.preempt_signals += preempt_signals;
+        self.async_preemptions += async_preemptions;
+        self.requests_sent += requests_sent;
+        self.requests_answered += requests_answered;
+        self.requests_refused += requests_refused;
+        self.stolen_out += stolen_out;
+        self.stolen_in += stolen_in;
+        self.sibling_wakes += sibling_wakes;
+        self.spin_ns += spin_ns;
+    }
 }
 
 /// A core's outgoing list for one destination (its dispatcher list): touched by the
@@ -96,6 +160,10 @@ pub(super) struct CoreLocal {
     pub(super) level_seen: u8,
     pub(super) epoch: u64,
     pub(super) stats: CoreStats,
+    /// The core this idle core last asked for work, while its request may be pending.
+    pub(super) asked: Option<usize>,
+    /// Where the next victim search starts (rotates, so that ties spread).
+    pub(super) victim_start: usize,
 }
 
 /// What other OS threads hand a core through its injection queue.
@@ -165,6 +233,11 @@ pub(crate) struct Core {
     /// What the core publishes for the tick (schedule points, slice start, running
     /// thread) and the preemption signal's counters.
     pub(crate) clock: CachePadded<CoreClock>,
+    /// A waker handed this idle core the type's spinning token (`steal`): it spins
+    /// for work when it wakes.
+    pub(super) spin_token: AtomicBool,
+    /// The core's counters as last published for other threads (`Core::publish_stats`).
+    stats: Mutex<CoreStats>,
 }
 
 /// A TCB pointer in transit to its core's injection queue.
@@ -198,6 +271,8 @@ impl Core {
                 level_seen: IDLE_LEVEL,
                 epoch: 0,
                 stats: CoreStats::default(),
+                asked: None,
+                victim_start: id,
             })),
             inject: Mutex::new(Inbox::default()),
             doorbell: Doorbell::new(),
@@ -217,7 +292,24 @@ impl Core {
             typed: std::array::from_fn(|_| AtomicI64::new(0)),
             os_thread: Mutex::new(None),
             clock: CachePadded::new(CoreClock::default()),
+            spin_token: AtomicBool::new(false),
+            stats: Mutex::new(CoreStats::default()),
         }
+    }
+
+    /// Publishes this core's counters for other threads (at idle, every 1024 schedule
+    /// points, and when the core stops); skipped if a reader holds them.
+    pub(super) fn publish_stats(&self, l: &CoreLocal) {
+        if let Ok(mut s) = self.stats.try_lock() {
+            *s = l.stats;
+            s.preempt_signals = self.clock.signals_sent();
+            s.async_preemptions = self.clock.preemptions();
+        }
+    }
+
+    /// The counters this core published last (`Handle::stats`).
+    pub(crate) fn published_stats(&self) -> CoreStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
     /// The set of cores this core belongs to.
     #[inline(always)]

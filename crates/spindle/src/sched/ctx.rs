@@ -99,7 +99,8 @@ impl<'a> CoreCtx<'a> {
         self.local().runq.len()
     }
 
-    /// Puts a new thread on this core's run queue.
+    /// Puts a new thread on this core's run queue (a spawn), and wakes a sleeping core
+    /// of the type to come and ask for work if none is looking (`steal`).
     ///
     /// # Safety
     ///
@@ -111,6 +112,9 @@ impl<'a> CoreCtx<'a> {
             (*t).set_core(core.owner());
             self.local().runq.push(t);
         }
+        let l = self.local();
+        l.stats.spawned_local += 1;
+        core.share_new_work(l);
     }
 
     /// Sends a thread to core `dst` through the exchange slot (now if the slot is
@@ -167,6 +171,13 @@ impl<'a> CoreCtx<'a> {
     }
 
     /// The core's counters.
+    /// Publishes the core's counters for other threads (a core that stops).
+    pub(crate) fn publish_stats(&mut self) {
+        let core = self.core;
+        core.publish_stats(self.local());
+    }
+
+    /// The core's counters, fresh.
     pub(crate) fn stats(&mut self) -> CoreStats {
         let mut s = self.local().stats;
         s.preempt_signals = self.core.clock.signals_sent();

@@ -16,6 +16,18 @@
 //! dispatcher list (touched by that core alone) and offers them again at its next
 //! schedule point.
 //!
+//! ## Work requests
+//!
+//! An idle core `src` asks a busy core `dst` of its type for threads by leaving the
+//! request mark ([`Slots::request`]: a non-null value that is no list) in its own slot
+//! to `dst`, under the same rule as a list: only `src` writes it, only while the slot
+//! is null. `dst` takes it like a list at its next schedule point ([`Slots::take`],
+//! then [`Slots::is_request`]) and answers through the slot of the other direction,
+//! `(dst, src)`, with the threads it gives, or not at all. The requester sees its
+//! request taken when its slot is null again ([`Slots::is_free`]). So a request adds
+//! no writer and no instruction to the protocol, and the receiver's scan that finds
+//! lists finds requests too.
+//!
 //! Waking a destination that sleeps in the kernel is a separate protocol
 //! ([`Doorbell::wake_if_sleeping`](super::doorbell::Doorbell::wake_if_sleeping)), with
 //! a full fence; it is outside these functions, which a test checks on the compiled
@@ -72,6 +84,33 @@ impl<T> Slots<T> {
         // Release: publishes the list (see the module docs).
         cell.store(head, Ordering::Release);
         true
+    }
+
+    /// The request mark (see the module docs): an address no list can have.
+    #[inline(always)]
+    fn mark() -> *mut T {
+        std::ptr::without_provenance_mut(1)
+    }
+
+    /// The requester's half of a work request: leaves the request mark in the slot
+    /// from `src` to `dst` if it is free, and returns whether it did. Only `src` may
+    /// call this.
+    pub(crate) fn request(&self, src: usize, dst: usize) -> bool {
+        self.offer(src, dst, Self::mark())
+    }
+
+    /// Whether a value [`Slots::take`] returned is a work request, not a list.
+    #[inline(always)]
+    pub(crate) fn is_request(p: *mut T) -> bool {
+        p == Self::mark()
+    }
+
+    /// Whether the slot from `src` to `dst` is empty: a request `src` left there has
+    /// been taken. Relaxed: a look by `src`, which acts on it only through `offer`.
+    pub(crate) fn is_free(&self, src: usize, dst: usize) -> bool {
+        self.cells[dst * self.cap + src]
+            .load(Ordering::Relaxed)
+            .is_null()
     }
 
     /// Whether any of the first `n` cores left something for `dst` (a relaxed peek for

@@ -21,12 +21,18 @@ impl Core {
     pub(super) fn take_in(&self, l: &mut CoreLocal) {
         let shared = self.set();
         let n = shared.hwm.load(Ordering::Relaxed);
+        let stolen = l.stats.stolen_in;
         for src in 0..n {
             if src == self.id {
                 // A core never offers to itself.
                 continue;
             }
             let mut t = shared.slots.take(self.id, src);
+            if crate::sched::exchange::Slots::is_request(t) {
+                // An idle core asks for threads (`steal`).
+                self.answer(l, src);
+                continue;
+            }
             while !t.is_null() {
                 // SAFETY: `take` handed the list to us: its threads are ours now, and the sender's writes to them are visible (acquire).
                 unsafe {
@@ -39,11 +45,19 @@ impl Core {
                     if (*t).state() == State::Sleeping {
                         (*t).set_state(State::Runnable);
                     }
+                    if (*t).stolen.replace(false) {
+                        l.stats.stolen_in += 1;
+                    }
                     l.runq.push(t);
                     l.stats.taken_in += 1;
                     t = next;
                 }
             }
+        }
+        if l.stats.stolen_in != stolen {
+            // Work given to this core may be more than it can run: pass the word on
+            // (Go's rule: a spinner that found work wakes the next one).
+            self.share_new_work(l);
         }
     }
     /// Appends `t` to the dispatcher list for core `dst`.
@@ -164,12 +178,21 @@ impl Core {
     #[inline(never)]
     pub(super) fn rebalance(&self, l: &mut CoreLocal, r: Rebalance) {
         let (dst, count) = (r.to, usize::from(r.count));
+        let moved = self.give(l, dst, count, false);
+        l.stats.balanced_out += moved as u64;
+        self.flush(l);
+    }
+    /// Queues up to `count` runnable threads that are not bound to this core for core
+    /// `dst` of this core's type, least urgent first and oldest first within a level,
+    /// and returns how many. `stolen` marks them for the receiver's count. The caller
+    /// flushes.
+    pub(super) fn give(&self, l: &mut CoreLocal, dst: usize, count: usize, stolen: bool) -> usize {
         let ok = self
             .set()
             .active_core(dst)
             .is_some_and(|c| c.ty.load(Ordering::Relaxed) == self.ty.load(Ordering::Relaxed));
-        if !ok || dst == self.id {
-            return;
+        if !ok || dst == self.id || count == 0 {
+            return 0;
         }
         // Threads more urgent than the one running here run at this very schedule
         // point or the next: sending them away would only delay them (an urgent
@@ -180,17 +203,25 @@ impl Core {
             // SAFETY: the current thread's TCB is valid while it is current.
             unsafe { (*l.current).level }
         };
+        // The thread switching out, if this runs inside its `schedule`, may be on the
+        // run queue already (woken before it left) while its context is not saved yet:
+        // it is never given away (another core would run it twice at once).
+        let current = l.current;
         // SAFETY: the run queue's threads are ours, runnable and on no other list.
         let moved = unsafe {
-            l.runq
-                .take_least_urgent(count, |t| !(*t).bound.get() && (*t).level >= running)
+            l.runq.take_least_urgent(count, |t| {
+                t != current && !(*t).bound.get() && (*t).level >= running
+            })
         };
+        let n = moved.len();
         for t in moved {
-            // SAFETY: `t` was just unlinked from our run queue.
-            unsafe { self.push_out(l, dst, t) };
-            l.stats.balanced_out += 1;
+            // SAFETY: `t` was just unlinked from our run queue; it is ours until sent.
+            unsafe {
+                (*t).stolen.set(stolen);
+                self.push_out(l, dst, t);
+            }
         }
-        self.flush(l);
+        n
     }
     /// Takes injected threads and timers. Returns true if the core is asked to halt.
     #[cold]
@@ -318,6 +349,11 @@ pub(super) unsafe fn make_runnable(core: &Core, l: &mut CoreLocal, t: *mut Tcb) 
         // Embryos and runnable threads (rerouted) keep their state.
         if (*t).state() == State::Sleeping {
             (*t).set_state(State::Runnable);
+        }
+        // A thread given away to a core that left meanwhile arrives rerouted.
+        if (*t).stolen.get() {
+            (*t).stolen.set(false);
+            l.stats.stolen_in += 1;
         }
         l.runq.push(t);
     }

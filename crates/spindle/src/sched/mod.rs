@@ -26,7 +26,8 @@
 //! - `set`: the cores of a runtime, their exchange slots and types; `placement`: where
 //!   a thread goes;
 //! - `switch`: `schedule`, `finish_switch`, the scheduler loop's `run_next`;
-//!   `handoff`: exchange slots, injection, waking; `timers`; `idle`; `evacuate`;
+//!   `handoff`: exchange slots, injection, waking; `steal`: idle cores ask busy ones
+//!   for threads; `timers`; `idle`; `evacuate`;
 //!   `lazy`: the first run of a lazily created thread; `retire`: the end of a thread;
 //! - `wait`: blocking the running thread (park, sleep, the internal channel);
 //!   `guard`: the preempt count and the one place a pending reschedule is honoured;
@@ -52,6 +53,7 @@ pub(crate) mod retire;
 pub(crate) mod role;
 pub(crate) mod runq;
 pub(crate) mod set;
+pub(crate) mod steal;
 pub(crate) mod switch;
 pub(crate) mod timers;
 pub(crate) mod wait;

@@ -7,7 +7,8 @@ use crate::loom::Ordering;
 
 /// Where a spawn puts the thread.
 pub(crate) enum Target {
-    /// The least loaded core of the caller's type.
+    /// The spawner's core, if it is a worker core of this runtime; else placed as
+    /// [`Target::TypeIndex`] of the first worker type.
     Any,
     /// This core.
     Core(usize),
@@ -44,8 +45,9 @@ impl CoreSet {
 
     /// Where a new thread of run-queue level `level` goes: its type and its core.
     /// `here` is the spawning thread's core and type, if it is a thread of this
-    /// runtime: a plain spawn takes its type (a worker type, for a maintenance
-    /// thread's child) and prefers its core on ties.
+    /// runtime: a plain spawn ([`Target::Any`]) from a worker core goes on that core; a
+    /// maintenance thread's child goes to a worker type, placed like a spawn of that
+    /// type.
     pub(crate) fn resolve(
         &self,
         target: &Target,
@@ -59,11 +61,20 @@ impl CoreSet {
         }
         let ty = match self.target_type(target)? {
             Some(ty) => ty,
-            None => {
-                let ty = here.map_or(0, |(_, ty)| ty);
+            None => match here {
+                // A plain spawn stays where the spawner is: the child's data is in
+                // this core's cache, and an idle core asks for work if there is too
+                // much here (`steal`). A more urgent child preempts its spawner.
+                Some((core, ty))
+                    if Some(ty) != self.service_ty
+                        && self.cores[core].state() == CoreState::Active =>
+                {
+                    return Ok((ty, core));
+                }
                 // A maintenance thread's children are worker threads.
-                if Some(ty) == self.service_ty { 0 } else { ty }
-            }
+                Some((_, ty)) if Some(ty) != self.service_ty => ty,
+                _ => 0,
+            },
         };
         let dst = self
             .place(ty, level, from)

@@ -1,10 +1,10 @@
 //! The cores of a runtime: the `Core` objects, their exchange slots, their types, and
 //! which one is the service core.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize};
 
 use super::exchange::Slots;
-use super::{Core, CoreState};
+use super::{Core, CoreState, MAX_TYPES};
 use crate::loom::Ordering;
 use crate::task::tcb::Tcb;
 use crate::topology::FeatureSet;
@@ -27,13 +27,19 @@ pub(crate) struct CoreSet {
     pub(crate) hwm: AtomicUsize,
     pub(crate) types: Vec<TypeInfo>,
     /// Threads per type spawned by OS threads outside the runtime.
-    pub(crate) foreign_typed: [AtomicI64; super::MAX_TYPES],
+    pub(crate) foreign_typed: [AtomicI64; MAX_TYPES],
     /// The service core (the hypercore), if the runtime has one.
     pub(crate) hyper: Option<usize>,
     /// The service core's type index.
     pub(crate) service_ty: Option<usize>,
     /// Where maintenance threads go: the service type, else the first worker type.
     pub(crate) maint_ty: usize,
+    /// Per type: cores spinning idle, looking for work (`steal`: at most one, so the
+    /// others sleep).
+    pub(crate) spinning: [AtomicU32; MAX_TYPES],
+    /// Per type: cores asleep in the kernel (a core with new work wakes one only if
+    /// none spins).
+    pub(crate) sleeping: [AtomicU32; MAX_TYPES],
 }
 
 impl CoreSet {

@@ -9,6 +9,9 @@ use crate::arch::{self, Context};
 use crate::loom::Ordering;
 use crate::task::tcb::{State, Tcb};
 
+/// Schedule points between two publications of a busy core's counters.
+const STATS_EVERY: u64 = 1024;
+
 impl Core {
     /// Switches from `me` to the next runnable thread, or to the scheduler context.
     /// Returns when `me` runs again (never, for `After::Exit`).
@@ -206,6 +209,9 @@ impl Core {
             self.published.load.store(load, Ordering::Relaxed);
         }
         l.epoch += 1;
+        if l.epoch % STATS_EVERY == 0 {
+            self.publish_stats(l);
+        }
         // Release: orders this core's earlier slot offers before the new epoch, for a
         // leaving core that waits on it.
         self.epoch.store(l.epoch, Ordering::Release);

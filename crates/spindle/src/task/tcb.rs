@@ -127,6 +127,9 @@ pub(crate) struct Tcb {
     pub(crate) bound: Cell<bool>,
     /// The thread opted in to asynchronous preemption.
     pub(crate) preemptible: bool,
+    /// Given away in answer to a work request: set by the giving core, cleared (and
+    /// counted) by the core that takes it in.
+    pub(crate) stolen: Cell<bool>,
     /// Debug builds: the thread is on a CPU. Set by the core that prepares it to run
     /// (`Core::prepare`, which asserts it was clear), cleared by the next context's
     /// `finish_switch` once the thread's context is saved. Preparing a thread whose
@@ -262,6 +265,7 @@ impl Tcb {
             preempt_count: AtomicU32::new(1),
             run_word: p.run_word,
             preemptible: p.preemptible,
+            stolen: Cell::new(false),
             #[cfg(debug_assertions)]
             on_cpu: std::sync::atomic::AtomicBool::new(false),
         }
