@@ -209,7 +209,7 @@ impl Core {
             self.published.load.store(load, Ordering::Relaxed);
         }
         l.epoch += 1;
-        if l.epoch % STATS_EVERY == 0 {
+        if l.epoch.is_multiple_of(STATS_EVERY) {
             self.publish_stats(l);
         }
         // Release: orders this core's earlier slot offers before the new epoch, for a
