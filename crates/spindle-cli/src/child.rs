@@ -170,8 +170,8 @@ pub fn timed(w: &Workload, n: u64) -> Result<Duration, String> {
 ///
 /// A message if no workload has that name.
 pub fn serve_timed(name: &str, n: u64) -> Result<String, String> {
-    workloads::init_child_peers();
     let w = workloads::find(name).ok_or_else(|| format!("no workload named {name:?}"))?;
+    workloads::init_child_peers(w);
     affinity::take_hops();
     affinity::take_pinned();
     let d = (w.run)(n);

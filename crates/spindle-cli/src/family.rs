@@ -11,7 +11,7 @@ use crate::bench::{self, Measurement, Options, Record};
 use crate::million::{self, MillionReport};
 use crate::servers::{Kind, Peer};
 use crate::workloads::Bench;
-use crate::{named, netbench, preempt, skynet};
+use crate::{named, netbench, preempt, scaling, skynet};
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -22,12 +22,20 @@ pub struct Selection {
     pub million: Option<usize>,
     /// `--skynet` (or `--skynet-depth`): the skynet tree, this many levels deep.
     pub skynet: Option<u32>,
+    /// `--scaling` (or `--cores`, `--plot`): the scaling suite alone, at these core
+    /// counts.
+    pub scaling: Option<Vec<usize>>,
+    /// `--plot`: where to draw the scaling suite's speedups.
+    pub plot: Option<std::path::PathBuf>,
+    /// `--quick`: smaller sizes where a family has them.
+    pub quick: bool,
 }
 
 impl Selection {
-    /// Whether the filter asks for the million run alone (`--filter million`).
+    /// Whether the filter asks for the million run alone (`--filter million`), or the
+    /// scaling suite runs (alone).
     fn only_million(&self) -> bool {
-        self.opts.filter.as_deref() == Some("million")
+        self.opts.filter.as_deref() == Some("million") || self.scaling.is_some()
     }
 }
 
@@ -63,6 +71,7 @@ pub fn families() -> Vec<Box<dyn Family>> {
         Box::new(Million::default()),
         Box::new(Skynet::default()),
         Box::new(Servers::default()),
+        Box::new(Scaling::default()),
     ]
 }
 
@@ -183,7 +192,7 @@ impl Family for Million {
     }
 
     fn selected(&self, sel: &Selection) -> bool {
-        sel.million.is_some() || sel.only_million()
+        sel.scaling.is_none() && (sel.million.is_some() || sel.only_million())
     }
 
     fn steps(&self, _: &Selection) -> u64 {
@@ -247,7 +256,7 @@ impl Family for Skynet {
     }
 
     fn selected(&self, sel: &Selection) -> bool {
-        Skynet::on(sel) && Skynet::entries(sel) > 0
+        sel.scaling.is_none() && Skynet::on(sel) && Skynet::entries(sel) > 0
     }
 
     fn steps(&self, sel: &Selection) -> u64 {
@@ -318,6 +327,69 @@ impl Family for Servers {
 
     fn print(&self, _: &Selection) {
         netbench::print_table(&self.outcomes);
+    }
+}
+
+/// The scaling suite (`scaling`): plain user code at growing core counts.
+#[derive(Default)]
+pub struct Scaling {
+    outcome: scaling::Outcome,
+}
+
+impl Scaling {
+    /// Repetitions of each measurement (each is a whole process): `--reps` if given,
+    /// at most 5; 3 with `--quick`.
+    fn reps(sel: &Selection) -> usize {
+        if sel.quick {
+            sel.opts.reps.min(3)
+        } else {
+            sel.opts.reps.min(5)
+        }
+    }
+
+    fn selects(sel: &Selection) -> impl Fn(scaling::Work, scaling::Peer) -> bool + '_ {
+        |w, p| sel.opts.selects(&format!("scaling/{}", w.name()), p.name())
+    }
+}
+
+impl Family for Scaling {
+    fn words(&self) -> Vec<&'static str> {
+        vec!["scaling"]
+    }
+
+    fn selected(&self, sel: &Selection) -> bool {
+        sel.scaling.is_some()
+    }
+
+    fn steps(&self, sel: &Selection) -> u64 {
+        let cores = sel.scaling.as_deref().unwrap_or_default();
+        scaling::steps(cores, Scaling::reps(sel), Scaling::selects(sel))
+    }
+
+    fn run(&mut self, sel: &Selection, progress: Progress<'_>) -> Result<(), String> {
+        let cores = sel.scaling.as_deref().unwrap_or_default();
+        self.outcome = scaling::run(
+            cores,
+            Scaling::reps(sel),
+            sel.quick,
+            Scaling::selects(sel),
+            progress,
+        );
+        if let Some(path) = &sel.plot {
+            scaling::plot::draw(&self.outcome, path)?;
+        }
+        Ok(())
+    }
+
+    fn records(&self) -> Vec<Record> {
+        scaling::records(&self.outcome)
+    }
+
+    fn print(&self, sel: &Selection) {
+        scaling::print_table(&self.outcome);
+        if let Some(path) = &sel.plot {
+            println!("\nplot: {}", path.display());
+        }
     }
 }
 

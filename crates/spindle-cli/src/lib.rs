@@ -21,6 +21,7 @@ pub mod million;
 pub mod named;
 pub mod netbench;
 pub mod preempt;
+pub mod scaling;
 pub mod servers;
 pub mod skynet;
 pub mod stats;

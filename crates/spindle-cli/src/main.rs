@@ -55,6 +55,14 @@ enum ChildCommand {
     /// Run server KIND (echo, http) on PEER (spindle, tokio, may) on a free loopback
     /// port until killed; print `listening on ADDR` first.
     Serve { kind: String, peer: String },
+    /// Run scaling workload WORK on RUNTIME with CORES cores, restricted to that many
+    /// CPUs, at the quick size if QUICK is 1; print its time as JSON.
+    Scale {
+        work: String,
+        runtime: String,
+        cores: usize,
+        quick: u8,
+    },
 }
 
 #[derive(Args)]
@@ -86,6 +94,18 @@ struct BenchArgs {
     /// --skynet).
     #[arg(long, value_name = "D", hide = true)]
     skynet_depth: Option<u32>,
+    /// Run the scaling suite instead: plain user code (skynet, fib, fanin, pairs, ring,
+    /// chained_spawn, yield_many, spawn_join_default) at growing core counts, every
+    /// runtime restricted to the same CPUs.
+    #[arg(long)]
+    scaling: bool,
+    /// Core counts of the scaling suite (default: 1, 2, 4, ... up to the CPUs usable;
+    /// larger counts run oversubscribed). Implies --scaling.
+    #[arg(long, value_name = "N,N,..", value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// Draw the scaling suite's speedups into this SVG file. Implies --scaling.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -118,6 +138,12 @@ fn main() -> ExitCode {
             let line = match what {
                 ChildCommand::Timed { name, n } => child::serve_timed(&name, n),
                 ChildCommand::Skynet { runtime, depth } => skynet::serve_child(&runtime, depth),
+                ChildCommand::Scale {
+                    work,
+                    runtime,
+                    cores,
+                    quick,
+                } => spindle_cli::scaling::serve_child(&work, &runtime, cores, quick == 1),
                 ChildCommand::Serve { kind, peer } => {
                     let (Some(k), Some(p)) =
                         (servers::Kind::parse(&kind), servers::Peer::parse(&peer))
@@ -292,7 +318,18 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
             .then(|| args.threads.unwrap_or(million::DEFAULT_THREADS)),
         skynet: (args.skynet || args.skynet_depth.is_some())
             .then(|| args.skynet_depth.unwrap_or(skynet::DEFAULT_DEPTH)),
+        scaling: (args.scaling || args.cores.is_some() || args.plot.is_some()).then(|| {
+            args.cores
+                .clone()
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(spindle_cli::scaling::default_cores)
+        }),
+        plot: args.plot.clone(),
+        quick: args.quick,
     };
+    if sel.scaling.as_ref().is_some_and(|c| c.contains(&0)) {
+        return Err("--cores: a core count is at least 1".into());
+    }
     let all = family::families();
     let words = family::filter_words(&all);
     let mut picked: Vec<Box<dyn Family>> = all.into_iter().filter(|f| f.selected(&sel)).collect();

@@ -11,11 +11,14 @@
 //! | `spawn_join` | spawn a thread that does nothing, and join it |
 //! | `park_unpark` | a round trip: A unparks B and parks, B unparks A and parks |
 //! | `current` | get a handle to the running thread (and drop it) |
+//! | `spawn_join_default` | `spawn_join` on each runtime's default multi-core configuration |
+//! | `park_unpark_default` | `park_unpark` on each runtime's default multi-core configuration |
 //! | `cross_core_pingpong` | a round trip of a token between two threads on two CPUs |
 //! | `remote_spawn` | from a spawn aimed at another core to the new thread's first instruction |
 //! | `migration` | one work item moved from one core to the other (many in flight) |
 //!
-//! The peers are used the way their documentation recommends: `may` with one worker
+//! The single-core benches run spindle on a runtime of exactly one worker core. The
+//! peers are used the way their documentation recommends: `may` with one worker
 //! (see [`init_peers`]), tokio with a `current_thread` runtime, corosensei with a
 //! reused stack, and `std` with OS threads pinned to one CPU where one core matters.
 //! The cross-core benches pin OS threads to two CPUs ([`crate::affinity::cross_cpus`])
@@ -27,6 +30,10 @@
 //! workloads run in a fresh `spindle` process ([`Workload::in_child`], see
 //! [`crate::child`]). Neither can be told where to run a task, so they sample how
 //! many messages really crossed CPUs ([`crate::affinity::HopSampler`]).
+//!
+//! The `_default` benches run the same user code on each runtime as it comes: spindle's
+//! default runtime ([`spindle::run`]), tokio's default `multi_thread` runtime, and may
+//! with one worker per CPU (in a child process).
 //!
 //! The 1,000,000-thread skynet tree is not a [`WorkloadFn`]: it runs once per fresh
 //! process so that its peak memory can be read; see [`crate::skynet`].
@@ -62,6 +69,10 @@ pub enum Bench {
     ParkUnpark,
     /// Handle of the running thread.
     Current,
+    /// [`Bench::SpawnJoin`] on each runtime's default multi-core configuration.
+    SpawnJoinDefault,
+    /// [`Bench::ParkUnpark`] on each runtime's default multi-core configuration.
+    ParkUnparkDefault,
     /// Round trip of a token between two threads on two different CPUs.
     CrossCorePingpong,
     /// From a spawn aimed at another core to the first instruction of the new thread.
@@ -80,11 +91,13 @@ pub enum Bench {
 
 impl Bench {
     /// Every bench, in report order.
-    pub const ALL: [Bench; 10] = [
+    pub const ALL: [Bench; 12] = [
         Bench::Switch,
         Bench::SpawnJoin,
         Bench::ParkUnpark,
         Bench::Current,
+        Bench::SpawnJoinDefault,
+        Bench::ParkUnparkDefault,
         Bench::CrossCorePingpong,
         Bench::RemoteSpawn,
         Bench::Migration,
@@ -100,6 +113,8 @@ impl Bench {
             Bench::SpawnJoin => "spawn_join",
             Bench::ParkUnpark => "park_unpark",
             Bench::Current => "current",
+            Bench::SpawnJoinDefault => "spawn_join_default",
+            Bench::ParkUnparkDefault => "park_unpark_default",
             Bench::CrossCorePingpong => "cross_core_pingpong",
             Bench::RemoteSpawn => "remote_spawn",
             Bench::Migration => "migration",
@@ -107,6 +122,11 @@ impl Bench {
             Bench::SyscallOffload => "syscall_offload",
             Bench::SyscallThroughput => "syscall_throughput",
         }
+    }
+
+    /// Whether the bench runs each runtime in its default multi-core configuration.
+    pub fn is_default_config(self) -> bool {
+        matches!(self, Bench::SpawnJoinDefault | Bench::ParkUnparkDefault)
     }
 }
 
@@ -137,10 +157,11 @@ pub enum Runtime {
     StdPark,
     /// Bare `corosensei` coroutines (no scheduler): the floor for a stackful switch.
     Corosensei,
-    /// `may` stackful coroutines: on one worker, or two in the cross-core benches.
+    /// `may` stackful coroutines: on one worker, two in the cross-core benches, one
+    /// per CPU in the `_default` benches.
     May,
-    /// Tokio tasks: on a `current_thread` runtime, or a two-worker `multi_thread` one
-    /// in the cross-core benches.
+    /// Tokio tasks: on a `current_thread` runtime, a two-worker `multi_thread` one in
+    /// the cross-core benches, the default `multi_thread` one in the `_default` benches.
     Tokio,
     /// Two pinned OS threads moving items through a `std::sync::Mutex<VecDeque>` per
     /// direction.
@@ -200,7 +221,7 @@ pub struct Workload {
     /// Whether it pins OS threads (its report then says whether pinning worked).
     pub pins: bool,
     /// Whether [`Workload::measure`] runs it in a fresh `spindle` process, configured
-    /// by [`init_child_peers`] (may with two workers), instead of in this one.
+    /// by [`init_child_peers`] (may with two workers, or one per CPU), instead of here.
     pub in_child: bool,
 }
 
@@ -369,6 +390,42 @@ pub const ALL: &[Workload] = {
             "tokio::task::try_id() inside a task",
             on_tokio::current,
         ),
+        w(
+            SpawnJoinDefault,
+            Spindle,
+            "spindle::spawn an empty thread + join, default runtime (CPUs - 1 workers)",
+            on_spindle::spawn_join_default,
+        ),
+        in_child(w(
+            SpawnJoinDefault,
+            May,
+            "coroutine::spawn an empty coroutine + join, from a coroutine, one worker per CPU",
+            on_may::spawn_join,
+        )),
+        w(
+            SpawnJoinDefault,
+            Tokio,
+            "tokio::spawn an empty task + await it, inside a task, default multi_thread runtime",
+            on_tokio::spawn_join_default,
+        ),
+        w(
+            ParkUnparkDefault,
+            Spindle,
+            "round trip: A unparks B + parks, B unparks A + parks, default runtime",
+            on_spindle::park_unpark_default,
+        ),
+        in_child(w(
+            ParkUnparkDefault,
+            May,
+            "round trip of coroutine park/unpark between two coroutines, one worker per CPU",
+            on_may::park_unpark,
+        )),
+        w(
+            ParkUnparkDefault,
+            Tokio,
+            "round trip: two tasks notify_one + notified().await, default multi_thread runtime",
+            on_tokio::park_unpark_default,
+        ),
         pinned(w(
             CrossCorePingpong,
             Spindle,
@@ -516,10 +573,11 @@ pub fn init_peers() {
     on_may::init();
 }
 
-/// Like [`init_peers`], for a child process that runs the [`Workload::in_child`]
-/// workloads: `may` gets two workers (it pins them to the first two CPUs).
-pub fn init_child_peers() {
-    on_may::init_with(2);
+/// Like [`init_peers`], for a child process that runs one [`Workload::in_child`]
+/// workload: `may` gets one worker per CPU for the `_default` benches, else two (it
+/// pins them to the first CPUs).
+pub fn init_child_peers(w: &Workload) {
+    on_may::init_with(if w.bench.is_default_config() { 0 } else { 2 });
 }
 
 /// Spins until `done()` holds. After a few thousand spins it also yields the CPU on

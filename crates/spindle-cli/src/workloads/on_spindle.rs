@@ -1,9 +1,12 @@
-//! The spindle workloads. The single-core ones start a runtime with [`spindle::run`]
-//! and time the work inside it; the functions of [`inside`] do the work on an already
-//! running spindle thread (the tour uses those). The cross-core ones start a runtime
-//! of two cores pinned to two CPUs ([`two_cores`]) and place their threads with
-//! [`spindle::spawn_on`]; they check with [`current_cpu`] that each thread ran on its
-//! core's CPU and record the outcome with [`affinity::record_pinned`].
+//! The spindle workloads. The single-core ones start a runtime of exactly one worker
+//! core ([`one_core`]) and time the work inside it, so that "one core" means the same
+//! on every machine; the `_default` ones do the same work on the default runtime
+//! ([`spindle::run`]: one worker per CPU but one). The functions of [`inside`] do the
+//! work on an already running spindle thread (the tour uses those). The cross-core
+//! ones start a runtime of two cores pinned to two CPUs ([`two_cores`]) and place
+//! their threads with [`spindle::spawn_on`]; they check with [`current_cpu`] that each
+//! thread ran on its core's CPU and record the outcome with
+//! [`affinity::record_pinned`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,24 +19,43 @@ use super::on_queues::IN_FLIGHT;
 use super::{pingpong, scale};
 use crate::affinity;
 
+/// A runtime of one worker core (beside the service core), on any machine.
+pub fn one_core() -> spindle::Runtime {
+    spindle::Runtime::builder()
+        .cores(1)
+        .build()
+        .expect("cannot build a one-core spindle runtime")
+}
+
 /// `n` switches: two threads yield to each other. See [`inside::switch`].
 pub fn switch(n: u64) -> Duration {
-    spindle::run(|| inside::switch(n))
+    one_core().block_on(|| inside::switch(n))
 }
 
 /// `n` times: spawn an empty thread and join it. See [`inside::spawn_join`].
 pub fn spawn_join(n: u64) -> Duration {
-    spindle::run(|| inside::spawn_join(n))
+    one_core().block_on(|| inside::spawn_join(n))
 }
 
 /// `n` park/unpark round trips. See [`inside::park_unpark`].
 pub fn park_unpark(n: u64) -> Duration {
-    spindle::run(|| inside::park_unpark(n))
+    one_core().block_on(|| inside::park_unpark(n))
 }
 
 /// `n` calls of [`spindle::current`]. See [`inside::current`].
 pub fn current(n: u64) -> Duration {
-    spindle::run(|| inside::current(n))
+    one_core().block_on(|| inside::current(n))
+}
+
+/// [`spawn_join`] on the default runtime: plain `spawn` and `join` with every worker
+/// core present, as user code runs.
+pub fn spawn_join_default(n: u64) -> Duration {
+    spindle::run(|| inside::spawn_join(n))
+}
+
+/// [`park_unpark`] on the default runtime.
+pub fn park_unpark_default(n: u64) -> Duration {
+    spindle::run(|| inside::park_unpark(n))
 }
 
 /// The CPUs of the two cores of [`two_cores`], core 0's first; `None` when the cores

@@ -1,6 +1,7 @@
 //! The tokio workloads: tasks on a `current_thread` runtime (one OS thread, like a
-//! spindle core), or for the cross-core benches on a `multi_thread` runtime with two
-//! workers. The runtime is built outside the timed part.
+//! spindle core), for the cross-core benches on a `multi_thread` runtime with two
+//! workers, and for the `_default` benches on tokio's default `multi_thread` runtime
+//! (one worker per CPU). The runtime is built outside the timed part.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -23,6 +24,13 @@ fn runtime() -> tokio::runtime::Runtime {
 fn two_workers() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .build()
+        .expect("cannot build a tokio multi_thread runtime")
+}
+
+/// Tokio's default `multi_thread` runtime: one worker per CPU.
+fn default_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .build()
         .expect("cannot build a tokio multi_thread runtime")
 }
@@ -58,31 +66,56 @@ pub fn spawn_join(n: u64) -> Duration {
     })
 }
 
+/// [`spawn_join`] on the default `multi_thread` runtime, from inside a task (where
+/// server code spawns: the child goes to the worker's LIFO slot).
+pub fn spawn_join_default(n: u64) -> Duration {
+    let rt = default_runtime();
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            for _ in 0..n {
+                tokio::spawn(async {}).await.expect("empty task panicked");
+            }
+            t0.elapsed()
+        })
+        .await
+        .expect("driver task panicked")
+    })
+}
+
 /// `n` round trips between two tasks through two `Notify`s: A notifies B and waits,
 /// B notifies A and waits.
 pub fn park_unpark(n: u64) -> Duration {
-    runtime().block_on(async move {
-        let (to_a, to_b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let t0 = Instant::now();
-        let b = {
-            let (to_a, to_b) = (Arc::clone(&to_a), Arc::clone(&to_b));
-            tokio::spawn(async move {
-                for _ in 0..n {
-                    to_b.notified().await;
-                    to_a.notify_one();
-                }
-            })
-        };
-        let a = tokio::spawn(async move {
+    runtime().block_on(notify_round_trips(n))
+}
+
+/// [`park_unpark`] on the default `multi_thread` runtime.
+pub fn park_unpark_default(n: u64) -> Duration {
+    default_runtime().block_on(notify_round_trips(n))
+}
+
+/// The body of [`park_unpark`]: spawns both tasks and times them to the end.
+async fn notify_round_trips(n: u64) -> Duration {
+    let (to_a, to_b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let t0 = Instant::now();
+    let b = {
+        let (to_a, to_b) = (Arc::clone(&to_a), Arc::clone(&to_b));
+        tokio::spawn(async move {
             for _ in 0..n {
-                to_b.notify_one();
-                to_a.notified().await;
+                to_b.notified().await;
+                to_a.notify_one();
             }
-        });
-        a.await.expect("notify task panicked");
-        b.await.expect("notify task panicked");
-        t0.elapsed()
-    })
+        })
+    };
+    let a = tokio::spawn(async move {
+        for _ in 0..n {
+            to_b.notify_one();
+            to_a.notified().await;
+        }
+    });
+    a.await.expect("notify task panicked");
+    b.await.expect("notify task panicked");
+    t0.elapsed()
 }
 
 /// Calls `tokio::task::try_id()` `n` times inside a task.

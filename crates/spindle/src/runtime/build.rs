@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
+
 use super::config::{Machine, RuntimeBuilder, plan};
 use super::{Handle, Runtime};
 use crate::error::ConfigError;
@@ -63,8 +65,8 @@ impl RuntimeBuilder {
                     hyper,
                     service_ty: plan.service_ty,
                     maint_ty: plan.service_ty.unwrap_or(0),
-                    spinning: std::array::from_fn(|_| AtomicU32::new(0)),
-                    sleeping: std::array::from_fn(|_| AtomicU32::new(0)),
+                    spinning: CachePadded::new(std::array::from_fn(|_| AtomicU32::new(0))),
+                    sleeping: CachePadded::new(std::array::from_fn(|_| AtomicU32::new(0))),
                 },
                 pinned: plan.pinned,
                 default_stack: plan.default_stack,

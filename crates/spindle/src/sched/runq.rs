@@ -95,9 +95,21 @@ impl RunQueue {
             let mut t = self.heads[l];
             let (mut head, mut tail): (*mut Tcb, *mut Tcb) = (ptr::null_mut(), ptr::null_mut());
             while !t.is_null() {
+                if out.len() == max {
+                    // Enough: the rest of the level stays as it is, linked after the
+                    // threads kept so far (O(threads looked at), not O(level)).
+                    if head.is_null() {
+                        head = t;
+                    } else {
+                        // SAFETY: as below.
+                        unsafe { (*tail).next.set(t) };
+                    }
+                    tail = self.tails[l];
+                    break;
+                }
                 // SAFETY: queued TCBs are valid (contract).
                 let next = unsafe { (*t).next.get() };
-                if out.len() < max && movable(t) {
+                if movable(t) {
                     // SAFETY: as above.
                     unsafe { (*t).next.set(ptr::null_mut()) };
                     out.push(t);
@@ -218,6 +230,27 @@ mod tests {
         assert_eq!(q.len(), 3);
         let rest: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(rest, vec![p[4], p[1], p[5]]);
+    }
+
+    #[test]
+    fn take_least_urgent_leaves_the_rest_of_a_level_linked() {
+        let mut ts = tcbs(&[9, 9, 9, 9, 9, 9]);
+        let p: Vec<*mut Tcb> = ts.iter_mut().map(|t| t as *mut Tcb).collect();
+        let mut q = RunQueue::default();
+        for &t in &p[..5] {
+            // SAFETY: the TCBs outlive the queue and are on no other list.
+            unsafe { q.push(t) };
+        }
+        // Thread 1 stays; threads 0 and 2 go; 3 and 4 are never looked at.
+        // SAFETY: the queued TCBs are alive.
+        let taken = unsafe { q.take_least_urgent(2, |t| t != p[1]) };
+        assert_eq!(taken, vec![p[0], p[2]]);
+        // The level's tail is still right: a push lands after thread 4.
+        // SAFETY: as above; thread 5 is on no list.
+        unsafe { q.push(p[5]) };
+        let rest: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(rest, vec![p[1], p[3], p[4], p[5]]);
+        assert_eq!(q.len(), 0);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize};
 
+use crossbeam_utils::CachePadded;
+
 use super::exchange::Slots;
 use super::{Core, CoreState, MAX_TYPES};
 use crate::loom::Ordering;
@@ -35,11 +37,12 @@ pub(crate) struct CoreSet {
     /// Where maintenance threads go: the service type, else the first worker type.
     pub(crate) maint_ty: usize,
     /// Per type: cores spinning idle, looking for work (`steal`: at most one, so the
-    /// others sleep).
-    pub(crate) spinning: [AtomicU32; MAX_TYPES],
+    /// others sleep). On a line of its own: idle cores write it, and the fields above
+    /// are read on every schedule point.
+    pub(crate) spinning: CachePadded<[AtomicU32; MAX_TYPES]>,
     /// Per type: cores asleep in the kernel (a core with new work wakes one only if
-    /// none spins).
-    pub(crate) sleeping: [AtomicU32; MAX_TYPES],
+    /// none spins). On a line of its own, as `spinning`.
+    pub(crate) sleeping: CachePadded<[AtomicU32; MAX_TYPES]>,
 }
 
 impl CoreSet {

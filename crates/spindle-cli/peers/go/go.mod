@@ -1,0 +1,3 @@
+module spindle/peers/go-scaling
+
+go 1.19

@@ -1,0 +1,206 @@
+// The Go peer of `spindle bench --scaling`: the same workloads as the Rust runtimes,
+// with goroutines, channels and runtime.Gosched. `spindle bench` builds it with
+// `go build` when a Go toolchain is installed, runs it with GOMAXPROCS set to the
+// run's core count in a process restricted to those CPUs, and reads one line:
+//
+//	<ns of the timed run>
+//
+// Usage: go-scaling <workload> <n> <m>. Each call runs the workload once to warm up,
+// then once timed.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func fibSeq(n uint64) uint64 {
+	if n < 2 {
+		return n
+	}
+	return fibSeq(n-1) + fibSeq(n-2)
+}
+
+func skynet(num, size, fanout uint64) uint64 {
+	if size == 1 {
+		return num
+	}
+	child := size / fanout
+	c := make(chan uint64, fanout)
+	for i := uint64(0); i < fanout; i++ {
+		go func(i uint64) { c <- skynet(num+i*child, child, fanout) }(i)
+	}
+	var sum uint64
+	for i := uint64(0); i < fanout; i++ {
+		sum += <-c
+	}
+	return sum
+}
+
+func fib(n, depth, spawnAbove uint64) uint64 {
+	if n < 2 || depth >= spawnAbove {
+		return fibSeq(n)
+	}
+	c := make(chan uint64, 1)
+	go func() { c <- fib(n-1, depth+1, spawnAbove) }()
+	b := fib(n-2, depth+1, spawnAbove)
+	return <-c + b
+}
+
+func fanin(producers, each uint64) {
+	c := make(chan uint64)
+	for p := uint64(0); p < producers; p++ {
+		go func(p uint64) {
+			for i := uint64(0); i < each; i++ {
+				c <- p*each + i
+			}
+		}(p)
+	}
+	for i := uint64(0); i < producers*each; i++ {
+		<-c
+	}
+}
+
+func pairs(pairs, rounds uint64) {
+	var wg sync.WaitGroup
+	for p := uint64(0); p < pairs; p++ {
+		a, b := make(chan uint64), make(chan uint64)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := uint64(0); i < rounds; i++ {
+				a <- i
+				if <-b != i {
+					panic("pairs: wrong round")
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := uint64(0); i < rounds; i++ {
+				b <- <-a
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// ring passes a token of `hops` hops around `threads` goroutines, each with a
+// channel of capacity one as its mailbox.
+func ring(threads, hops uint64) {
+	boxes := make([]chan uint64, threads)
+	for i := range boxes {
+		boxes[i] = make(chan uint64, 1)
+	}
+	var wg sync.WaitGroup
+	for i := uint64(0); i < threads; i++ {
+		wg.Add(1)
+		go func(i uint64) {
+			defer wg.Done()
+			next := boxes[(i+1)%threads]
+			for t := range boxes[i] {
+				if t <= 1 {
+					select {
+					case next <- 1:
+					default:
+					}
+					return
+				}
+				next <- t - 1
+			}
+		}(i)
+	}
+	boxes[0] <- hops + 1
+	wg.Wait()
+}
+
+func chainedSpawn(n uint64) {
+	done := make(chan struct{})
+	var link func(left uint64)
+	link = func(left uint64) {
+		if left == 0 {
+			close(done)
+			return
+		}
+		go link(left - 1)
+	}
+	go link(n)
+	<-done
+}
+
+func yieldMany(threads, yields uint64) {
+	var wg sync.WaitGroup
+	for t := uint64(0); t < threads; t++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := uint64(0); i < yields; i++ {
+				runtime.Gosched()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func spawnJoin(n uint64) {
+	var count atomic.Uint64
+	for i := uint64(0); i < n; i++ {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { count.Add(1); wg.Done() }()
+		wg.Wait()
+	}
+	if count.Load() != n {
+		panic("spawn_join: a goroutine did not run")
+	}
+}
+
+func one(work string, n, m uint64) {
+	switch work {
+	case "skynet":
+		if skynet(0, n, m) != n*(n-1)/2 {
+			panic("skynet: wrong sum")
+		}
+	case "fib":
+		if fib(n, 0, m) != fibSeq(n) {
+			panic("fib: wrong result")
+		}
+	case "fanin":
+		fanin(m, n)
+	case "pairs":
+		pairs(m, n)
+	case "ring":
+		ring(m, n)
+	case "chained_spawn":
+		chainedSpawn(n)
+	case "yield_many":
+		yieldMany(m, n)
+	case "spawn_join_default":
+		spawnJoin(n)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown workload", work)
+		os.Exit(2)
+	}
+}
+
+func main() {
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: go-scaling <workload> <n> <m>")
+		os.Exit(2)
+	}
+	n, err1 := strconv.ParseUint(os.Args[2], 10, 64)
+	m, err2 := strconv.ParseUint(os.Args[3], 10, 64)
+	if err1 != nil || err2 != nil {
+		fmt.Fprintln(os.Stderr, "n and m are numbers")
+		os.Exit(2)
+	}
+	one(os.Args[1], n, m)
+	t0 := time.Now()
+	one(os.Args[1], n, m)
+	fmt.Println(time.Since(t0).Nanoseconds())
+}
