@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use spindle::sync::mpsc;
 use spindle::{CoreStats, Handle, Runtime, RuntimeStats};
 
 mod common;
@@ -70,6 +71,106 @@ fn plain_spawns_stay_on_the_spawners_core() {
         "every plain spawn goes on the spawner's core"
     );
     _w.store(true, Ordering::Relaxed);
+}
+
+/// The cores on which each side of a channel ping-pong ran: where it started, then
+/// round by round. A is spawned with `a`, B with `b`, from main; A sends first.
+fn ping_pong_cores(
+    a: spindle::Builder,
+    b: spindle::Builder,
+    rounds: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    let (to_b, from_a) = mpsc::channel::<usize>();
+    let (to_a, from_b) = mpsc::channel::<usize>();
+    let b = b
+        .spawn(move || {
+            let mut cores = vec![spindle::current_core().unwrap()];
+            for i in from_a.iter() {
+                cores.push(spindle::current_core().unwrap());
+                to_a.send(i).unwrap();
+            }
+            cores
+        })
+        .unwrap();
+    let a = a
+        .spawn(move || {
+            let mut cores = vec![spindle::current_core().unwrap()];
+            for i in 0..rounds {
+                to_b.send(i).unwrap();
+                assert_eq!(from_b.recv().unwrap(), i);
+                cores.push(spindle::current_core().unwrap());
+            }
+            cores
+        })
+        .unwrap();
+    let a = a.join().unwrap();
+    (a, b.join().unwrap())
+}
+
+/// Two unbound threads that start on two cores and pass a message back and forth end
+/// up on one core: a woken thread runs on its waker's core once its context is saved
+/// (wake affinity), and `woken_here` counts it. Two bound threads stay where they
+/// were put.
+#[test]
+fn woken_threads_follow_their_waker_unless_bound() {
+    const ROUNDS: usize = 1000;
+    let _w = watchdog("wake affinity", 60);
+    let rt = Runtime::builder().cores(2).build().unwrap();
+    // A is spawned plain (on main's core), B on the least loaded core of the type,
+    // the other one while main runs. An idle core may take one of them away before it
+    // starts: such a try proves nothing and is made again.
+    let mut apart_at_start = 0;
+    for _ in 0..20 {
+        let (a, b) = rt.block_on(|| {
+            ping_pong_cores(
+                spindle::Builder::new(),
+                spindle::Builder::new().core_type(spindle::DEFAULT_TYPE),
+                ROUNDS,
+            )
+        });
+        if a[0] == b[0] {
+            continue;
+        }
+        apart_at_start += 1;
+        let (a_end, b_end) = (a[ROUNDS], b[ROUNDS]);
+        let apart = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(
+            a_end == b_end && apart < ROUNDS / 2,
+            "the pair should end up on one core; apart in {apart} of {ROUNDS} rounds, \
+             A ended on {a_end}, B on {b_end}"
+        );
+        break;
+    }
+    assert_eq!(
+        apart_at_start, 1,
+        "the two sides never started on two cores"
+    );
+    assert!(
+        settled_woken(rt.handle()) >= 1,
+        "no woken thread followed its waker"
+    );
+    let (a, b) = rt.block_on(|| {
+        ping_pong_cores(
+            spindle::Builder::new().core(0),
+            spindle::Builder::new().core(1),
+            ROUNDS,
+        )
+    });
+    assert!(a.iter().all(|&c| c == 0) && b.iter().all(|&c| c == 1));
+    _w.store(true, Ordering::Relaxed);
+}
+
+/// The runtime's `woken_here` total once the cores published it (they do when they go
+/// to sleep).
+fn settled_woken(handle: &Handle) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w = handle.stats().total().woken_here;
+        if w > 0 || Instant::now() > deadline {
+            return w;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Skynet on 8 configured cores (on any number of CPUs): every spawn stays local,

@@ -35,6 +35,7 @@ use serde_json::{Map, json};
 use crate::affinity;
 use crate::bench::Record;
 use crate::stats::Summary;
+pub use on_spindle::Locality;
 pub use work::{Size, Work};
 
 /// The runtimes of the scaling suite.
@@ -99,6 +100,9 @@ pub fn default_cores() -> Vec<usize> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ChildReport {
     ns: u64,
+    /// Spindle's locality counters of the timed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    locality: Option<Locality>,
 }
 
 /// The child side: restricts this process to the first `cores` allowed CPUs, runs
@@ -112,15 +116,19 @@ pub fn serve_child(work: &str, peer: &str, cores: usize, quick: bool) -> Result<
     let peer = Peer::parse(peer).ok_or_else(|| format!("no scaling runtime {peer:?}"))?;
     restrict_to(cores);
     let size = work.size(quick);
-    let d = match peer {
-        Peer::Spindle => on_spindle::run(work, size, cores),
-        Peer::Tokio => on_tokio::run(work, size, cores),
-        Peer::May => on_may::run(work, size, cores),
-        Peer::Std if on_std::fits(work) => on_std::run(work, size),
+    let (d, locality) = match peer {
+        Peer::Spindle => {
+            let (d, l) = on_spindle::run(work, size, cores);
+            (d, Some(l))
+        }
+        Peer::Tokio => (on_tokio::run(work, size, cores), None),
+        Peer::May => (on_may::run(work, size, cores), None),
+        Peer::Std if on_std::fits(work) => (on_std::run(work, size), None),
         Peer::Std | Peer::Go => return Err(format!("{} does not run in a child", peer.name())),
     };
     let r = ChildReport {
         ns: u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+        locality,
     };
     serde_json::to_string(&r).map_err(|e| format!("cannot encode the report: {e}"))
 }
@@ -185,8 +193,8 @@ fn measure(
     cores: usize,
     quick: bool,
     go: Option<&PathBuf>,
-) -> Result<Duration, String> {
-    let ns = if peer == Peer::Go {
+) -> Result<(Duration, Option<Locality>), String> {
+    let (ns, locality) = if peer == Peer::Go {
         let go = go.ok_or("the Go peer is not built")?;
         let size = work.size(quick);
         let cpus = first_cpus(cores);
@@ -209,10 +217,11 @@ fn measure(
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        String::from_utf8_lossy(&out.stdout)
+        let ns = String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse::<u64>()
-            .map_err(|e| format!("bad report from the Go peer: {e}"))?
+            .map_err(|e| format!("bad report from the Go peer: {e}"))?;
+        (ns, None)
     } else {
         let line = crate::child::run(&[
             "scale".into(),
@@ -221,11 +230,11 @@ fn measure(
             cores.to_string(),
             u8::from(quick).to_string(),
         ])?;
-        serde_json::from_str::<ChildReport>(line.trim())
-            .map_err(|e| format!("bad report from the child ({e}): {line}"))?
-            .ns
+        let r = serde_json::from_str::<ChildReport>(line.trim())
+            .map_err(|e| format!("bad report from the child ({e}): {line}"))?;
+        (r.ns, r.locality)
     };
-    Ok(Duration::from_nanos(ns))
+    Ok((Duration::from_nanos(ns), locality))
 }
 
 /// The samples of one (workload, runtime, cores).
@@ -241,12 +250,26 @@ pub struct Row {
     pub ms: Vec<f64>,
     /// Why the runs failed, if they did.
     pub error: Option<String>,
+    /// Spindle's locality counters of each run.
+    pub locality: Vec<Locality>,
 }
 
 impl Row {
     /// The median wall time in ms, if any run succeeded.
     pub fn median(&self) -> Option<f64> {
         Summary::of(&self.ms).map(|s| s.median)
+    }
+
+    /// The locality counters of the run with the median wall time (spindle only).
+    pub fn locality_median(&self) -> Option<Locality> {
+        let m = self.median()?;
+        let i = self
+            .ms
+            .iter()
+            .enumerate()
+            .min_by(|a, b| (a.1 - m).abs().total_cmp(&(b.1 - m).abs()))?
+            .0;
+        self.locality.get(i).copied()
     }
 }
 
@@ -311,6 +334,7 @@ pub fn run(
                         cores: k,
                         ms: Vec::new(),
                         error: None,
+                        locality: Vec::new(),
                     });
                 }
             }
@@ -325,7 +349,10 @@ pub fn run(
                 row.cores
             ));
             match measure(row.work, row.peer, row.cores, quick, go.as_ref()) {
-                Ok(d) => row.ms.push(d.as_secs_f64() * 1e3),
+                Ok((d, l)) => {
+                    row.ms.push(d.as_secs_f64() * 1e3);
+                    row.locality.extend(l);
+                }
                 Err(e) => row.error = Some(e),
             }
         }
@@ -370,6 +397,9 @@ pub fn records(o: &Outcome) -> Vec<Record> {
             extra.insert("op".into(), json!(r.work.describe(size)));
             if let Some(e) = &r.error {
                 extra.insert("error".into(), json!(e));
+            }
+            if let Some(l) = r.locality_median() {
+                extra.insert("locality".into(), json!(l));
             }
             Record {
                 bench: format!("scaling/{}", r.work.name()),
@@ -433,6 +463,24 @@ pub fn print_table(o: &Outcome) {
                 print!(" {cell:>28}");
             }
             println!();
+        }
+        for r in rows.iter().filter(|r| r.peer == Peer::Spindle) {
+            if let Some(l) = r.locality_median() {
+                println!(
+                    "  spindle at {} cores: {:.1}% of {} spawns kept local, {} threads \
+                     stolen on {} requests ({} refused), {} sleeping cores woken, threads \
+                     ended on {} of {} cores",
+                    r.cores,
+                    100.0 * l.spawned_local as f64 / l.spawned.max(1) as f64,
+                    l.spawned,
+                    l.stolen,
+                    l.requests,
+                    l.refused,
+                    l.sibling_wakes,
+                    l.cores_used,
+                    r.cores
+                );
+            }
         }
         for r in rows.iter().filter_map(|r| r.error.as_ref().map(|e| (r, e))) {
             println!("  {} at {} cores: {}", r.0.peer.name(), r.0.cores, r.1);

@@ -5,22 +5,80 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use spindle::sync::mpsc;
 
 use super::work::{Size, Work, fib_seq, skynet_sum};
 
 /// Runs `work` of `size` once to warm up, then once timed, on `cores` worker cores.
-pub fn run(work: Work, size: Size, cores: usize) -> Duration {
+/// Returns the time and the locality counters of the timed run.
+pub fn run(work: Work, size: Size, cores: usize) -> (Duration, Locality) {
     let rt = spindle::Runtime::builder()
         .cores(cores)
         .build()
         .expect("cannot build the runtime");
-    rt.block_on(move || {
-        one(work, size);
+    rt.block_on(move || one(work, size));
+    let before = settled(&rt);
+    let d = rt.block_on(move || {
         let t0 = Instant::now();
         one(work, size);
         t0.elapsed()
-    })
+    });
+    (d, Locality::between(&before, &settled(&rt)))
+}
+
+/// The runtime's counters once its cores went idle: a core publishes them when it
+/// goes to sleep, so a short wait after the work suffices.
+fn settled(rt: &spindle::Runtime) -> spindle::RuntimeStats {
+    std::thread::sleep(Duration::from_millis(20));
+    rt.stats()
+}
+
+/// What spindle's counters say about locality during one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Locality {
+    /// Threads spawned.
+    pub spawned: u64,
+    /// Of those, the ones placed on the spawner's core.
+    pub spawned_local: u64,
+    /// Threads given to an idle core in answer to its request.
+    pub stolen: u64,
+    /// Work requests sent by idle cores.
+    pub requests: u64,
+    /// Requests refused (nothing to give).
+    pub refused: u64,
+    /// Sleeping cores woken to look for work.
+    pub sibling_wakes: u64,
+    /// Worker cores on which threads ended.
+    pub cores_used: usize,
+}
+
+impl Locality {
+    /// The counters of the work between two readings.
+    fn between(a: &spindle::RuntimeStats, b: &spindle::RuntimeStats) -> Locality {
+        let (ta, tb) = (a.total(), b.total());
+        let used = b
+            .cores
+            .iter()
+            .filter(|(id, s)| {
+                let was = a
+                    .cores
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map_or(0, |(_, s)| s.exited);
+                s.exited > was
+            })
+            .count();
+        Locality {
+            spawned: tb.spawned - ta.spawned,
+            spawned_local: tb.spawned_local - ta.spawned_local,
+            stolen: tb.stolen_in - ta.stolen_in,
+            requests: tb.requests_sent - ta.requests_sent,
+            refused: tb.requests_refused - ta.requests_refused,
+            sibling_wakes: tb.sibling_wakes - ta.sibling_wakes,
+            cores_used: used,
+        }
+    }
 }
 
 fn one(work: Work, s: Size) {

@@ -71,6 +71,9 @@ pub struct CoreStats {
     pub sibling_wakes: u64,
     /// Time this core spent spinning idle, looking for work, in nanoseconds.
     pub spin_ns: u64,
+    /// Threads of other cores that a thread of this core woke and that then ran here
+    /// (wake affinity: a woken thread follows its waker within a type).
+    pub woken_here: u64,
 }
 
 impl std::ops::AddAssign for CoreStats {
@@ -96,6 +99,7 @@ impl std::ops::AddAssign for CoreStats {
             stolen_in,
             sibling_wakes,
             spin_ns,
+            woken_here,
         } = o;
         self.switches += switches;
         self.spawned += spawned;
@@ -116,6 +120,7 @@ impl std::ops::AddAssign for CoreStats {
         self.stolen_in += stolen_in;
         self.sibling_wakes += sibling_wakes;
         self.spin_ns += spin_ns;
+        self.woken_here += woken_here;
     }
 }
 

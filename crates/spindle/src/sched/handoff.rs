@@ -258,6 +258,9 @@ impl Core {
             // until the core itself wrote `Evacuating` (see `lifecycle`).
             let to = if std::ptr::eq(home, self) {
                 self.id
+            } else if !slot.bound.load(Ordering::Relaxed) && self.takes_woken(l, home, t) {
+                l.stats.woken_here += 1;
+                self.id
             } else if home.state().holds_its_threads() {
                 home.id
             } else {
@@ -271,6 +274,35 @@ impl Core {
             }
         }
     }
+    /// Whether an unbound thread of core `home` that a thread of this core woke runs
+    /// here rather than at home (wake affinity: its waker's data is in this cache, and
+    /// a chain of wakes — a ring, a ping-pong, a fan-in — stays on one core instead of
+    /// crossing cores at every hop). Only if a thread runs here (the waker: not a timer
+    /// or the system-call collector of the scheduler), both cores are active and of
+    /// one type, and the thread is off its CPU already. The caller reads `bound` in the
+    /// slot, so a bound thread's TCB line stays on its core.
+    ///
+    /// The last test is what keeps a thread on one core: a thread publishes its wait
+    /// before its core has saved its context, and the waker may win the wake in
+    /// between. Then `on_cpu` is still set, and the thread goes home as before, where
+    /// its own core is the one that runs it again. The acquire pairs with the release
+    /// of `finish_switch`: a waker that reads it clear sees the saved context. A waker
+    /// never waits for another core's progress.
+    ///
+    /// # Safety
+    ///
+    /// The caller won `t`'s wake: `t` is alive and asleep.
+    #[inline]
+    unsafe fn takes_woken(&self, l: &CoreLocal, home: &Core, t: *mut Tcb) -> bool {
+        // SAFETY: per the contract, the TCB is valid and stays so.
+        let t = unsafe { &*t };
+        !l.current.is_null()
+            && home.ty.load(Ordering::Relaxed) == self.ty.load(Ordering::Relaxed)
+            && home.state() == super::CoreState::Active
+            && self.state() == super::CoreState::Active
+            && !t.on_cpu.load(Ordering::Acquire)
+    }
+
     /// Wakes thread `id` if it is blocked on its internal channel, from this core's
     /// schedule point (the system-call collector, `offload`).
     pub(super) fn wake_internal_here(&self, l: &mut CoreLocal, id: ThreadId) {
@@ -408,5 +440,101 @@ pub(crate) fn wake(id: ThreadId, chan: Channel) -> bool {
         true
     } else {
         false
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_affinity {
+    //! Wake affinity against switch-out. Thread `T` runs on core `H` and blocks; a
+    //! waker on another core wins its wake and runs `T` on its own core only if it
+    //! reads `T`'s `on_cpu` clear (`Core::takes_woken`), else hands it home. `T` must
+    //! never be resumed while `H` has not saved its context, must be resumed exactly
+    //! once, and the waker must see the saved context.
+    use crate::task::slot::{Block, Channel, SlotWord, Wake};
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use loom::thread;
+
+    struct Model {
+        /// `T`'s slot word.
+        word: SlotWord,
+        /// `T` is on a CPU (`Tcb::on_cpu`).
+        on_cpu: AtomicBool,
+        /// `T`'s saved context, written by `H`'s switch.
+        context: UnsafeCell<u32>,
+        /// `T` was handed home (stands for the exchange slot).
+        at_home: AtomicBool,
+        /// Times `T` was resumed.
+        resumed: AtomicU32,
+    }
+
+    fn run(check: Ordering) {
+        loom::model(move || {
+            let m = Arc::new(Model {
+                word: SlotWord::new(),
+                on_cpu: AtomicBool::new(false),
+                context: UnsafeCell::new(0),
+                at_home: AtomicBool::new(false),
+                resumed: AtomicU32::new(0),
+            });
+            m.word.activate();
+            let g = m.word.generation();
+            // Core H prepares T to run.
+            m.on_cpu.store(true, Ordering::Relaxed);
+            let waker = {
+                let m = m.clone();
+                thread::spawn(move || {
+                    if m.word.wake(Channel::Internal, g) == Wake::MustEnqueue {
+                        if !m.on_cpu.load(check) {
+                            // Runs T here: restores its saved context.
+                            // SAFETY: H wrote the context before clearing `on_cpu`.
+                            let saved = m.context.with(|c| unsafe { *c });
+                            assert_eq!(saved, 1, "resumed T from an unsaved context");
+                            m.resumed.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            m.at_home.store(true, Ordering::Release);
+                        }
+                    }
+                })
+            };
+            // T blocks on core H.
+            match m.word.block(Channel::Internal, false) {
+                Block::MustSleep => {
+                    // H's switch saves T's context, then the next context's
+                    // finish_switch clears `on_cpu`.
+                    // SAFETY: only H writes the context, before clearing `on_cpu`.
+                    m.context.with_mut(|c| unsafe { *c = 1 });
+                    m.on_cpu.store(false, Ordering::Release);
+                }
+                // Woken before it slept: T runs on.
+                _ => {
+                    m.resumed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            waker.join().unwrap();
+            if m.at_home.load(Ordering::Acquire) {
+                // H takes T in at a later schedule point and runs it.
+                m.resumed.fetch_add(1, Ordering::Relaxed);
+            }
+            assert_eq!(
+                m.resumed.load(Ordering::Relaxed),
+                1,
+                "T resumed other than once"
+            );
+        });
+    }
+
+    #[test]
+    fn loom_wake_affinity_vs_switch_out() {
+        run(Ordering::Acquire);
+    }
+
+    /// Without the acquire, the waker may read `on_cpu` clear without seeing the
+    /// context: loom reports the unsynchronised read.
+    #[test]
+    #[should_panic(expected = "Causality violation")]
+    fn loom_wake_affinity_needs_the_acquire() {
+        run(Ordering::Relaxed);
     }
 }

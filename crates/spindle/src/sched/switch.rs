@@ -121,6 +121,10 @@ impl Core {
     pub(super) unsafe fn prepare(&self, n: *mut Tcb) {
         // SAFETY: `n` is ours and not running; its stack top and entry were set at spawn.
         unsafe {
+            // Relaxed: the thread's next block (a release on its slot word) publishes
+            // it to the waker that wins the wake (`Core::takes_woken`).
+            #[cfg(not(debug_assertions))]
+            (*n).on_cpu.store(true, Ordering::Relaxed);
             #[cfg(debug_assertions)]
             assert!(
                 !(*n).on_cpu.swap(true, Ordering::AcqRel),
@@ -161,8 +165,8 @@ impl Core {
                 return;
             }
             (*l).prev = std::ptr::null_mut();
-            // Its context is saved: it is off the CPU.
-            #[cfg(debug_assertions)]
+            // Its context is saved: it is off the CPU. Release: pairs with the acquire
+            // of a waker that runs it on its own core (`Core::takes_woken`).
             (*prev).on_cpu.store(false, Ordering::Release);
             match (*l).prev_after {
                 After::Requeue => (*l).runq.push(prev),

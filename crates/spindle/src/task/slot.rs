@@ -393,13 +393,15 @@ pub(crate) struct Slot {
     /// Runtime that owns the thread (its `Shared` address), for the shutdown scan.
     pub(crate) owner: StdAtomicUsize,
     /// The core the thread lives on, kept equal to its TCB's `core` by
-    /// `Tcb::set_core`, and its run-queue level (set at spawn). A waker that won the
+    /// `Tcb::set_core`, its run-queue level (set at spawn), and whether it is bound to
+    /// its core (kept equal to the TCB's `bound` by `Tcb::bind`). A waker that won the
     /// wake CAS reads them here, on the line it just wrote, instead of in the TCB:
     /// the TCB's line then stays on the thread's core (one cache miss less per
     /// cross-core wake, on each side). Relaxed: written by the thread's core before
     /// the thread blocks, so the block/wake CAS pair orders them for the waker.
     pub(crate) home: AtomicPtr<crate::task::tcb::CoreOwner>,
     pub(crate) level: StdAtomicU8,
+    pub(crate) bound: StdAtomicBool,
     /// The exit value. Written by the thread before `F_DONE`; read by the joiner after
     /// it saw `F_DONE`, or dropped by whoever frees the slot.
     pub(crate) result: UnsafeCell<ResultBuf>,
@@ -417,6 +419,7 @@ impl Slot {
             owner: StdAtomicUsize::new(0),
             home: AtomicPtr::new(std::ptr::null_mut()),
             level: StdAtomicU8::new(0),
+            bound: StdAtomicBool::new(false),
             result: UnsafeCell::new(ResultBuf(MaybeUninit::uninit())),
             drop_result: UnsafeCell::new(None),
         }

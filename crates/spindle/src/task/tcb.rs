@@ -130,11 +130,11 @@ pub(crate) struct Tcb {
     /// Given away in answer to a work request: set by the giving core, cleared (and
     /// counted) by the core that takes it in.
     pub(crate) stolen: Cell<bool>,
-    /// Debug builds: the thread is on a CPU. Set by the core that prepares it to run
-    /// (`Core::prepare`, which asserts it was clear), cleared by the next context's
-    /// `finish_switch` once the thread's context is saved. Preparing a thread whose
-    /// flag is still set would run it on two cores at once.
-    #[cfg(debug_assertions)]
+    /// The thread is on a CPU: set by the core that prepares it to run
+    /// (`Core::prepare`; debug builds assert it was clear), cleared with release by the
+    /// next context's `finish_switch` once the thread's context is saved. A waker runs
+    /// a thread on its own core only if it reads the flag clear (`handoff`); preparing
+    /// a thread whose flag is still set would run it on two cores at once.
     pub(crate) on_cpu: std::sync::atomic::AtomicBool,
 }
 
@@ -266,7 +266,6 @@ impl Tcb {
             run_word: p.run_word,
             preemptible: p.preemptible,
             stolen: Cell::new(false),
-            #[cfg(debug_assertions)]
             on_cpu: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -329,6 +328,15 @@ impl Tcb {
                 .home
                 .store(core.cast_mut(), std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Binds the thread to the core it lives on (`migrate_to`), in the TCB and in its
+    /// slot (for wakers; see `Slot::bound`).
+    pub(crate) fn bind(&self) {
+        self.bound.set(true);
+        self.slot()
+            .bound
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The join slot.

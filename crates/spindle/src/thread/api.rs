@@ -232,7 +232,7 @@ pub fn migrate_to(core: usize) -> Result<(), CoreError> {
         if let Some(hyper) = shared.hyper.filter(|&h| h == to.id || h == here.id) {
             return Err(CoreError::ServiceCore { core: hyper });
         }
-        (*me).bound.set(true);
+        (*me).bind();
         if to.id == here.id {
             return Ok(());
         }

@@ -232,6 +232,7 @@ pub(super) unsafe fn publish_slot<T>(tcb: *mut Tcb, slot: &Slot, shared: &Shared
     unsafe {
         *slot.tcb.get() = tcb;
         slot.level.store((*tcb).level, Ordering::Relaxed);
+        slot.bound.store((*tcb).bound.get(), Ordering::Relaxed);
         *slot.drop_result.get() = Some(slot::drop_result::<std::thread::Result<T>>);
         // Relaxed: read by this runtime's shutdown scan after its cores stopped.
         slot.owner
