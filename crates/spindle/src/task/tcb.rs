@@ -331,12 +331,14 @@ impl Tcb {
     }
 
     /// Binds the thread to the core it lives on (`migrate_to`), in the TCB and in its
-    /// slot (for wakers; see `Slot::bound`).
+    /// slot (for wakers; see `Slot::bound`). Writes only on a change: the slot's line
+    /// stays where it is for a thread that migrates again and again.
     pub(crate) fn bind(&self) {
-        self.bound.set(true);
-        self.slot()
-            .bound
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if !self.bound.replace(true) {
+            self.slot()
+                .bound
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The join slot.
