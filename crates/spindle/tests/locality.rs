@@ -2,15 +2,14 @@
 //! work, and the counters say so. Asserted on counters, never on time, with as many
 //! cores configured as each test needs, whatever the machine.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use spindle::sync::mpsc;
 use spindle::{CoreStats, Handle, Runtime, RuntimeStats};
 
 mod common;
-use common::{Rng, watchdog};
+use common::{Churner, watchdog};
 
 /// The skynet tree: each node spawns `fanout` children with a plain `spawn` and joins
 /// them; the leaves compute a little (so that the tree lasts long enough for every
@@ -223,28 +222,9 @@ fn stealing_survives_core_churn() {
         round += 1;
         let rt = Runtime::builder().cores(4).build().unwrap();
         let handle = rt.handle().clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let churns = Arc::new(AtomicU64::new(0));
-        let churner = {
-            let (handle, stop, churns) = (handle.clone(), stop.clone(), churns.clone());
-            std::thread::spawn(move || {
-                let mut rng = Rng(round * 104_729 + 1);
-                while !stop.load(Ordering::Relaxed) {
-                    let cores = handle.cores();
-                    if cores.len() > 2 && rng.next().is_multiple_of(2) {
-                        let victim = cores[(rng.next() as usize) % cores.len()].id;
-                        let _ = handle.remove_core(victim);
-                    } else if cores.len() < 6 {
-                        handle.add_core(spindle::DEFAULT_TYPE).unwrap();
-                    }
-                    churns.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_micros(200 + rng.next() % 800));
-                }
-            })
-        };
+        let churner = Churner::start(handle.clone(), round * 104_729 + 1, (200, 800));
         let sum = rt.block_on(|| skynet(0, 10_000, 10));
-        stop.store(true, Ordering::Relaxed);
-        churner.join().unwrap();
+        churner.stop();
         assert_eq!(sum, 10_000 * 9_999 / 2, "round {round}");
         // Removed cores published their counters when they stopped.
         // Main's children and all below them (main itself came from an OS thread).

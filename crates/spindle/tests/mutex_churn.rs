@@ -3,13 +3,13 @@
 //! must never resume it elsewhere before that (it would run on two cores at once).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use spindle::Runtime;
 
 mod common;
-use common::{Rng, watchdog};
+use common::{Churner, watchdog};
 
 /// 2,000 threads take one `spindle::sync::Mutex` 50 times each while an OS thread
 /// outside the runtime adds and removes cores every 100–500 µs. Every increment must
@@ -23,7 +23,7 @@ fn mutex_contention_survives_core_churn() {
     let w = watchdog("mutex churn", 120);
     let deadline = Instant::now() + Duration::from_secs(SECS);
     let mut round = 0;
-    let churns = Arc::new(AtomicU64::new(0));
+    let mut churns = 0;
     while Instant::now() < deadline {
         round += 1;
         let rt = Runtime::builder().cores(4).build().unwrap();
@@ -34,25 +34,7 @@ fn mutex_contention_survives_core_churn() {
                 .map(|_| AtomicBool::new(false))
                 .collect::<Vec<_>>(),
         );
-        let stop = Arc::new(AtomicBool::new(false));
-        let churner = {
-            let (handle, stop, churns) = (handle.clone(), stop.clone(), churns.clone());
-            std::thread::spawn(move || {
-                let mut rng = Rng(round * 7919 + 3);
-                while !stop.load(Ordering::Relaxed) {
-                    let cores = handle.cores();
-                    if cores.len() > 2 && rng.next().is_multiple_of(2) {
-                        let victim = cores[(rng.next() as usize) % cores.len()].id;
-                        // The core may have gone meanwhile: an error, not a loss.
-                        let _ = handle.remove_core(victim);
-                    } else if cores.len() < 6 {
-                        handle.add_core(spindle::DEFAULT_TYPE).unwrap();
-                    }
-                    churns.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_micros(100 + rng.next() % 400));
-                }
-            })
-        };
+        let churner = Churner::start(handle, round * 7919 + 3, (100, 400));
         let total = rt.block_on({
             let (counter, on_cpu) = (counter.clone(), on_cpu.clone());
             move || {
@@ -78,13 +60,9 @@ fn mutex_contention_survives_core_churn() {
                 *counter.lock().unwrap()
             }
         });
-        stop.store(true, Ordering::Relaxed);
-        churner.join().unwrap();
+        churns += churner.stop();
         assert_eq!(total, THREADS * LOCKS, "round {round}: increments lost");
     }
-    assert!(
-        churns.load(Ordering::Relaxed) > 0,
-        "no core was added or removed"
-    );
+    assert!(churns > 0, "no core was added or removed");
     w.store(true, Ordering::Relaxed);
 }

@@ -4,12 +4,12 @@
 use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use may::coroutine::{self, Coroutine, JoinHandle};
 use may::sync::mpsc;
 
-use super::work::{Size, Work, fib_seq, skynet_sum};
+use super::work::{Size, Work, fib_seq, ring_member, skynet_sum, warm_then_time};
 
 fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
@@ -27,12 +27,7 @@ fn join<T>(h: JoinHandle<T>) -> T {
 /// Runs `work` of `size` once to warm up, then once timed, on `cores` workers.
 pub fn run(work: Work, size: Size, cores: usize) -> Duration {
     crate::workloads::on_may::init_with(cores);
-    join(spawn(move || {
-        one(work, size);
-        let t0 = Instant::now();
-        one(work, size);
-        t0.elapsed()
-    }))
+    join(spawn(move || warm_then_time(|| one(work, size))))
 }
 
 fn one(work: Work, s: Size) {
@@ -124,19 +119,9 @@ fn ring(threads: u64, hops: u64) {
         .map(|i| {
             let (tokens, ring) = (tokens.clone(), ring.clone());
             spawn(move || {
-                let next = (i + 1) % tokens.len();
-                loop {
-                    let t = tokens[i].swap(0, Ordering::Acquire);
-                    if t == 0 {
-                        coroutine::park();
-                        continue;
-                    }
-                    tokens[next].store(t.saturating_sub(1).max(1), Ordering::Release);
+                ring_member(&tokens, i, coroutine::park, |next| {
                     ring.get().expect("the ring is complete")[next].unpark();
-                    if t == 1 {
-                        return;
-                    }
-                }
+                });
             })
         })
         .collect();

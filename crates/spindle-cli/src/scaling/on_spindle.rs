@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use spindle::sync::mpsc;
 
-use super::work::{Size, Work, fib_seq, skynet_sum};
+use super::work::{Size, Work, fib_seq, ring_member, skynet_sum};
 
 /// Runs `work` of `size` once to warm up, then once timed, on `cores` worker cores.
 /// Returns the time and the locality counters of the timed run.
@@ -169,20 +169,10 @@ fn ring(threads: u64, hops: u64) {
         .map(|i| {
             let (tokens, ring) = (tokens.clone(), ring.clone());
             spindle::spawn(move || {
-                let next = (i + 1) % tokens.len();
-                loop {
-                    let t = tokens[i].swap(0, Ordering::Acquire);
-                    if t == 0 {
-                        spindle::park();
-                        continue;
-                    }
-                    tokens[next].store(t.saturating_sub(1).max(1), Ordering::Release);
-                    // Set before the first token left main.
+                // The ring is set before the first token leaves main.
+                ring_member(&tokens, i, spindle::park, |next| {
                     ring.get().expect("the ring is complete")[next].unpark();
-                    if t == 1 {
-                        return;
-                    }
-                }
+                });
             })
         })
         .collect();

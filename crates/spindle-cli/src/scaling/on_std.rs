@@ -5,9 +5,9 @@
 
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::work::{Size, Work};
+use super::work::{Size, Work, warm_then_time};
 
 /// Whether OS threads run `work` (the rest would need thousands of them at once).
 pub fn fits(work: Work) -> bool {
@@ -16,10 +16,7 @@ pub fn fits(work: Work) -> bool {
 
 /// Runs `work` of `size` once to warm up, then once timed.
 pub fn run(work: Work, size: Size) -> Duration {
-    one(work, size);
-    let t0 = Instant::now();
-    one(work, size);
-    t0.elapsed()
+    warm_then_time(|| one(work, size))
 }
 
 fn one(work: Work, s: Size) {

@@ -1,4 +1,8 @@
-//! The workloads of `spindle bench --scaling`, and their sizes.
+//! The workloads of `spindle bench --scaling`, their sizes, and the pieces the
+//! runtimes' versions share.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// One scaling workload: plain user code with no placement hints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,4 +117,33 @@ pub fn fib_seq(n: u64) -> u64 {
 /// The sum skynet's leaves add up to.
 pub fn skynet_sum(leaves: u64) -> u64 {
     leaves * (leaves - 1) / 2
+}
+
+/// Runs `one` once to warm up, then once timed; returns the timed run's wall time.
+pub fn warm_then_time(mut one: impl FnMut()) -> Duration {
+    one();
+    let t0 = Instant::now();
+    one();
+    t0.elapsed()
+}
+
+/// The body of member `i` of the thread ring: waits for the token in `tokens[i]`
+/// (calling `park` while there is none), passes it on with one hop less and wakes the
+/// next member (`wake(next)`), and returns once it passed the last hop. The token
+/// counts the hops left plus one; a member that sees 1 passes 1 and ends, so every
+/// member ends once the count ran out.
+pub fn ring_member(tokens: &[AtomicU64], i: usize, park: impl Fn(), wake: impl Fn(usize)) {
+    let next = (i + 1) % tokens.len();
+    loop {
+        let t = tokens[i].swap(0, Ordering::Acquire);
+        if t == 0 {
+            park();
+            continue;
+        }
+        tokens[next].store(t.saturating_sub(1).max(1), Ordering::Release);
+        wake(next);
+        if t == 1 {
+            return;
+        }
+    }
 }

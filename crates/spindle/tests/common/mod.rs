@@ -138,6 +138,54 @@ impl Rng {
     }
 }
 
+/// An OS thread outside the runtime that adds and removes cores of the default type
+/// at random, keeping between 2 and 6, with a pause of `pause_us.0` plus up to
+/// `pause_us.1` µs between changes (seeded with `seed`, so a failure replays).
+pub(crate) struct Churner {
+    stop: Arc<AtomicBool>,
+    changes: Arc<std::sync::atomic::AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Churner {
+    pub(crate) fn start(handle: spindle::Handle, seed: u64, pause_us: (u64, u64)) -> Churner {
+        let stop = Arc::new(AtomicBool::new(false));
+        let changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let thread = {
+            let (stop, changes) = (stop.clone(), changes.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng(seed);
+                while !stop.load(Ordering::Relaxed) {
+                    let cores = handle.cores();
+                    if cores.len() > 2 && rng.next().is_multiple_of(2) {
+                        let victim = cores[(rng.next() as usize) % cores.len()].id;
+                        // The core may have gone meanwhile: an error, not a loss.
+                        let _ = handle.remove_core(victim);
+                    } else if cores.len() < 6 {
+                        handle.add_core(spindle::DEFAULT_TYPE).unwrap();
+                    }
+                    changes.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_micros(
+                        pause_us.0 + rng.next() % pause_us.1.max(1),
+                    ));
+                }
+            })
+        };
+        Churner {
+            stop,
+            changes,
+            thread,
+        }
+    }
+
+    /// Stops the churning and returns how many changes it made.
+    pub(crate) fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.changes.load(Ordering::Relaxed)
+    }
+}
+
 /// Counts its drops.
 pub(crate) struct Counted(pub(crate) std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
