@@ -73,9 +73,9 @@ pub use sched::CoreStats;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
 pub use task::abandon::ABANDONED;
 pub use thread::{
-    Abandoned, Builder, DEFAULT_PRIORITY, JoinHandle, MAX_PRIORITY, Thread, ThreadId, current,
-    current_core, migrate_to, panicking, park, park_timeout, preempt_point, sleep, spawn,
-    spawn_maintenance, spawn_on, try_current, yield_now,
+    Abandoned, AccessError, Builder, DEFAULT_PRIORITY, JoinHandle, LocalKey, MAX_PRIORITY, Thread,
+    ThreadId, current, current_core, migrate_to, panicking, park, park_timeout, preempt_point,
+    sleep, spawn, spawn_maintenance, spawn_on, try_current, yield_now,
 };
 pub use topology::{DEFAULT_TYPE, SERVICE_TYPE};
 

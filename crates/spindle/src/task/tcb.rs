@@ -136,6 +136,9 @@ pub(crate) struct Tcb {
     /// a thread on its own core only if it reads the flag clear (`handoff`); preparing
     /// a thread whose flag is still set would run it on two cores at once.
     pub(crate) on_cpu: std::sync::atomic::AtomicBool,
+    /// The thread's `spindle::local!` values (`task::locals`): touched only by the
+    /// thread itself, so they go wherever it runs.
+    pub(crate) locals: Cell<*mut crate::task::locals::LocalMap>,
 }
 
 /// Names the thread whose stack block is `[base, base + size)`, for the overflow report
@@ -267,6 +270,7 @@ impl Tcb {
             preemptible: p.preemptible,
             stolen: Cell::new(false),
             on_cpu: std::sync::atomic::AtomicBool::new(false),
+            locals: Cell::new(std::ptr::null_mut()),
         }
     }
 

@@ -103,6 +103,10 @@ pub(super) unsafe extern "C" fn thread_entry<F: FnOnce() -> T, T>(arg: usize) ->
             p
         }
     });
+    // The thread's `local!` values go before its result is published, so a joiner
+    // sees what their destructors did (std's order for thread-locals).
+    // SAFETY: our own TCB; the closure is gone, so no reference to a value is alive.
+    unsafe { crate::task::locals::destroy(&(*me).locals) };
     // SAFETY: our slot's result buffer is empty until now and only we write it.
     unsafe { slot::write_result((*me).slot().result.get(), result) };
     // SAFETY: `me` is the running thread, on its own stack.

@@ -15,12 +15,16 @@
 //! | `sleep` | sleeps the thread (core timer) | `std::thread::sleep` |
 //! | `JoinHandle::join` | sleeps the thread | blocks the OS thread |
 //! | `std::sync::Mutex::lock`, blocking I/O | **blocks the whole core** | blocks the OS thread |
+//!
+//! Values per spindle thread are [`local!`](crate::local) keys ([`LocalKey`]);
+//! `thread_local!` inside spindle is per OS thread, that is per core.
 
 mod api;
 mod builder;
 mod entry;
 mod join;
 mod lazy;
+mod local;
 mod spawn;
 
 pub use self::api::{
@@ -29,6 +33,7 @@ pub use self::api::{
 pub use self::builder::Builder;
 pub(crate) use self::builder::SpawnOpts;
 pub use self::join::JoinHandle;
+pub use self::local::{AccessError, LocalKey};
 pub(crate) use self::spawn::spawn_unchecked;
 pub use crate::sched::wait::{park, park_timeout, preempt_point, sleep, yield_now};
 pub use crate::task::abandon::Abandoned;
