@@ -169,6 +169,9 @@ pub(super) struct CoreLocal {
     pub(super) asked: Option<usize>,
     /// Where the next victim search starts (rotates, so that ties spread).
     pub(super) victim_start: usize,
+    /// The cores asked in this idle spell (bit per core id): each is asked at most
+    /// once per spell, so a refusal is not asked again at once.
+    pub(super) spell_asked: u64,
 }
 
 /// What other OS threads hand a core through its injection queue.
@@ -278,6 +281,7 @@ impl Core {
                 stats: CoreStats::default(),
                 asked: None,
                 victim_start: id,
+                spell_asked: 0,
             })),
             inject: Mutex::new(Inbox::default()),
             doorbell: Doorbell::new(),

@@ -60,6 +60,8 @@ impl Core {
                 (*l).out_mask != 0,
             )
         };
+        // SAFETY: as above.
+        unsafe { (*l).spell_asked = 0 };
         let worker = !self.set().is_service(self.id);
         // A token a waker handed this core is taken at once (it was woken to search);
         // otherwise the token is tried only when the core starts to search.

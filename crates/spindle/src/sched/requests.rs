@@ -39,8 +39,11 @@ impl Resched {
         self.0.load(Ordering::Relaxed)
     }
 
-    /// Takes the request (the core itself, at a schedule point): a request made after
-    /// the clear stays for the next one.
+    /// Takes the request (the core itself, at the start of a schedule point): a
+    /// request made after the clear stays for the next one. Relaxed: what an asker
+    /// hands over (a list or a work request in a slot, a balance word) is published by
+    /// its own release/acquire pair; the flag only says when to look, and the look
+    /// follows in the same schedule point.
     #[inline(always)]
     pub(crate) fn take(&self) {
         if self.0.load(Ordering::Relaxed) {

@@ -7,7 +7,9 @@
 //! when it scans its slots, and answers by sending up to half of its runnable threads
 //! that are not bound to it, least urgent and oldest first (`Core::give`), through the
 //! slot of the other direction; the requester takes them in like any list, and the
-//! doorbell wakes it if it fell asleep meanwhile. This is work-requesting with private
+//! doorbell wakes it if it fell asleep meanwhile. The requester asks the victim to
+//! reschedule and wakes it if it sleeps, so that a request never waits long in its
+//! slot; it asks each victim at most once per idle spell. This is work-requesting with private
 //! run queues (Acar, Charguéraud and Rainey, PPoPP 2013): no core ever takes from
 //! another's run queue, so the queues stay unsynchronised and the handoff keeps no
 //! read-modify-write instruction.
@@ -61,7 +63,10 @@ impl Core {
         for k in 0..n {
             let id = (l.victim_start + k) % n;
             let c = &set.cores[id];
-            if id == self.id || c.ty.load(Ordering::Relaxed) != ty || c.state() != CoreState::Active
+            if id == self.id
+                || l.spell_asked & (1 << id) != 0
+                || c.ty.load(Ordering::Relaxed) != ty
+                || c.state() != CoreState::Active
             {
                 continue;
             }
@@ -79,12 +84,18 @@ impl Core {
         // leaving core's grace period covers this offer like any other (`lifecycle`).
         if set.slots.request(self.id, victim) {
             l.asked = Some(victim);
+            l.spell_asked |= 1 << victim;
             l.stats.requests_sent += 1;
-            // No request waits in the slot of a sleeping core: it would hold back our
-            // next list to it. The victim looks at its slots after announcing sleep,
-            // and this wake pairs with that (the doorbell's Dekker pattern), so either
-            // it sees the request or it is woken to take it.
-            set.cores[victim].doorbell.wake_if_sleeping();
+            // No request waits long in the victim's slot: it would hold back our next
+            // list to it. A running victim is asked to reschedule, so it answers at
+            // its next `preempt_point` or runtime call too, not only at its next
+            // switch (release: the request is in the slot before the flag is seen).
+            let v = &set.cores[victim];
+            v.resched.ask();
+            // A sleeping victim looks at its slots after announcing sleep, and this
+            // wake pairs with that (the doorbell's Dekker pattern), so either it sees
+            // the request or it is woken to take it.
+            v.doorbell.wake_if_sleeping();
         }
     }
 

@@ -79,6 +79,13 @@ pub(crate) struct Tcb {
     /// (`task::abandon`). Written by the waker that won the wake, before it hands
     /// the thread to its core.
     pub(crate) abandon: Cell<bool>,
+    /// The thread is on a CPU: set by the core that prepares it to run
+    /// (`Core::prepare`; debug builds assert it was clear), cleared with release by the
+    /// next context's `finish_switch` once the thread's context is saved. A waker runs
+    /// a thread on its own core only if it reads the flag clear (`handoff`); preparing
+    /// a thread whose flag is still set would run it on two cores at once. Written at
+    /// every switch, so it sits on the line of the state.
+    pub(crate) on_cpu: std::sync::atomic::AtomicBool,
     /// The stack pointer where the thread's closure was called: the preemption's frame
     /// walk stops there (`preempt::code`). 0 before the closure runs.
     pub(crate) user_base: Cell<usize>,
@@ -130,12 +137,6 @@ pub(crate) struct Tcb {
     /// Given away in answer to a work request: set by the giving core, cleared (and
     /// counted) by the core that takes it in.
     pub(crate) stolen: Cell<bool>,
-    /// The thread is on a CPU: set by the core that prepares it to run
-    /// (`Core::prepare`; debug builds assert it was clear), cleared with release by the
-    /// next context's `finish_switch` once the thread's context is saved. A waker runs
-    /// a thread on its own core only if it reads the flag clear (`handoff`); preparing
-    /// a thread whose flag is still set would run it on two cores at once.
-    pub(crate) on_cpu: std::sync::atomic::AtomicBool,
     /// The thread's `spindle::local!` values (`task::locals`): touched only by the
     /// thread itself, so they go wherever it runs.
     pub(crate) locals: Cell<*mut crate::task::locals::LocalMap>,
