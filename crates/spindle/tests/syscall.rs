@@ -209,3 +209,81 @@ fn blocking_runs_on_the_pool_while_the_core_goes_on() {
     assert_eq!(spindle::blocking(|| 5), 5);
     done.store(true, Ordering::Relaxed);
 }
+
+/// `sys::read` on an empty pipe and `sys::write` on a full one park the thread on the
+/// poller instead of holding the hypercore: other offloaded calls go on meanwhile,
+/// and the waiting calls finish once the other end acts. A descriptor made
+/// non-blocking still gets `WouldBlock`.
+#[test]
+fn pipe_calls_do_not_hold_the_hypercore() {
+    let done = watchdog("pipe calls", 60);
+    let rt = Runtime::builder().cores(2).build().unwrap();
+    let served_before = spindle::sys::service_stats(&rt).unwrap().served;
+    rt.block_on(|| {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors are fresh and owned here from now on.
+        let (r, w) = unsafe {
+            use std::os::fd::{FromRawFd, OwnedFd};
+            (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+        };
+        let reading = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let reading = reading.clone();
+            spindle::spawn(move || {
+                let mut buf = [0u8; 8];
+                reading.store(true, Ordering::Release);
+                let n = spindle::sys::read(&r, &mut buf).unwrap();
+                (r, buf[..n].to_vec())
+            })
+        };
+        while !reading.load(Ordering::Acquire) {
+            spindle::yield_now();
+        }
+        spindle::sleep(std::time::Duration::from_millis(20));
+        // The reader waits in its read; offloaded calls still go through.
+        let pid = std::process::id();
+        for _ in 0..100 {
+            assert_eq!(spindle::sys::getpid(), pid);
+        }
+        assert!(
+            !reader.is_finished(),
+            "the read returned before anything was written"
+        );
+        assert_eq!(spindle::sys::write(&w, b"ping").unwrap(), 4);
+        let (r, got) = reader.join().unwrap();
+        assert_eq!(got, b"ping");
+
+        // Fill the pipe, then a write waits until the reader drains it.
+        // SAFETY: F_SETFL on our own descriptor.
+        unsafe { libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK) };
+        let chunk = [7u8; 4096];
+        let mut filled = 0;
+        loop {
+            match spindle::sys::write(&w, &chunk) {
+                Ok(n) => filled += n,
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                    break;
+                }
+            }
+        }
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fds[1], libc::F_SETFL, 0) };
+        let writer = spindle::spawn(move || spindle::sys::write(&w, b"tail").unwrap());
+        spindle::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(spindle::sys::getpid(), pid);
+        assert!(!writer.is_finished(), "the write went into a full pipe");
+        let mut drained = 0;
+        let mut buf = vec![0u8; 65536];
+        while drained < filled + 4 {
+            drained += spindle::sys::read(&r, &mut buf).unwrap();
+        }
+        assert_eq!(writer.join().unwrap(), 4);
+        assert_eq!(drained, filled + 4);
+    });
+    let served = spindle::sys::service_stats(&rt).unwrap().served - served_before;
+    assert!(served >= 100, "the getpids were offloaded: {served}");
+    done.store(true, Ordering::Relaxed);
+}

@@ -30,8 +30,6 @@
 //! });
 //! ```
 
-mod source;
-
 use std::io::{self, Read, Write};
 use std::net::{
     Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs,
@@ -40,9 +38,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use self::source::Source;
 use crate::io::Dir;
 use crate::sys::call;
+use crate::sys::source::Source;
 
 /// Backlog of a listening socket.
 const BACKLOG: u64 = 1024;

@@ -18,11 +18,18 @@
 //! assert_eq!(spindle::sys::getpid(), std::process::id()); // directly, on this OS thread
 //! ```
 //!
-//! These are raw calls: a descriptor that is not non-blocking makes the hypercore
-//! wait with it. [`crate::net`] keeps its descriptors non-blocking and waits for
-//! readiness on the poller; [`crate::blocking`] runs anything else that may block.
+//! [`read`] and [`write`] never make the hypercore wait on a pipe, a terminal or a
+//! socket: they are tried with `RWF_NOWAIT`, and the thread waits for readiness on the
+//! runtime's poller (kernels without `RWF_NOWAIT` for a descriptor take the plain
+//! call). The other calls are raw: a call that blocks makes the hypercore wait with
+//! it, and every other offloaded call waits behind it. [`crate::net`] keeps its
+//! descriptors non-blocking and waits for readiness on the poller;
+//! [`crate::blocking`] runs anything else that may block (a cold read of a regular
+//! file, say).
 
+mod nowait;
 mod offload;
+pub(crate) mod source;
 
 use std::ffi::CString;
 use std::io::{self, SeekFrom};
@@ -93,34 +100,21 @@ pub fn getpid() -> u32 {
 }
 
 /// `read(2)` into `buf`; returns the bytes read.
+///
+/// On a pipe, a terminal or a socket that has nothing to read, the thread waits for
+/// readiness on the runtime's poller: the hypercore never waits with it (see the
+/// module docs). A descriptor made non-blocking returns `WouldBlock` as `read(2)`
+/// does.
 pub fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
-    let fd = fd.as_fd().as_raw_fd();
-    // SAFETY: `buf` is live and writable for its length while we wait for the result.
-    unsafe {
-        call(
-            libc::SYS_read,
-            [
-                fd as u64,
-                buf.as_mut_ptr() as u64,
-                buf.len() as u64,
-                0,
-                0,
-                0,
-            ],
-        )
-    }
+    nowait::read(fd.as_fd().as_raw_fd(), buf)
 }
 
 /// `write(2)` of `buf`; returns the bytes written.
+///
+/// On a full pipe, a terminal or a socket, the thread waits for readiness on the
+/// runtime's poller, as [`read`] does.
 pub fn write(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
-    let fd = fd.as_fd().as_raw_fd();
-    // SAFETY: `buf` is live for its length while we wait for the result.
-    unsafe {
-        call(
-            libc::SYS_write,
-            [fd as u64, buf.as_ptr() as u64, buf.len() as u64, 0, 0, 0],
-        )
-    }
+    nowait::write(fd.as_fd().as_raw_fd(), buf)
 }
 
 /// `pread64(2)`: reads at `offset` without moving the file position.
