@@ -55,8 +55,12 @@ impl Core {
             }
         }
         if l.stats.stolen_in != stolen {
-            // Work given to this core may be more than it can run: pass the word on
-            // (Go's rule: a spinner that found work wakes the next one).
+            // This core has work now: a spinning token a waker handed it while it
+            // slept goes back (it would otherwise stay until this core idles again,
+            // and no sleeping sibling would be woken meanwhile). Then the work given
+            // to it may be more than it can run: pass the word on (Go's rule: a
+            // spinner that found work wakes the next one).
+            self.drop_spin_token();
             self.share_new_work(l);
         }
     }

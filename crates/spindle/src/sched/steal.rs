@@ -172,7 +172,10 @@ impl Core {
     }
 
     /// Gives back a token a waker handed this core after its last idle loop (a core
-    /// that stops).
+    /// that stops, or that got work before it idled again). Out of line: the swap
+    /// stays out of `take_in`, which has no read-modify-write instruction.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn drop_spin_token(&self) {
         if self.spin_token.swap(false, StdOrdering::Relaxed) {
             self.stop_spinning();

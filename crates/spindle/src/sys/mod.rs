@@ -18,7 +18,7 @@
 //! assert_eq!(spindle::sys::getpid(), std::process::id()); // directly, on this OS thread
 //! ```
 //!
-//! [`read`] and [`write`] never make the hypercore wait on a pipe, a terminal or a
+//! [`read`] and [`write()`] never make the hypercore wait on a pipe, a terminal or a
 //! socket: they are tried with `RWF_NOWAIT`, and the thread waits for readiness on the
 //! runtime's poller (kernels without `RWF_NOWAIT` for a descriptor take the plain
 //! call). The other calls are raw: a call that blocks makes the hypercore wait with
