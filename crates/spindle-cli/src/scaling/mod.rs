@@ -467,9 +467,9 @@ pub fn print_table(o: &Outcome) {
         for r in rows.iter().filter(|r| r.peer == Peer::Spindle) {
             if let Some(l) = r.locality_median() {
                 println!(
-                    "  spindle at {} cores: {:.1}% of {} spawns kept local, {} threads \
-                     stolen on {} requests ({} refused), {} sleeping cores woken, threads \
-                     ended on {} of {} cores",
+                    "  spindle at {} cores (warm-up and timed run): {:.1}% of {} spawns \
+                     kept local, {} threads stolen on {} requests ({} refused), {} sleeping \
+                     cores woken, threads ended on {} of {} cores",
                     r.cores,
                     100.0 * l.spawned_local as f64 / l.spawned.max(1) as f64,
                     l.spawned,

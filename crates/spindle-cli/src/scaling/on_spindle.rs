@@ -10,16 +10,18 @@ use spindle::sync::mpsc;
 
 use super::work::{Size, Work, fib_seq, ring_member, skynet_sum};
 
-/// Runs `work` of `size` once to warm up, then once timed, on `cores` worker cores.
-/// Returns the time and the locality counters of the timed run.
+/// Runs `work` of `size` once to warm up, then at once a second time, timed, on
+/// `cores` worker cores. Returns the time and the locality counters of both runs
+/// (read once the cores went idle after them: reading between the runs would let
+/// the idle cores give back the stack memory the timed run then faults in again).
 pub fn run(work: Work, size: Size, cores: usize) -> (Duration, Locality) {
     let rt = spindle::Runtime::builder()
         .cores(cores)
         .build()
         .expect("cannot build the runtime");
-    rt.block_on(move || one(work, size));
-    let before = settled(&rt);
+    let before = rt.stats();
     let d = rt.block_on(move || {
+        one(work, size);
         let t0 = Instant::now();
         one(work, size);
         t0.elapsed()
@@ -34,7 +36,7 @@ fn settled(rt: &spindle::Runtime) -> spindle::RuntimeStats {
     rt.stats()
 }
 
-/// What spindle's counters say about locality during one run.
+/// What spindle's counters say about locality during the warm-up and the timed run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Locality {
     /// Threads spawned.
