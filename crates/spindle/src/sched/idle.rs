@@ -49,8 +49,8 @@ impl Core {
     ///
     /// Every idle core watches its own slots for the spin window: a thread woken or
     /// spawned for it then arrives in one cache-line transfer, not a futex wake
-    /// (~25 µs). Only the token holder also looks at other cores, so the search
-    /// traffic stays one core per type.
+    /// (~25 µs). Each idle worker asks once per spell; only the token holder keeps
+    /// asking, so repeated search traffic comes from one core per type.
     pub(crate) fn idle(&self) {
         let l = self.local();
         // SAFETY: called from this core's scheduler context.
