@@ -65,8 +65,7 @@ unsafe fn vectored(nr: libc::c_long, fd: RawFd, ptr: *mut u8, len: usize) -> io:
     // Offset -1: the current position, as read and write use (the high half is
     // ignored on 64-bit kernels).
     let pos = -1i64 as u64;
-    // SAFETY: `iov` lives on this stack until the call returns; the buffer per the
-    // contract.
+    // SAFETY: `iov` lives on this stack until the call returns; the buffer per the contract.
     unsafe {
         call(
             nr,

@@ -70,8 +70,7 @@ pub(crate) unsafe fn value<T: 'static>(
         map = Box::into_raw(Box::default());
         word.set(map);
     }
-    // SAFETY: the map is this thread's (contract) and alive; no reference into it is
-    // held across the initializer or the caller's closure, only this short one.
+    // SAFETY: the map is this thread's (contract) and alive; no reference into it is held across the initializer or the caller's closure, only this short one.
     unsafe {
         let m = &mut *map;
         if let Some(e) = m.entries.iter().find(|e| e.key == key) {
@@ -102,8 +101,7 @@ pub(crate) unsafe fn value<T: 'static>(
     let v = init();
     std::mem::forget(unmark);
     let p = Box::into_raw(Box::new(v));
-    // SAFETY: as above; the entry pushed before `init` is still there (only this
-    // thread edits the map, and a nested access to this key returned `Recursive`).
+    // SAFETY: as above; the entry pushed before `init` is still there (only this thread edits the map, and a nested access to this key returned `Recursive`).
     unsafe {
         let e = (*map)
             .entries
@@ -129,8 +127,7 @@ pub(crate) unsafe fn destroy(word: &Cell<*mut LocalMap>) {
     if map.is_null() || map == DESTROYED {
         return;
     }
-    // SAFETY: the map is this thread's and alive (contract); its values are dropped
-    // once each, taken out of the map first.
+    // SAFETY: the map is this thread's and alive (contract); its values are dropped once each, taken out of the map first.
     let outcome = catch_unwind(AssertUnwindSafe(|| unsafe {
         (*map).destroying = true;
         let entries = std::mem::take(&mut (*map).entries);

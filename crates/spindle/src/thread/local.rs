@@ -97,8 +97,7 @@ impl<T: 'static> LocalKey<T> {
         // A key's address is its identity: each `static` has one of its own.
         let key = std::ptr::from_ref(self).addr();
         let got = match current_tcb() {
-            // SAFETY: the running thread's own TCB, and its own map word; every
-            // access through this key uses `T`.
+            // SAFETY: the running thread's own TCB and its own map word; every access through this key uses `T`.
             Some(me) => unsafe { locals::value(&(*me).locals, key, self.init) },
             None => locals::with_os_word(|w| {
                 // SAFETY: the calling OS thread's own map word; as above for `T`.
@@ -107,8 +106,7 @@ impl<T: 'static> LocalKey<T> {
             .and_then(|r| r),
         };
         match got {
-            // SAFETY: the value lives in a box of its own until the thread ends,
-            // which cannot happen while it runs `f`.
+            // SAFETY: the value lives in a box of its own until the thread ends, which cannot happen while it runs `f`.
             Ok(p) => Ok(f(unsafe { &*p })),
             Err(Refused::Destroyed) => Err(AccessError),
             Err(Refused::Recursive) => {
