@@ -162,7 +162,7 @@ fn abandon_where(shared: &Shared, select: impl Fn(ThreadId) -> bool) {
                 // We won the wake: the thread is asleep and ours to hand back.
                 // SAFETY: a thread whose wake we won is alive and asleep: its TCB is valid, and ours to mark before we hand it to its core.
                 unsafe { (**slot.tcb.get()).abandon.set(true) };
-                // SAFETY: as above; we own making it runnable.
+                // SAFETY: as above: we won its wake, so making it runnable is ours to do.
                 unsafe { crate::sched::handoff::enqueue_woken(slot) };
                 break;
             }

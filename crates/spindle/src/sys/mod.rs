@@ -78,7 +78,7 @@ pub unsafe fn syscall(nr: libc::c_long, args: [usize; 6]) -> io::Result<usize> {
             format!("spindle::sys::syscall: {nr} is not a system call number (use libc::SYS_*)"),
         )
     })?;
-    // SAFETY: the caller vouches for the arguments.
+    // SAFETY: the caller vouches for the arguments (this function's contract).
     cvt(unsafe { offload::syscall(nr, args.map(|a| a as u64)) })
 }
 
@@ -89,7 +89,7 @@ pub unsafe fn syscall(nr: libc::c_long, args: [usize; 6]) -> io::Result<usize> {
 /// As for [`syscall`].
 #[inline]
 pub(crate) unsafe fn call(nr: libc::c_long, args: [u64; 6]) -> io::Result<usize> {
-    // SAFETY: as for this function.
+    // SAFETY: the caller vouches for the arguments, as for `syscall`.
     cvt(unsafe { offload::syscall(nr as u32, args) })
 }
 

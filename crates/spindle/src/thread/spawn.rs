@@ -54,10 +54,11 @@ where
     let here =
         CoreCtx::current().filter(|(ctx, _)| std::ptr::eq(ctx.core().set_ptr(), &shared.set));
     let level = level_of(opts.priority);
-    // SAFETY: `me` is the running thread; its type is its own to read.
-    let caller = here
-        .as_ref()
-        .map(|(ctx, me)| (ctx.core().id, unsafe { (**me).ty } as usize));
+    let caller = here.as_ref().map(|(ctx, me)| {
+        // SAFETY: `me` is the running thread; its type is its own to read.
+        let ty = unsafe { (**me).ty };
+        (ctx.core().id, ty as usize)
+    });
     let (ty, dst) = shared.resolve(&opts.target, level, caller)?;
     let stack_size = opts.stack_size.unwrap_or(shared.default_stack);
     let on_core = here.as_ref().map(|(ctx, _)| ctx.core().id);
