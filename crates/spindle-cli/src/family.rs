@@ -29,13 +29,15 @@ pub struct Selection {
     pub plot: Option<std::path::PathBuf>,
     /// `--quick`: smaller sizes where a family has them.
     pub quick: bool,
+    /// `--blocking`: the blocking suite alone.
+    pub blocking: bool,
 }
 
 impl Selection {
     /// Whether the filter asks for the million run alone (`--filter million`), or the
     /// scaling suite runs (alone).
     fn only_million(&self) -> bool {
-        self.opts.filter.as_deref() == Some("million") || self.scaling.is_some()
+        self.opts.filter.as_deref() == Some("million") || self.scaling.is_some() || self.blocking
     }
 }
 
@@ -72,6 +74,7 @@ pub fn families() -> Vec<Box<dyn Family>> {
         Box::new(Skynet::default()),
         Box::new(Servers::default()),
         Box::new(Scaling::default()),
+        Box::new(Blocking::default()),
     ]
 }
 
@@ -192,7 +195,7 @@ impl Family for Million {
     }
 
     fn selected(&self, sel: &Selection) -> bool {
-        sel.scaling.is_none() && (sel.million.is_some() || sel.only_million())
+        sel.scaling.is_none() && !sel.blocking && (sel.million.is_some() || sel.only_million())
     }
 
     fn steps(&self, _: &Selection) -> u64 {
@@ -256,7 +259,7 @@ impl Family for Skynet {
     }
 
     fn selected(&self, sel: &Selection) -> bool {
-        sel.scaling.is_none() && Skynet::on(sel) && Skynet::entries(sel) > 0
+        sel.scaling.is_none() && !sel.blocking && Skynet::on(sel) && Skynet::entries(sel) > 0
     }
 
     fn steps(&self, sel: &Selection) -> u64 {
@@ -390,6 +393,56 @@ impl Family for Scaling {
         if let Some(path) = &sel.plot {
             println!("\nplot: {}", path.display());
         }
+    }
+}
+
+/// The blocking suite (`blocking`): blocking calls in spindle threads, with and
+/// without handoff, beside tokio and Go.
+#[derive(Default)]
+pub struct Blocking {
+    rows: Vec<crate::blocking::Row>,
+}
+
+impl Blocking {
+    /// Repetitions of each measurement (each is a whole process): `--reps` if given,
+    /// at most 5; 3 with `--quick`.
+    fn reps(sel: &Selection) -> usize {
+        if sel.quick {
+            sel.opts.reps.min(3)
+        } else {
+            sel.opts.reps.min(5)
+        }
+    }
+
+    fn selects(sel: &Selection) -> impl Fn(&str, &str) -> bool + '_ {
+        |case, rt| sel.opts.selects(&format!("blocking/{case}"), rt)
+    }
+}
+
+impl Family for Blocking {
+    fn words(&self) -> Vec<&'static str> {
+        vec!["blocking"]
+    }
+
+    fn selected(&self, sel: &Selection) -> bool {
+        sel.blocking
+    }
+
+    fn steps(&self, sel: &Selection) -> u64 {
+        crate::blocking::steps(Blocking::reps(sel), Blocking::selects(sel))
+    }
+
+    fn run(&mut self, sel: &Selection, progress: Progress<'_>) -> Result<(), String> {
+        self.rows = crate::blocking::run(Blocking::reps(sel), Blocking::selects(sel), progress);
+        Ok(())
+    }
+
+    fn records(&self) -> Vec<Record> {
+        crate::blocking::records(&self.rows)
+    }
+
+    fn print(&self, _: &Selection) {
+        crate::blocking::print_table(&self.rows);
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod affinity;
 pub mod bench;
+pub mod blocking;
 pub mod child;
 pub mod dot;
 pub mod family;

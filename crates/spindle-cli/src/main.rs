@@ -63,6 +63,8 @@ enum ChildCommand {
         cores: usize,
         quick: u8,
     },
+    /// Run case CASE of the blocking suite on RUNTIME once; print its figure as JSON.
+    Blocking { case: String, runtime: String },
 }
 
 #[derive(Args)]
@@ -106,6 +108,11 @@ struct BenchArgs {
     /// Draw the scaling suite's speedups into this SVG file. Implies --scaling.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
+    /// Run the blocking suite instead: the worst stall a blocking call in one thread
+    /// causes its core's other threads (with and without handoff), and blocking_mix
+    /// (compute beside threads that sleep in std) against tokio and Go.
+    #[arg(long)]
+    blocking: bool,
 }
 
 fn main() -> ExitCode {
@@ -144,6 +151,9 @@ fn main() -> ExitCode {
                     cores,
                     quick,
                 } => spindle_cli::scaling::serve_child(&work, &runtime, cores, quick == 1),
+                ChildCommand::Blocking { case, runtime } => {
+                    spindle_cli::blocking::serve_child(&case, &runtime)
+                }
                 ChildCommand::Serve { kind, peer } => {
                     let (Some(k), Some(p)) =
                         (servers::Kind::parse(&kind), servers::Peer::parse(&peer))
@@ -326,6 +336,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         }),
         plot: args.plot.clone(),
         quick: args.quick,
+        blocking: args.blocking,
     };
     if sel.scaling.as_ref().is_some_and(|c| c.contains(&0)) {
         return Err("--cores: a core count is at least 1".into());

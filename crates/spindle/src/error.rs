@@ -323,6 +323,10 @@ pub enum ConfigError {
     Tick,
     /// The watchdog's slice count is zero.
     WatchdogSlices,
+    /// The handoff's tick count is zero.
+    HandoffTicks,
+    /// The spare-thread bound is zero while handoff is on.
+    SpareThreads,
     /// The process forked and this is the child: runtimes cannot be used there.
     Forked,
     /// An environment variable that configures the runtime has a value it cannot use.
@@ -422,6 +426,14 @@ impl fmt::Display for ConfigError {
             ConfigError::WatchdogSlices => f.write_str(
                 "the watchdog's slice count is zero: give RuntimeBuilder::watchdog_slices 1 or \
                  more (the default is 10)",
+            ),
+            ConfigError::HandoffTicks => f.write_str(
+                "the handoff's tick count is zero: give RuntimeBuilder::handoff_after 1 or more \
+                 (the default is 2), or turn handoff off with handoff(false)",
+            ),
+            ConfigError::SpareThreads => f.write_str(
+                "the spare OS thread bound is zero: give RuntimeBuilder::spare_threads 1 or more \
+                 (the default is 128), or turn handoff off with handoff(false)",
             ),
         }
     }

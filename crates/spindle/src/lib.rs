@@ -53,6 +53,7 @@ mod registry;
 mod runtime;
 mod sched;
 mod shared;
+mod spares;
 pub mod stack;
 pub mod sync;
 pub mod sys;
@@ -63,7 +64,10 @@ pub mod topology;
 pub use blocking::{BLOCKING_THREADS, blocking};
 pub use error::{ConfigError, CoreError, SpawnError};
 pub use names::spawn_named;
-pub use preempt::{DEFAULT_TICK, DEFAULT_TIME_SLICE, DEFAULT_WATCHDOG_SLICES, PREEMPT_SIGNAL};
+pub use preempt::{
+    DEFAULT_HANDOFF_TICKS, DEFAULT_SPARE_THREADS, DEFAULT_TICK, DEFAULT_TIME_SLICE,
+    DEFAULT_WATCHDOG_SLICES, PREEMPT_SIGNAL,
+};
 pub use runtime::shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
 pub use runtime::{
     CORES_ENV, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, Handle, MAIN_STACK_SIZE, Runtime,
@@ -116,4 +120,10 @@ pub use spindle_macros::thread;
 pub mod __private {
     pub use crate::names::{Entry, THREADS, call_erased};
     pub use linkme;
+
+    /// Makes every later handoff go through the carrier's signal handler, the path of
+    /// kernels without `membarrier` (for tests).
+    pub fn handoff_by_signal() {
+        crate::preempt::stuck::BY_SIGNAL.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -42,22 +42,48 @@ pub const BALANCE_EVERY: Duration = Duration::from_millis(2);
 /// The stats sampler's period.
 pub const STATS_EVERY: Duration = Duration::from_millis(10);
 
+/// One pass of a maintenance thread's work.
+type Work = Box<dyn Fn(&Arc<Shared>) + Send>;
+
 /// A maintenance thread: its name, its period, and one pass of its work.
-type Job = (&'static str, Duration, fn(&Shared));
+type Job = (&'static str, Duration, Work);
 
 /// Starts the runtime's maintenance threads. Called once by `RuntimeBuilder::build`,
-/// from the building OS thread.
-pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), crate::SpawnError> {
+/// from the building OS thread. `after_tick` runs after each tick: the runtime's half
+/// of the handoff (`runtime::carriers::assign`), handed down from above.
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    after_tick: fn(&Arc<Shared>),
+) -> Result<(), crate::SpawnError> {
     let mut jobs: Vec<Job> = vec![
-        ("spindle-reaper", REAP_EVERY, |_| {
-            crate::stack::reap();
-        }),
-        ("spindle-balancer", BALANCE_EVERY, balance),
-        ("spindle-stats", STATS_EVERY, sample),
+        (
+            "spindle-reaper",
+            REAP_EVERY,
+            Box::new(|_: &Arc<Shared>| {
+                crate::stack::reap();
+            }),
+        ),
+        (
+            "spindle-balancer",
+            BALANCE_EVERY,
+            Box::new(|s: &Arc<Shared>| balance(s)),
+        ),
+        (
+            "spindle-stats",
+            STATS_EVERY,
+            Box::new(|s: &Arc<Shared>| sample(s)),
+        ),
     ];
     let config = &shared.clock.config;
     if shared.has_service() && config.ticker {
-        jobs.push(("spindle-ticker", config.tick, tick));
+        jobs.push((
+            "spindle-ticker",
+            config.tick,
+            Box::new(move |s: &Arc<Shared>| {
+                tick(s);
+                after_tick(s);
+            }),
+        ));
     }
     for (name, period, work) in jobs {
         let weak = Arc::downgrade(shared);
@@ -100,7 +126,7 @@ fn spawn_detached(
 /// preempting while the shutdown unwinds the other threads). Passes are due at fixed
 /// times (start + k × period), so the work and the wake-up latency do not stretch the
 /// period; a pass that is late is not made up for.
-fn every(weak: &Weak<Shared>, period: Duration, work: fn(&Shared)) {
+fn every(weak: &Weak<Shared>, period: Duration, work: Work) {
     let mut next = std::time::Instant::now();
     loop {
         {

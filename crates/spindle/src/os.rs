@@ -84,3 +84,57 @@ pub(crate) unsafe fn raw_syscall(nr: u32, a: [u64; 6]) -> i64 {
     }
     ret
 }
+
+/// `membarrier(2)` commands (`linux/membarrier.h`).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+/// Whether this process registered for expedited private membarriers: 0 not yet
+/// tried, 1 yes, 2 unavailable (an old kernel, or a seccomp profile that refuses it),
+/// 3 registering.
+static MEMBARRIER: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Registers the process for [`membarrier`], once, on an OS thread of its own: in a
+/// process with several threads the kernel waits for a grace period (milliseconds),
+/// which no caller should wait for. [`membarrier_ready`] says when it is done.
+pub(crate) fn register_membarrier() {
+    use std::sync::atomic::Ordering;
+    if MEMBARRIER
+        .compare_exchange(0, 3, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let register = || {
+        // SAFETY: membarrier takes plain integers; an unknown command is an error.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                0,
+                0,
+            )
+        };
+        MEMBARRIER.store(if r == 0 { 1 } else { 2 }, Ordering::Release);
+    };
+    if std::thread::Builder::new()
+        .name("spindle-membarrier".into())
+        .spawn(register)
+        .is_err()
+    {
+        MEMBARRIER.store(2, Ordering::Release);
+    }
+}
+
+/// Whether [`membarrier`] may be used (registered).
+pub(crate) fn membarrier_ready() -> bool {
+    MEMBARRIER.load(std::sync::atomic::Ordering::Acquire) == 1
+}
+
+/// A full memory barrier on every running thread of the process (the heavy side of an
+/// asymmetric fence: the other side needs only a compiler fence). Call only after
+/// [`membarrier_ready`] returned true.
+pub(crate) fn membarrier() {
+    // SAFETY: as above; registration succeeded, so the command is allowed.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
+}

@@ -39,6 +39,9 @@ pub(crate) struct Shared {
     pub(crate) poller: crate::io::Poller,
     /// The pool of `spindle::blocking`.
     pub(crate) blocking: crate::pool::Pool,
+    /// The spare OS threads that carry cores handed off (`spares`), and every
+    /// carrier's handle.
+    pub(crate) spares: crate::spares::Spares,
     /// The runtime's own maintenance threads (`maintenance::start`), which a shutdown
     /// stops after the other threads.
     pub(crate) maintenance: Mutex<Vec<ThreadId>>,
@@ -46,7 +49,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown_timeout: Duration,
     /// Set when the shutdown stops the cores: maintenance threads end.
     pub(crate) stopping: AtomicBool,
-    /// Core OS threads running (started minus ended).
+    /// Carrier OS threads running, spares included (started minus ended).
     pub(crate) running_cores: AtomicUsize,
     /// A core did not stop in time: the last core to stop reclaims (`shutdown`).
     pub(crate) deferred: AtomicBool,

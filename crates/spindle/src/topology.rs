@@ -49,14 +49,20 @@ pub(crate) fn pin_current(cpu: usize) -> io::Result<()> {
 
 /// Confines the calling OS thread to the CPUs in `cpus` (an unpinned core of a type).
 pub(crate) fn confine_current(cpus: &[usize]) -> io::Result<()> {
+    confine(0, cpus)
+}
+
+/// Confines OS thread `tid` of this process (0: the calling one) to the CPUs in
+/// `cpus`.
+pub(crate) fn confine(tid: i32, cpus: &[usize]) -> io::Result<()> {
     // SAFETY: all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
         // SAFETY: `cpu` is below CPU_SETSIZE (filtered).
         unsafe { libc::CPU_SET(cpu, &mut set) };
     }
-    // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    // SAFETY: `tid` names a thread (0: the calling one); `set` is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(tid, size_of::<libc::cpu_set_t>(), &set) };
     if rc == 0 {
         Ok(())
     } else {

@@ -129,7 +129,10 @@ fn a_spinning_thread_that_is_not_preemptible_is_reported_once() {
 fn a_core_blocked_in_the_kernel_is_reported() {
     install();
     let done = common::watchdog("a_core_blocked_in_the_kernel_is_reported", 60);
+    // Without handoff the core stays blocked with its OS thread (with it, the core
+    // goes to a spare OS thread within a few ticks: `tests/handoff.rs`).
     let rt = Runtime::builder()
+        .handoff(false)
         .cores(1)
         .time_slice(Duration::from_millis(2))
         .watchdog_slices(5)

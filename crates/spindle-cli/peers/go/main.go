@@ -7,6 +7,12 @@
 //
 // Usage: go-scaling <workload> <n> <m>. Each call runs the workload once to warm up,
 // then once timed.
+//
+// The blocking suite (`spindle bench --blocking`) adds blocking_mix: n goroutines
+// compute in chunks for m milliseconds while n/10 more call nanosleep(2) for 1 ms in
+// a loop (a real blocking system call, as std::thread::sleep is in the Rust peers;
+// Go's own time.Sleep would not block its thread); blocking_mix_base is the same
+// without the sleepers. Both print the number of chunks computed instead of a time.
 package main
 
 import (
@@ -16,6 +22,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -160,6 +167,56 @@ func spawnJoin(n uint64) {
 	}
 }
 
+// chunk is one unit of the blocking suite's compute: 1,000 steps of a 64-bit LCG,
+// as in the Rust peers.
+func chunk(x uint64) uint64 {
+	for i := 0; i < 1000; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	return x
+}
+
+var sink atomic.Uint64
+
+// blockingMix computes on n goroutines (with n/10 sleepers if sleepers is set) for
+// ms milliseconds and returns the chunks computed.
+func blockingMix(n, ms uint64, sleepers bool) uint64 {
+	var stop atomic.Bool
+	var chunks atomic.Uint64
+	var wg sync.WaitGroup
+	if sleepers {
+		for s := uint64(0); s < n/10; s++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ts := syscall.Timespec{Nsec: 1_000_000}
+				for !stop.Load() {
+					syscall.Nanosleep(&ts, nil)
+				}
+			}()
+		}
+	}
+	for c := uint64(0); c < n; c++ {
+		wg.Add(1)
+		go func(c uint64) {
+			defer wg.Done()
+			x := c
+			var done uint64
+			for !stop.Load() {
+				x = chunk(x)
+				done++
+				runtime.Gosched()
+			}
+			sink.Add(x)
+			chunks.Add(done)
+		}(c)
+	}
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	return chunks.Load()
+}
+
 func one(work string, n, m uint64) {
 	switch work {
 	case "skynet":
@@ -198,6 +255,10 @@ func main() {
 	if err1 != nil || err2 != nil {
 		fmt.Fprintln(os.Stderr, "n and m are numbers")
 		os.Exit(2)
+	}
+	if os.Args[1] == "blocking_mix" || os.Args[1] == "blocking_mix_base" {
+		fmt.Println(blockingMix(n, m, os.Args[1] == "blocking_mix"))
+		return
 	}
 	one(os.Args[1], n, m)
 	t0 := time.Now()

@@ -65,7 +65,7 @@ pub(crate) const STACK_ALIGNMENT: usize = 16;
 
 /// Callee-saved state of a suspended thread. Field order is the asm's offsets.
 #[repr(C)]
-#[derive(Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Context {
     rsp: usize,
     rbx: usize,

@@ -120,7 +120,11 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     let tcb = Tcb::at_top_of(base, size);
     // SAFETY: `sp` lies in this block, so the interrupted code runs on this thread's stack: the thread is alive, and (same OS thread) cannot change while we run. Its core lives as long as the runtime.
     unsafe {
-        if (*tcb).core.get().is_null() || (*tcb).state() != State::Running {
+        if (*tcb).adrift.load(std::sync::atomic::Ordering::Relaxed) != 0
+            || (*tcb).core.get().is_null()
+            || (*tcb).state() != State::Running
+        {
+            // Adrift (or being let go): its core's signals are not for it.
             return;
         }
         let core = Core::of(tcb);
@@ -130,6 +134,10 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             return;
         }
         let count = (*tcb).preempt_count.load(Ordering::Relaxed);
+        if count == 0 && core.let_go(tcb) {
+            // The core goes to a spare OS thread; this one runs the thread on.
+            return;
+        }
         if count == 0 && k.want_name.load(Ordering::Relaxed) {
             watchdog::hand_over_name(k, tcb);
         }
@@ -145,6 +153,15 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             core.resched.ask_here();
             return;
         }
+        // Raised until `preempted` has yielded: no second preemption in between.
+        (*tcb).preempt_count.store(1, Ordering::Relaxed);
+        // As at every count 0 → 1 (`PreemptGuard::of`): the tick's handoff may be
+        // taking the core (`sched::carrier`), and then the yield must not touch it.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if (*tcb).adrift.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            (*tcb).preempt_count.store(0, Ordering::Relaxed);
+            return;
+        }
         // Below the red zone, push the interrupted instruction pointer, as a `call`
         // at that point would have; the trampoline's `ret 128` pops it and skips the
         // red zone again.
@@ -152,7 +169,5 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         (new_sp as *mut usize).write(ip);
         gregs[libc::REG_RSP as usize] = new_sp as i64;
         gregs[libc::REG_RIP as usize] = trampoline::entry() as i64;
-        // Raised until `preempted` has yielded: no second preemption in between.
-        (*tcb).preempt_count.store(1, Ordering::Relaxed);
     }
 }

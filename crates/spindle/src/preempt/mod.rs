@@ -77,6 +77,7 @@ pub(crate) mod code;
 pub(crate) mod config;
 pub(crate) mod handler;
 mod signal;
+pub(crate) mod stuck;
 pub(crate) mod tick;
 pub(crate) mod ticker;
 mod trampoline;
@@ -93,6 +94,14 @@ pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
 /// Default number of its own slices a thread may hold its core without a schedule
 /// point before the watchdog reports it.
 pub const DEFAULT_WATCHDOG_SLICES: u32 = 10;
+
+/// Default number of ticks a worker core's thread may block its OS thread in the
+/// kernel before the core goes to a spare OS thread (`RuntimeBuilder::handoff_after`).
+pub const DEFAULT_HANDOFF_TICKS: u32 = 2;
+
+/// Default bound on the OS threads a runtime starts beyond one per core, to carry the
+/// cores whose OS threads block in the kernel (`RuntimeBuilder::spare_threads`).
+pub const DEFAULT_SPARE_THREADS: usize = 128;
 
 /// The signal the tick sends a core's OS thread to preempt its running thread. SIGURG
 /// is ignored by default and rarely used by programs (Go's runtime made the same

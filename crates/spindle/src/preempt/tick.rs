@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::PREEMPT_SIGNAL;
 use super::clock::{Clock, RUN_PREEMPTIBLE, RUN_RUNNING, RUN_SLICE};
 use super::signal;
+use super::stuck;
 use super::watchdog;
 use crate::loom::Ordering;
 use crate::sched::clock::CoreClock;
@@ -47,9 +48,14 @@ pub(crate) fn tick(set: &CoreSet, clock: &Clock, now: Instant) {
             w.points = points;
             w.flagged_at = None;
             w.reported = false;
+            w.still_since = t;
+            w.recheck_at = 0;
         }
         if run & RUN_RUNNING == 0 {
             continue;
+        }
+        if clock.config.handoff {
+            stuck::check(core, w, t, clock.config.handoff_ticks, points);
         }
         let slice = (run & RUN_SLICE).max(1);
         let elapsed = t.saturating_sub(k.start.load(Ordering::Relaxed));

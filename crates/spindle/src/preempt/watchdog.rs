@@ -34,6 +34,10 @@ pub(crate) struct Watch {
     pub(super) cpu_at_flag: u64,
     /// A report waiting for the thread's name.
     pending: Option<Pending>,
+    /// Tick at which the schedule point counter last moved (`stuck`).
+    pub(super) still_since: u64,
+    /// No `/proc` read for this core's handoff check before this tick (`stuck`).
+    pub(super) recheck_at: u64,
 }
 
 #[derive(Clone, Copy)]

@@ -38,6 +38,11 @@ impl RuntimeBuilder {
         crate::stack::overflow::set_describer(crate::task::tcb::describe_overflowed);
         crate::fork::install();
         crate::preempt::handler::install();
+        if self.preempt.handoff {
+            // The tick's handoff takes stuck cores with membarrier(2) once it is
+            // registered, and through the carriers' signal handler until then.
+            crate::os::register_membarrier();
+        }
         let spin = self.idle_spin;
         let hyper = plan.hyper;
         let hyper_spin = if plan.hyper_shares_cpu {
@@ -62,6 +67,7 @@ impl RuntimeBuilder {
                     hwm: AtomicUsize::new(0),
                     types: plan.types,
                     foreign_typed: std::array::from_fn(|_| AtomicI64::new(0)),
+                    adrift: AtomicUsize::new(0),
                     hyper,
                     service_ty: plan.service_ty,
                     maint_ty: plan.service_ty.unwrap_or(0),
@@ -80,6 +86,7 @@ impl RuntimeBuilder {
                 collect_role: crate::offload::CollectRole { service },
                 poller: crate::io::Poller::new(),
                 blocking: crate::pool::Pool::default(),
+                spares: crate::spares::Spares::default(),
                 maintenance: Mutex::new(Vec::new()),
                 shutdown_timeout: self.shutdown_timeout,
                 stopping: AtomicBool::new(false),
@@ -107,14 +114,16 @@ impl RuntimeBuilder {
                 }
             }
         }
-        crate::maintenance::start(&rt.handle.shared).map_err(|e| os_error(&e))?;
+        crate::maintenance::start(&rt.handle.shared, super::carriers::assign)
+            .map_err(|e| os_error(&e))?;
         // Without a hypercore, the tick (time slices, preemption, watchdog) runs on an
         // OS thread of its own.
         let shared = &rt.handle.shared;
         if shared.clock.config.ticker && !shared.has_service() {
             let sh = shared.clone();
             crate::preempt::ticker::start(&shared.clock, move |now| {
-                crate::preempt::tick::tick(&sh, &sh.clock, now)
+                crate::preempt::tick::tick(&sh, &sh.clock, now);
+                super::carriers::assign(&sh);
             })
             .map_err(|e| os_error(&e))?;
         }

@@ -208,6 +208,50 @@ impl RuntimeBuilder {
         self.preempt.watchdog_slices = slices;
         self
     }
+
+    /// Whether a worker core whose OS thread blocks in the kernel goes to another OS
+    /// thread (default `true`).
+    ///
+    /// With handoff, ordinary blocking code — `std::thread::sleep`, `std::fs`, a
+    /// `read` on a pipe, a `std::sync::Mutex` whose holder was preempted — stalls only
+    /// the thread that calls it: once the core's thread has passed no schedule point
+    /// for [`handoff_after`](RuntimeBuilder::handoff_after) ticks and its OS thread
+    /// sleeps in the kernel, the tick gives the core to a spare OS thread, which runs
+    /// its other threads. The blocked thread runs on, off any core, until its next
+    /// runtime call puts it back on a core of its type (its own core if bound). The
+    /// detection costs the workers nothing: the tick reads what each core publishes,
+    /// and reads `/proc` only for a core that has not moved.
+    ///
+    /// With `false`, a blocking call holds its core's OS thread and every thread
+    /// queued on that core waits until it returns (a `std::sync::Mutex` held by a
+    /// thread of the same core then deadlocks it); no spare OS thread is ever started.
+    /// [`blocking`](crate::blocking) still moves a call off the core at once.
+    /// Handoff needs the ticker ([`ticker`](RuntimeBuilder::ticker)), and applies to
+    /// worker cores: the service core's own calls are made non-blocking instead.
+    pub fn handoff(mut self, on: bool) -> RuntimeBuilder {
+        self.preempt.handoff = on;
+        self
+    }
+
+    /// Ticks a core's thread may block its OS thread in the kernel before the core
+    /// is handed to a spare OS thread (default
+    /// [`DEFAULT_HANDOFF_TICKS`](crate::DEFAULT_HANDOFF_TICKS), 2: about 2 ms with the
+    /// default tick). Zero is a [`ConfigError::HandoffTicks`].
+    pub fn handoff_after(mut self, ticks: u32) -> RuntimeBuilder {
+        self.preempt.handoff_ticks = ticks;
+        self
+    }
+
+    /// At most this many OS threads beyond one per core carry the cores handed off
+    /// while their OS threads block (default
+    /// [`DEFAULT_SPARE_THREADS`](crate::DEFAULT_SPARE_THREADS), 128). A spare that
+    /// has had no core for 10 s ends. When every spare is in use, a stuck core waits
+    /// for one, and stderr says so once, naming the threads blocked off their cores.
+    /// Zero, with handoff on, is a [`ConfigError::SpareThreads`].
+    pub fn spare_threads(mut self, n: usize) -> RuntimeBuilder {
+        self.preempt.spare_threads = n;
+        self
+    }
 }
 
 /// Picks the variant of each named thread for a list of core types (the signature of

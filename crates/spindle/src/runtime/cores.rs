@@ -1,5 +1,5 @@
 //! A runtime's cores: starting one (at build, or added while it runs), removing one,
-//! the body of a core's OS thread, and the leaving core's evacuation.
+//! and the leaving core's evacuation (its OS threads are in `carriers`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,8 +10,6 @@ use crate::limits::MAX_CORES;
 use crate::sched::role::CoreRole;
 use crate::sched::{Core, CoreCtx, CoreState};
 use crate::shared::Shared;
-use crate::stack::overflow::AltStack;
-use crate::topology;
 
 impl Handle {
     /// Starts a core of type `ty` (a retired core of that type is reused). Call with
@@ -29,15 +27,7 @@ impl Handle {
             }
         };
         let core = &shared.cores[id];
-        // The previous OS thread of a reused core has finished (it set Retired last).
-        if let Some(h) = core
-            .os_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = h.join();
-        }
+        // A reused core's last carrier set `Retired` as its last touch of the core.
         let cpus = &shared.types[ty].cpus;
         let cpu = if Some(ty) == shared.service_ty {
             (!shared.one_cpu).then(|| cpus[0])
@@ -63,7 +53,7 @@ impl Handle {
         } else {
             &shared.collect_role
         };
-        // SAFETY: the core's OS thread is not running (it has not started, or a retired core's has ended: joined above); the role lives in the runtime, which outlives the core.
+        // SAFETY: no OS thread runs the core (it has not started, or it is retired: its last carrier wrote that after its last touch); the role lives in the runtime, which outlives the core.
         unsafe { core.set_role(role) };
         core.halt.store(false, Ordering::Relaxed);
         core.resched.clear();
@@ -73,30 +63,9 @@ impl Handle {
             // Release: the core's fields are set before others scan it.
             shared.hwm.store(id + 1, Ordering::Release);
         }
-        let handle = self.clone();
-        let mask = cpus.clone();
-        // Counted before it starts: its end is counted in `core_main`.
-        shared.running_cores.fetch_add(1, Ordering::SeqCst);
-        let spawned = std::thread::Builder::new()
-            .name(format!("spindle-core-{id}"))
-            .spawn(move || {
-                // A panic here is a bug in the scheduler, with threads' state half
-                // updated: stop the process rather than leave it hanging.
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    core_main(handle, id, cpu, mask)
-                }));
-                if r.is_err() {
-                    eprintln!("spindle: core {id} panicked in the scheduler; aborting");
-                    std::process::abort();
-                }
-            });
-        match spawned {
-            Ok(h) => {
-                *core.os_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
-                Ok(id)
-            }
+        match super::carriers::start(shared, Some(id)) {
+            Ok(()) => Ok(id),
             Err(e) => {
-                shared.running_cores.fetch_sub(1, Ordering::SeqCst);
                 core.set_state(CoreState::Retired);
                 Err(CoreError::Os {
                     message: e.to_string(),
@@ -199,48 +168,11 @@ impl Handle {
     }
 }
 
-/// The body of a core's OS thread: pin, run the scheduler until halted, then retire
-/// (removal) or stop (shutdown).
-fn core_main(handle: Handle, id: usize, cpu: Option<usize>, mask: Vec<usize>) {
-    let shared = handle.shared();
-    let core = &shared.cores[id];
-    match cpu {
-        // Pinning is best effort: a CPU set that changed since `build` leaves the core
-        // unpinned rather than failing it.
-        Some(cpu) => {
-            let _ = topology::pin_current(cpu);
-        }
-        None => {
-            let _ = topology::confine_current(&mask);
-        }
-    }
-    let _alt = AltStack::install();
-    core.clock.started();
-    loop {
-        if core.halt.load(Ordering::Acquire) {
-            break;
-        }
-        // SAFETY: this is the core's scheduler context, on its own OS thread.
-        if !unsafe { core.run_next() } && !core.halt.load(Ordering::Acquire) {
-            core.idle();
-        }
-    }
-    // SAFETY: scheduler context: complete the switch that brought us back.
-    unsafe { core.finish_switch() };
-    if core.state() == CoreState::Leaving && !shared.shutdown.load(Ordering::Acquire) {
-        retire(shared, core);
-    }
-    core.drop_spin_token();
-    // SAFETY: the core's scheduler context, on its own OS thread, after its last switch.
-    unsafe { CoreCtx::stopped(core) }.publish_stats();
-    core.clock.stopped();
-    super::shutdown::core_stopped(shared);
-}
-
-/// The leaving core's side of removal (see the module docs and `sched::lifecycle`).
-/// Runs in the core's scheduler context, after the `finish_switch` of the last thread
-/// it ran.
-fn retire(shared: &Shared, core: &Core) {
+/// The leaving core's side of removal (see the module docs and `sched::lifecycle`),
+/// up to `Evacuating` with everything handed over: its carrier writes `Retired` once
+/// it stopped touching the core. Runs in the core's scheduler context, after the
+/// `finish_switch` of the last thread it ran.
+pub(super) fn retire(shared: &Shared, core: &Core) {
     // None of our threads is on a CPU any more: from now on wakers send them to other
     // cores, and senders stop offering to us.
     core.set_state(CoreState::Evacuating);
@@ -273,5 +205,4 @@ fn retire(shared: &Shared, core: &Core) {
         core.evacuate();
     }
     core.halt.store(false, Ordering::Relaxed);
-    core.set_state(CoreState::Retired);
 }

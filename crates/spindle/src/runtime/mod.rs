@@ -32,6 +32,7 @@
 //! instead.
 
 mod build;
+pub(crate) mod carriers;
 mod config;
 mod cores;
 mod handle;
@@ -167,6 +168,7 @@ where
 
 /// Statistics of the core the caller runs on, or `None` outside a runtime.
 pub fn core_stats() -> Option<CoreStats> {
+    let _g = crate::sched::guard::PreemptGuard::new();
     let (mut ctx, _) = CoreCtx::current()?;
     Some(ctx.stats())
 }

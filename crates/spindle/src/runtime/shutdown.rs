@@ -84,13 +84,8 @@ pub(crate) fn shut_down(shared: &Shared) {
         claim_reclaim(shared);
         return;
     }
-    for (core, name) in &stuck {
-        eprintln!(
-            "spindle: shutdown: core {core} is still running {name}, which neither reaches a \
-             schedule point nor can be preempted; the runtime's remaining threads and memory \
-             are reclaimed when it stops (give such a loop Builder::preemptible(true) or a \
-             spindle::preempt_point())"
-        );
+    for line in &stuck {
+        eprintln!("spindle: shutdown: {line}");
     }
     // Hand the reclaim to the last core to stop (`core_stopped`), unless it stopped
     // meanwhile.
@@ -171,9 +166,10 @@ fn abandon_where(shared: &Shared, select: impl Fn(ThreadId) -> bool) {
 }
 
 /// Phase 3: ends the maintenance threads and halts every core, preempting what
-/// spins; returns the cores that did not stop by `deadline`, with the thread each
-/// runs.
-fn stop_cores(shared: &Shared, deadline: Instant) -> Vec<(usize, String)> {
+/// spins, then ends the spare OS threads; returns what did not stop by `deadline`
+/// (cores with the thread each runs, threads still blocked off their cores), one
+/// sentence each.
+fn stop_cores(shared: &Shared, deadline: Instant) -> Vec<String> {
     shared.stopping.store(true, Ordering::Release);
     let internal = shared.maintenance_threads();
     let before = shared.live_threads();
@@ -193,23 +189,41 @@ fn stop_cores(shared: &Shared, deadline: Instant) -> Vec<(usize, String)> {
     }
     let mut backoff = Backoff::new();
     loop {
+        // A core is done once no OS thread carries it; a thread adrift (`carriers`)
+        // still runs on its own stack.
         let running: Vec<usize> = shared
             .started()
             .iter()
-            .filter(|c| c.os_thread_running())
+            .filter(|c| c.carried())
             .map(|c| c.id)
             .collect();
-        if running.is_empty() {
+        let adrift = shared.adrift.load(Ordering::Relaxed);
+        if running.is_empty() && adrift == 0 {
             break;
         }
         if Instant::now() >= deadline {
-            return running
+            let mut stuck: Vec<String> = running
                 .into_iter()
                 .map(|id| {
                     let name = crate::preempt::watchdog::running_thread(&shared.cores[id]);
-                    (id, name)
+                    format!(
+                        "core {id} is still running {name}, which neither reaches a schedule \
+                         point nor can be preempted; the runtime's remaining threads and memory \
+                         are reclaimed when it stops (give such a loop \
+                         Builder::preemptible(true) or a spindle::preempt_point())"
+                    )
                 })
                 .collect();
+            if adrift != 0 {
+                stuck.push(format!(
+                    "{adrift} thread(s) still block their OS threads in the kernel off their \
+                     cores ({}); the runtime's remaining threads and memory are reclaimed when \
+                     they return",
+                    super::carriers::adrift_threads(shared).join(", ")
+                ));
+            }
+            shared.spares.stop();
+            return stuck;
         }
         for &id in &running {
             // Preempts a preemptible thread at its next safe point (whose schedule
@@ -219,11 +233,10 @@ fn stop_cores(shared: &Shared, deadline: Instant) -> Vec<(usize, String)> {
         }
         backoff.wait();
     }
-    for c in shared.started() {
-        let h = c.os_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = h {
-            let _ = h.join();
-        }
+    // Every core halted and no thread is adrift: the spares end, and every carrier
+    // OS thread is joined.
+    for h in shared.spares.stop() {
+        let _ = h.join();
     }
     Vec::new()
 }

@@ -20,6 +20,9 @@ pub(crate) struct CoreClock {
     pub(crate) run: AtomicU64,
     /// The running thread's id (`Tcb::id_u64`).
     pub(crate) id: AtomicU64,
+    /// The running thread's TCB address (on its stack block, which stays mapped):
+    /// what the tick's handoff marks (`carrier`).
+    pub(crate) tcb: AtomicUsize,
     /// The core's OS thread id, 0 while it is not running.
     pub(crate) tid: AtomicI32,
     /// Preemption signals the tick sent this core (written by the tick).
@@ -59,13 +62,14 @@ impl CoreClock {
             .store(self.points.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
 
-    /// A switch to the thread with `run` word `run` and id `id`.
+    /// A switch to the thread with `run` word `run`, id `id` and TCB at `tcb`.
     #[inline(always)]
-    pub(crate) fn switched_to(&self, run: u64, id: u64) {
+    pub(crate) fn switched_to(&self, run: u64, id: u64, tcb: usize) {
         self.start
             .store(self.now.load(Ordering::Relaxed), Ordering::Relaxed);
         self.run.store(run, Ordering::Relaxed);
         self.id.store(id, Ordering::Relaxed);
+        self.tcb.store(tcb, Ordering::Relaxed);
         self.bump();
     }
 

@@ -74,6 +74,9 @@ pub struct CoreStats {
     /// Threads of other cores that a thread of this core woke and that then ran here
     /// (wake affinity: a woken thread follows its waker within a type).
     pub woken_here: u64,
+    /// Times this core was handed to another OS thread because its thread blocked
+    /// its OS thread in the kernel (`spindle` handoff).
+    pub handed_off: u64,
 }
 
 impl std::ops::AddAssign for CoreStats {
@@ -100,6 +103,7 @@ impl std::ops::AddAssign for CoreStats {
             sibling_wakes,
             spin_ns,
             woken_here,
+            handed_off,
         } = o;
         self.switches += switches;
         self.spawned += spawned;
@@ -121,6 +125,7 @@ impl std::ops::AddAssign for CoreStats {
         self.sibling_wakes += sibling_wakes;
         self.spin_ns += spin_ns;
         self.woken_here += woken_here;
+        self.handed_off += handed_off;
     }
 }
 
@@ -198,7 +203,7 @@ pub(crate) struct Published {
     pub(crate) level: CachePadded<AtomicU8>,
 }
 
-/// One core: a scheduler bound to one OS thread.
+/// One core: a scheduler that one OS thread at a time runs (its carrier: `carrier`).
 pub(crate) struct Core {
     pub(crate) id: usize,
     /// The set this core belongs to (it lives inside it).
@@ -236,8 +241,8 @@ pub(crate) struct Core {
     /// Live threads per type counted on this core: spawned here minus exited here
     /// (single writer; the sum over all cores is the live count of a type).
     pub(crate) typed: [AtomicI64; MAX_TYPES],
-    /// The OS thread running this core.
-    pub(crate) os_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Which OS thread holds the core, and its handoff to another (`carrier`).
+    pub(crate) carrier: super::carrier::Carrier,
     /// What the core publishes for the tick (schedule points, slice start, running
     /// thread) and the preemption signal's counters.
     pub(crate) clock: CachePadded<CoreClock>,
@@ -299,7 +304,7 @@ impl Core {
             },
             epoch: CachePadded::new(AtomicU64::new(0)),
             typed: std::array::from_fn(|_| AtomicI64::new(0)),
-            os_thread: Mutex::new(None),
+            carrier: super::carrier::Carrier::default(),
             clock: CachePadded::new(CoreClock::default()),
             spin_token: AtomicBool::new(false),
             stats: Mutex::new(CoreStats::default()),
@@ -419,12 +424,9 @@ impl Core {
         let c = &self.typed[ty as usize];
         c.store(c.load(Ordering::Relaxed) + delta, Ordering::Relaxed);
     }
-    /// Whether the core's OS thread is still running (started and not ended).
-    pub(crate) fn os_thread_running(&self) -> bool {
-        self.os_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|h| !h.is_finished())
+    /// Whether an OS thread runs the core now (its carrier published itself and has
+    /// not stopped or let go).
+    pub(crate) fn carried(&self) -> bool {
+        self.clock.tid.load(Ordering::Relaxed) != 0
     }
 }

@@ -74,6 +74,17 @@ impl<'a> CoreCtx<'a> {
     }
 
     fn local(&mut self) -> &mut CoreLocal {
+        // A running thread touches its core's state only inside the runtime's critical
+        // sections: that is what keeps the core's handoff (`carrier`) from racing it.
+        #[cfg(debug_assertions)]
+        if let Some(t) = current_tcb() {
+            // SAFETY: the running thread's own TCB.
+            let count = unsafe {
+                (*t).preempt_count
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            };
+            assert!(count > 0, "core-local state touched outside a PreemptGuard");
+        }
         // SAFETY: a token exists only on the core's OS thread (see the constructors), and the reference lives no longer than this borrow of the token.
         unsafe { &mut *self.l }
     }

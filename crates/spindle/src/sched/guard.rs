@@ -37,13 +37,23 @@ impl PreemptGuard {
     #[inline(always)]
     pub(crate) unsafe fn of(me: *mut Tcb) -> PreemptGuard {
         // SAFETY: only the running thread changes its own count (caller).
-        unsafe {
+        let was = unsafe {
             let c = &(*me).preempt_count;
-            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        }
-        // The signal handler runs on this OS thread: order the raise before the
-        // critical section as the compiler sees it.
+            let was = c.load(Ordering::Relaxed);
+            c.store(was + 1, Ordering::Relaxed);
+            was
+        };
+        // The signal handler runs on this OS thread, and the tick's handoff pairs this
+        // with `membarrier`: order the raise before the critical section (and before
+        // the adrift mark's load) as the compiler sees it.
         compiler_fence(Ordering::SeqCst);
+        // SAFETY: the running thread's own TCB; the mark is atomic.
+        if was == 0 && unsafe { (*me).adrift.load(Ordering::Relaxed) } != 0 {
+            // Its core is being, or was, handed to another OS thread while it blocked:
+            // wait for the verdict, and rejoin a core before touching one (`carrier`).
+            // SAFETY: per the contract; the count is raised.
+            unsafe { super::carrier::settle(me) };
+        }
         PreemptGuard { tcb: me }
     }
 }

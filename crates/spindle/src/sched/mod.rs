@@ -36,6 +36,7 @@
 //!   threads (the service core serves system calls);
 //! - the protocols: `exchange`, `doorbell`, `lifecycle`, `runq`.
 
+pub(crate) mod carrier;
 pub(crate) mod clock;
 pub(crate) mod core;
 pub(crate) mod ctx;

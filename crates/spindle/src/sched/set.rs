@@ -43,6 +43,9 @@ pub(crate) struct CoreSet {
     /// Per type: cores asleep in the kernel (a core with new work wakes one only if
     /// none spins). On a line of its own, as `spinning`.
     pub(crate) sleeping: CachePadded<[AtomicU32; MAX_TYPES]>,
+    /// Threads running adrift: their cores were handed to other OS threads while
+    /// they blocked in the kernel (`carrier`); they have not rejoined a core yet.
+    pub(crate) adrift: AtomicUsize,
 }
 
 impl CoreSet {

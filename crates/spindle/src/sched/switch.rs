@@ -9,6 +9,19 @@ use crate::arch::{self, Context};
 use crate::loom::Ordering;
 use crate::task::tcb::{State, Tcb};
 
+/// Where the scheduler context stands after [`Core::run_next`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// A thread ran; the core is still this OS thread's.
+    Ran,
+    /// Nothing was runnable (or the core halts).
+    Idle,
+    /// A thread that ran adrift came back, and this OS thread took its core back.
+    Retook,
+    /// The core went to another OS thread while a thread of it blocked this one.
+    Lost,
+}
+
 /// Schedule points between two publications of a busy core's counters.
 const STATS_EVERY: u64 = 1024;
 
@@ -138,7 +151,8 @@ impl Core {
             }
             (*n).set_state(State::Running);
             self.publish_level(&mut *self.local(), (*n).level);
-            self.clock.switched_to((*n).run_word, (*n).id_u64());
+            self.clock
+                .switched_to((*n).run_word, (*n).id_u64(), n as usize);
         }
     }
     #[inline(always)]
@@ -222,28 +236,42 @@ impl Core {
         false
     }
     /// Runs the next runnable thread from the scheduler context, if any; returns when
-    /// this core comes back to the scheduler context. Returns false if nothing ran.
+    /// this OS thread comes back to its scheduler context: with the core (`Ran`), with
+    /// nothing run (`Idle`), with the core taken back after a thread of it ran adrift
+    /// (`Retook`), or without the core, which another OS thread took while a thread
+    /// of it blocked this one in the kernel (`Lost`: see `carrier`).
     ///
     /// # Safety
     ///
-    /// Must be called from this core's scheduler context.
-    pub(crate) unsafe fn run_next(&self) -> bool {
+    /// Must be called from this core's scheduler context, on the OS thread that holds
+    /// the core.
+    pub(crate) unsafe fn run_next(&self) -> Next {
         let l = self.local();
         // SAFETY: we are the scheduler context of this core; references are brief.
         unsafe {
             self.finish_switch();
             if self.poll(&mut *l) || self.halt.load(Ordering::Relaxed) {
-                return false;
+                return Next::Idle;
             }
             let Some(n) = self.pop_ready(&mut *l) else {
-                return false;
+                return Next::Idle;
             };
             self.prepare(n);
             (*l).current = n;
             (*l).stats.switches += 1;
             arch::switch(&raw mut (*l).sched_ctx, (*n).ctx.get());
+            // A thread that ran adrift came back to this OS thread (`carrier`).
+            let back = super::carrier::take_rejoined();
+            if let Some(t) = back
+                && !self.back_from_adrift(t)
+            {
+                return Next::Lost;
+            }
             self.finish_switch();
+            if back.is_some() {
+                return Next::Retook;
+            }
         }
-        true
+        Next::Ran
     }
 }

@@ -25,6 +25,11 @@ pub(crate) unsafe fn syscall(nr: u32, args: [u64; 6]) -> i64 {
 
 /// The offloaded path; `None` if the call must run directly.
 fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
+    // Claim and publish with no schedule point in between: the threads of this core
+    // run one at a time, so the claim needs no RMW. Asynchronous preemption and the
+    // core's handoff are held off until the call is published (and while polling for
+    // its result).
+    let guard = crate::sched::guard::PreemptGuard::new();
     let (mut ctx, me) = CoreCtx::current()?;
     let core = ctx.core();
     // SAFETY: the running thread's own TCB.
@@ -40,10 +45,6 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
         return None;
     }
     let r = &svc.regions[core.id];
-    // Claim and publish with no schedule point in between: the threads of this core
-    // run one at a time, so the claim needs no RMW. Asynchronous preemption is held
-    // off until the call is published (and while polling for its result).
-    let guard = crate::sched::guard::PreemptGuard::new();
     let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
         svc.direct_full.fetch_add(1, Ordering::Relaxed);
         return None;

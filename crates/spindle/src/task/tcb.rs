@@ -96,6 +96,13 @@ pub(crate) struct Tcb {
     /// Starts at 1: a new thread is inside the runtime until its entry finished the
     /// switch.
     pub(crate) preempt_count: AtomicU32,
+    /// The adrift mark (`sched::carrier`: `NONE`, `PENDING`, `ADRIFT`): whether the
+    /// thread's core went to another OS thread while the thread blocked its own in
+    /// the kernel; the thread then runs on with no core until its next runtime call
+    /// rejoins one. Written by the tick, or the signal handler, that let the core go
+    /// and by the OS thread it returns to; read by the thread at every preempt count
+    /// 0 → 1 (`PreemptGuard::of`) and by the signal handler.
+    pub(crate) adrift: std::sync::atomic::AtomicU8,
     /// What the core publishes for the tick while this thread runs (slice in ticks,
     /// preemptible; `preempt::CoreClock`).
     pub(crate) run_word: u64,
@@ -140,6 +147,9 @@ pub(crate) struct Tcb {
     /// The thread's `spindle::local!` values (`task::locals`): touched only by the
     /// thread itself, so they go wherever it runs.
     pub(crate) locals: Cell<*mut crate::task::locals::LocalMap>,
+    /// While adrift: the scheduler context of the OS thread it runs on, as its core
+    /// had saved it; the thread switches there to rejoin (`sched::carrier`).
+    pub(crate) home: UnsafeCell<Context>,
 }
 
 /// Names the thread whose stack block is `[base, base + size)`, for the overflow report
@@ -272,6 +282,8 @@ impl Tcb {
             stolen: Cell::new(false),
             on_cpu: std::sync::atomic::AtomicBool::new(false),
             locals: Cell::new(std::ptr::null_mut()),
+            adrift: std::sync::atomic::AtomicU8::new(0),
+            home: UnsafeCell::new(Context::default()),
         }
     }
 
