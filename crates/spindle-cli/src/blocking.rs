@@ -10,13 +10,16 @@
 //!   gap between two wake-ups, with handoff (`spindle`) and without
 //!   (`spindle_nohandoff`). The target is under 10 ms with handoff.
 //! - **blocking_mix**: 1,000 threads on the default runtime, of which 100 call
-//!   `std::thread::sleep(1 ms)` in a loop while 900 compute in chunks (1,000 steps of
-//!   an LCG, then a yield) for [`MIX_MS`] ms; the figure is the chunks computed per
-//!   second. Peers: spindle without handoff; tokio's default `multi_thread` runtime,
-//!   whose sleepers use `spawn_blocking` as its docs recommend; Go, whose sleepers
-//!   call `nanosleep(2)` (a blocking system call: Go's own `time.Sleep` would not
-//!   block a thread). `blocking_mix_base` is the same without the sleepers, so each
-//!   runtime's loss to the sleepers shows.
+//!   `std::thread::sleep(1 ms)` in a loop (then `yield_now`) while 900 compute in
+//!   chunks (1,000 steps of an LCG, then a yield) for [`MIX_MS`] ms; the figure is the
+//!   chunks computed per second. Beside it: spindle without handoff; spindle with the
+//!   sleeps inside `spindle::blocking`; tokio's default `multi_thread` runtime, whose
+//!   sleepers use `spawn_blocking` as its docs recommend; Go, whose sleepers call
+//!   `nanosleep(2)` (a blocking system call: Go's own `time.Sleep` would not block a
+//!   thread). `blocking_mix_raw` is spindle's run with sleepers that never call the
+//!   runtime (each is handed off once and stays on its OS thread; without handoff the
+//!   first one would hold its core for good). `blocking_mix_base` is the same without
+//!   the sleepers, so each runtime's loss to the sleepers shows.
 //!
 //! Repetitions go round every (case, runtime) in turn; a row reports the median.
 
@@ -38,17 +41,22 @@ use crate::stats::Summary;
 const BLOCK_MS: u64 = 500;
 /// How long blocking_mix computes.
 pub const MIX_MS: u64 = 1000;
-/// Threads of blocking_mix that compute; a tenth more sleep.
-const COMPUTERS: u64 = 900;
+/// Threads of blocking_mix: a tenth sleep, the rest compute.
+const THREADS: u64 = 1000;
+/// Threads of blocking_mix that compute.
+const COMPUTERS: u64 = THREADS - SLEEPERS;
+/// Threads of blocking_mix that sleep.
+const SLEEPERS: u64 = THREADS / 10;
 /// Size of the cold file of `gap_file`.
 const FILE_BYTES: usize = 256 << 20;
 
 /// The cases of the suite.
-pub const CASES: [&str; 5] = [
+pub const CASES: [&str; 6] = [
     "gap_sleep",
     "gap_pipe",
     "gap_file",
     "blocking_mix",
+    "blocking_mix_raw",
     "blocking_mix_base",
 ];
 
@@ -56,8 +64,16 @@ pub const CASES: [&str; 5] = [
 pub fn runtimes(case: &str) -> &'static [&'static str] {
     if case.starts_with("gap_") {
         &["spindle", "spindle_nohandoff"]
+    } else if case == "blocking_mix_raw" {
+        &["spindle"]
     } else {
-        &["spindle", "spindle_nohandoff", "tokio", "go"]
+        &[
+            "spindle",
+            "spindle_nohandoff",
+            "spindle_blocking",
+            "tokio",
+            "go",
+        ]
     }
 }
 
@@ -75,20 +91,37 @@ struct ChildReport {
 ///
 /// A message for an unknown case or runtime, or a failed set-up.
 pub fn serve_child(case: &str, runtime: &str) -> Result<String, String> {
-    let handoff = match runtime {
-        "spindle" => Some(true),
-        "spindle_nohandoff" => Some(false),
+    let sleep = match runtime {
+        "spindle" => Some(Sleep::Inline),
+        "spindle_nohandoff" => Some(Sleep::NoHandoff),
+        "spindle_blocking" => Some(Sleep::Pool),
         "tokio" => None,
         _ => return Err(format!("no blocking runtime {runtime:?}")),
     };
-    let (value, handed_off) = match (case, handoff) {
-        ("gap_sleep" | "gap_pipe" | "gap_file", Some(h)) => gap(case, h)?,
-        ("blocking_mix" | "blocking_mix_base", Some(h)) => mix_spindle(case == "blocking_mix", h),
+    let (value, handed_off) = match (case, sleep) {
+        ("gap_sleep" | "gap_pipe" | "gap_file", Some(Sleep::Inline)) => gap(case, true)?,
+        ("gap_sleep" | "gap_pipe" | "gap_file", Some(Sleep::NoHandoff)) => gap(case, false)?,
+        ("blocking_mix", Some(how)) => mix_spindle(Some(how), how != Sleep::NoHandoff),
+        ("blocking_mix_raw", Some(Sleep::Inline)) => mix_spindle(Some(Sleep::Raw), true),
+        ("blocking_mix_base", Some(how)) => mix_spindle(None, how != Sleep::NoHandoff),
         ("blocking_mix" | "blocking_mix_base", None) => (mix_tokio(case == "blocking_mix"), 0),
         _ => return Err(format!("no blocking case {case:?} on {runtime}")),
     };
     serde_json::to_string(&ChildReport { value, handed_off })
         .map_err(|e| format!("cannot encode the report: {e}"))
+}
+
+/// How blocking_mix's spindle sleepers sleep.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sleep {
+    /// `std::thread::sleep` in the thread, with handoff.
+    Inline,
+    /// `std::thread::sleep` in the thread, handoff off.
+    NoHandoff,
+    /// `std::thread::sleep` inside `spindle::blocking`.
+    Pool,
+    /// `std::thread::sleep` in the thread, with no runtime call in the loop.
+    Raw,
 }
 
 /// A pipe whose ends are plain files (blocking reads and writes).
@@ -218,7 +251,7 @@ fn chunk(mut x: u64) -> u64 {
 }
 
 /// blocking_mix on spindle's default runtime: chunks per second.
-fn mix_spindle(sleepers: bool, handoff: bool) -> (f64, u64) {
+fn mix_spindle(sleepers: Option<Sleep>, handoff: bool) -> (f64, u64) {
     let rt = spindle::Runtime::builder()
         .handoff(handoff)
         .build()
@@ -227,12 +260,24 @@ fn mix_spindle(sleepers: bool, handoff: bool) -> (f64, u64) {
         let stop = Arc::new(AtomicBool::new(false));
         let chunks = Arc::new(AtomicU64::new(0));
         let mut hs = Vec::new();
-        if sleepers {
-            for _ in 0..COMPUTERS / 10 {
+        if let Some(how) = sleepers {
+            for _ in 0..SLEEPERS {
                 let stop = stop.clone();
                 hs.push(spindle::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(1));
+                        match how {
+                            Sleep::Pool => {
+                                spindle::blocking(|| std::thread::sleep(Duration::from_millis(1)));
+                            }
+                            Sleep::Raw => std::thread::sleep(Duration::from_millis(1)),
+                            Sleep::Inline | Sleep::NoHandoff => {
+                                std::thread::sleep(Duration::from_millis(1));
+                                // Code that blocks also talks to the runtime now and
+                                // then (without it a sleeper would hold its core for
+                                // good with handoff off: `blocking_mix_raw`).
+                                spindle::yield_now();
+                            }
+                        }
                     }
                 }));
             }
@@ -273,7 +318,7 @@ fn mix_tokio(sleepers: bool) -> f64 {
         let chunks = Arc::new(AtomicU64::new(0));
         let mut hs = Vec::new();
         if sleepers {
-            for _ in 0..COMPUTERS / 10 {
+            for _ in 0..SLEEPERS {
                 let stop = stop.clone();
                 hs.push(tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
@@ -314,7 +359,7 @@ fn measure(case: &str, runtime: &str, go: Option<&PathBuf>) -> Result<(f64, u64)
     if runtime == "go" {
         let go = go.ok_or("the Go peer is not built")?;
         let out = Command::new(go)
-            .args([case, &COMPUTERS.to_string(), &MIX_MS.to_string()])
+            .args([case, &THREADS.to_string(), &MIX_MS.to_string()])
             .output()
             .map_err(|e| format!("cannot run the Go peer: {e}"))?;
         if !out.status.success() {
@@ -418,7 +463,7 @@ pub fn records(rows: &[Row]) -> Vec<Record> {
                 extra.insert("worst_gap_ms".into(), json!(median));
             } else {
                 extra.insert("chunks_per_s".into(), json!(median));
-                extra.insert("vs_spindle".into(), json!(vs_spindle(rows, r)));
+                extra.insert("kept".into(), json!(kept(rows, r)));
             }
             extra.insert("samples".into(), json!(r.values));
             extra.insert("handed_off".into(), json!(r.handed_off));
@@ -436,13 +481,13 @@ pub fn records(rows: &[Row]) -> Vec<Record> {
         .collect()
 }
 
-/// A mix row's throughput over spindle's for the same case (below 1: spindle ahead).
-fn vs_spindle(rows: &[Row], row: &Row) -> Option<f64> {
-    let s = rows
+/// A mix row's throughput over the same runtime's without sleepers.
+fn kept(rows: &[Row], row: &Row) -> Option<f64> {
+    let base = rows
         .iter()
-        .find(|r| r.case == row.case && r.runtime == "spindle")?
+        .find(|r| r.case == "blocking_mix_base" && r.runtime == row.runtime)?
         .median()?;
-    Some(row.median()? / s)
+    Some(row.median()? / base)
 }
 
 /// Prints the suite's tables.
@@ -476,18 +521,23 @@ pub fn print_table(rows: &[Row]) {
         );
     }
     println!(
-        "\nblocking_mix: {COMPUTERS} threads compute for {MIX_MS} ms while {} sleep 1 ms in a loop \
-         (default runtimes; chunks of 1,000 LCG steps per second)",
-        COMPUTERS / 10
+        "\nblocking_mix: {COMPUTERS} threads compute for {MIX_MS} ms while {SLEEPERS} sleep 1 ms in a loop \
+         (default runtimes; chunks of 1,000 LCG steps per second)"
     );
     println!(
-        "{:<20} {:>16} {:>16} {:>12} {:>11}",
-        "runtime", "with sleepers", "no sleepers", "kept", "vs spindle"
+        "{:<24} {:>14} {:>14} {:>8}",
+        "sleepers", "with sleepers", "no sleepers", "kept"
     );
-    for rt in ["spindle", "spindle_nohandoff", "tokio", "go"] {
-        let with = rows
-            .iter()
-            .find(|r| r.case == "blocking_mix" && r.runtime == rt);
+    let rows_of = [
+        ("spindle", "blocking_mix", "spindle (sleep, yield)"),
+        ("spindle", "blocking_mix_raw", "spindle (sleep only)"),
+        ("spindle_nohandoff", "blocking_mix", "spindle, no handoff"),
+        ("spindle_blocking", "blocking_mix", "spindle::blocking"),
+        ("tokio", "blocking_mix", "tokio spawn_blocking"),
+        ("go", "blocking_mix", "go nanosleep"),
+    ];
+    for (rt, case, label) in rows_of {
+        let with = rows.iter().find(|r| r.case == case && r.runtime == rt);
         let base = rows
             .iter()
             .find(|r| r.case == "blocking_mix_base" && r.runtime == rt);
@@ -497,14 +547,11 @@ pub fn print_table(rows: &[Row]) {
         let m = |r: Option<&Row>| r.and_then(Row::median);
         let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2} M/s", v / 1e6));
         let kept = match (m(with), m(base)) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.0}%", 100.0 * a / b),
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}%", 100.0 * a / b),
             _ => "-".into(),
         };
-        let vs = with
-            .and_then(|r| vs_spindle(rows, r))
-            .map_or("-".into(), |v| format!("{v:.2}x"));
         println!(
-            "{rt:<20} {:>16} {:>16} {kept:>12} {vs:>11}",
+            "{label:<24} {:>14} {:>14} {kept:>8}",
             fmt(m(with)),
             fmt(m(base))
         );

@@ -17,6 +17,19 @@ type Outcome<R> = Mutex<Option<Result<R, Box<dyn Any + Send>>>>;
 /// result. The calling spindle thread sleeps meanwhile; its core runs other threads. A
 /// panic in `f` is resumed in the caller. On a plain OS thread `f` simply runs there.
 ///
+/// # When to use it
+///
+/// A blocking call made directly in a spindle thread does not stall its core for long
+/// either: the core is handed to a spare OS thread once the call has held it for
+/// about 2 ms ([`RuntimeBuilder::handoff`](crate::RuntimeBuilder::handoff)). Use
+/// `blocking` where you know a call blocks: it moves the call off the core at once,
+/// so the core's other threads do not wait those 2 ms; after it the caller is still on
+/// its core's OS thread (a handed-off thread resumes on the OS thread of the core it
+/// rejoins, so `thread_local!` values change under it); and it works with handoff
+/// turned off. Leave short or
+/// rare calls inline: `blocking` costs a hand-off to the pool and a wake-up (a few
+/// µs) even when the call would not have blocked.
+///
 /// # Examples
 ///
 /// ```

@@ -219,11 +219,17 @@ fn locals_and_unbound_threads_survive_a_handoff() {
     let (value, core, handed) = rt.block_on(|| {
         let h = spindle::spawn(|| {
             MINE.with(|m| m.set(42));
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(200));
+            // Back from the call, before any runtime call: on no core.
+            let adrift = spindle::current_core();
             spindle::yield_now();
-            (MINE.with(|m| m.get()), spindle::current_core())
+            (MINE.with(|m| m.get()), adrift, spindle::current_core())
         });
-        let (v, c) = h.join().unwrap();
+        let (v, adrift, c) = h.join().unwrap();
+        assert_eq!(
+            adrift, None,
+            "the thread was not adrift after its long call"
+        );
         (v, c, spindle::Handle::current().stats().total().handed_off)
     });
     assert_eq!(value, 42);

@@ -8,9 +8,9 @@
 // Usage: go-scaling <workload> <n> <m>. Each call runs the workload once to warm up,
 // then once timed.
 //
-// The blocking suite (`spindle bench --blocking`) adds blocking_mix: n goroutines
-// compute in chunks for m milliseconds while n/10 more call nanosleep(2) for 1 ms in
-// a loop (a real blocking system call, as std::thread::sleep is in the Rust peers;
+// The blocking suite (`spindle bench --blocking`) adds blocking_mix: of n
+// goroutines, n/10 call nanosleep(2) for 1 ms in a loop while the rest compute in
+// chunks for m milliseconds (a real blocking system call, as std::thread::sleep is in the Rust peers;
 // Go's own time.Sleep would not block its thread); blocking_mix_base is the same
 // without the sleepers. Both print the number of chunks computed instead of a time.
 package main
@@ -178,8 +178,8 @@ func chunk(x uint64) uint64 {
 
 var sink atomic.Uint64
 
-// blockingMix computes on n goroutines (with n/10 sleepers if sleepers is set) for
-// ms milliseconds and returns the chunks computed.
+// blockingMix computes on n - n/10 goroutines (with n/10 sleepers if sleepers is
+// set) for ms milliseconds and returns the chunks computed.
 func blockingMix(n, ms uint64, sleepers bool) uint64 {
 	var stop atomic.Bool
 	var chunks atomic.Uint64
@@ -196,7 +196,7 @@ func blockingMix(n, ms uint64, sleepers bool) uint64 {
 			}()
 		}
 	}
-	for c := uint64(0); c < n; c++ {
+	for c := uint64(0); c < n-n/10; c++ {
 		wg.Add(1)
 		go func(c uint64) {
 			defer wg.Done()

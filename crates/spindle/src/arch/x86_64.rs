@@ -78,6 +78,21 @@ pub(crate) struct Context {
     fpucw: u16,
 }
 
+impl Context {
+    /// A context with every field zero (not resumable): a place to save one.
+    pub(crate) const ZERO: Context = Context {
+        rsp: 0,
+        rbx: 0,
+        rbp: 0,
+        r12: 0,
+        r13: 0,
+        r14: 0,
+        r15: 0,
+        mxcsr: 0,
+        fpucw: 0,
+    };
+}
+
 const OFF_RSP: usize = 0;
 const OFF_RBX: usize = 8;
 const OFF_RBP: usize = 16;

@@ -38,6 +38,11 @@ pub(crate) struct Watch {
     pub(super) still_since: u64,
     /// No `/proc` read for this core's handoff check before this tick (`stuck`).
     pub(super) recheck_at: u64,
+    /// The spell (its `still_since`) in which `user` and `system` were read: the
+    /// times of the core's OS thread when the handoff check first saw it running.
+    pub(super) times_at: Option<u64>,
+    pub(super) user: u64,
+    pub(super) system: u64,
 }
 
 #[derive(Clone, Copy)]

@@ -92,7 +92,7 @@ fn carrier_main(shared: &Arc<Shared>, first: Option<usize>) {
 fn run_core(shared: &Shared, id: usize) -> Outcome {
     let core = &shared.cores[id];
     pin(shared, core);
-    core.clock.started();
+    core.start_carrying();
     loop {
         if core.halt.load(Ordering::Acquire) {
             break;

@@ -46,7 +46,7 @@
 //!   a spare OS thread the service gave the core to, and the old carrier when its
 //!   thread comes back first. Exactly one wins and runs the core's scheduler.
 //! - RELEASED is stored with release after the last write to the core-local state by
-//!   whoever let the core go (the thread's `home`, `current`, the published load, the
+//!   whoever let the core go (the carrier's `HOME`, `current`, the published load, the
 //!   clock), so the taker sees it all.
 //!
 //! ## The adrift mark (`Tcb::adrift`)
@@ -58,8 +58,9 @@
 //! ## Return
 //!
 //! An adrift thread rejoins at its next runtime call ([`settle`], then [`rejoin`]):
-//! it saves its context and switches to its carrier's scheduler context (`home`,
-//! copied from the core when it was let go), leaving itself in the carrier's
+//! it saves its context and switches to its carrier's scheduler context (the carrier's
+//! thread-local [`HOME`], copied from the core when it was let go: a carrier has at
+//! most one thread adrift, the one it ran), leaving itself in the carrier's
 //! [`REJOINED`] cell. The carrier, back on its own stack (`run_next`), takes its old
 //! core back if it is still released, and requeues the thread there; else it clears
 //! the thread's `on_cpu`, injects it into the core's new carrier (or another core of
@@ -70,11 +71,11 @@
 //! token), so no core can pick it until its carrier, off its stack, hands it over.
 //! Loom: `loom_take_vs_critical_section`, `loom_handoff_vs_return`.
 
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicU8 as StdAtomicU8, Ordering as StdOrdering, compiler_fence};
 
 use super::{After, Core};
-use crate::arch;
+use crate::arch::{self, Context};
 use crate::loom::{AtomicU8, AtomicU64, Ordering};
 use crate::task::tcb::{State, Tcb};
 
@@ -167,6 +168,10 @@ thread_local! {
     /// The thread that just rejoined this OS thread's scheduler context, for the
     /// scheduler loop to hand over (`Core::back_from_adrift`).
     static REJOINED: Cell<*mut Tcb> = const { Cell::new(std::ptr::null_mut()) };
+    /// This OS thread's scheduler context as its core had saved it when the core was
+    /// let go: where its adrift thread switches to rejoin. Written through
+    /// `Core::carrier_home` by whoever let the core go.
+    static HOME: UnsafeCell<Context> = const { UnsafeCell::new(Context::ZERO) };
 }
 
 /// Takes the thread that rejoined this OS thread, if one did.
@@ -177,6 +182,14 @@ pub(super) fn take_rejoined() -> Option<*mut Tcb> {
 }
 
 impl Core {
+    /// The calling OS thread starts to carry this core: the tick may signal it, and a
+    /// thread let go adrift returns to its scheduler context.
+    pub(crate) fn start_carrying(&self) {
+        self.clock.started();
+        self.carrier_home
+            .store(HOME.with(UnsafeCell::get), StdOrdering::Relaxed);
+    }
+
     /// The tick's way to let a stuck core go (see the module docs): takes the core
     /// from its carrier if its running thread `t` (whose id the clock published) has
     /// its preempt count at zero and the core is still at schedule point `points`.
@@ -219,9 +232,9 @@ impl Core {
         // critical section waits for the mark), and every store it made before is
         // visible (the barrier).
         // SAFETY: as just said, the core-local state is ours until we release it.
-        unsafe { self.leave_adrift(t) };
+        unsafe { self.leave_adrift() };
         c.release();
-        // Release: the thread reads its `home` after it sees the mark.
+        // Release: the thread reads its carrier's `HOME` after it sees the mark.
         mark.store(ADRIFT, StdOrdering::Release);
         true
     }
@@ -248,25 +261,28 @@ impl Core {
         }
         // SAFETY: as above; the mark is the thread's own, on its OS thread.
         unsafe {
-            self.leave_adrift(me);
+            self.leave_adrift();
             (*me).adrift.store(ADRIFT, StdOrdering::Relaxed);
         }
         c.release();
         true
     }
 
-    /// The core's side of letting `t` go adrift: `t` keeps its carrier's scheduler
-    /// context to return to, and the core runs nothing and has no OS thread.
+    /// The core's side of letting its running thread go adrift: the carrier's
+    /// scheduler context is kept in its `HOME` for the thread to return to, and the
+    /// core runs nothing and has no OS thread.
     ///
     /// # Safety
     ///
-    /// The caller owns the core-local state (its carrier does not touch it), and `t`
-    /// is the core's running thread.
-    unsafe fn leave_adrift(&self, t: *mut Tcb) {
+    /// The caller owns the core-local state (its carrier does not touch it), and the
+    /// core's running thread is the one going adrift.
+    unsafe fn leave_adrift(&self) {
         let l = self.local();
         // SAFETY: per the contract.
         unsafe {
-            *(*t).home.get() = (*l).sched_ctx;
+            // The carrier wrote the pointer when it took the core: this is the
+            // carrier itself (the handler), or the tick after its barrier.
+            *self.carrier_home.load(StdOrdering::Relaxed) = (*l).sched_ctx;
             (*l).current = std::ptr::null_mut();
             let load = (*l).runq.len() as u32;
             (*l).load_seen = load;
@@ -293,7 +309,7 @@ impl Core {
         unsafe { (*t).adrift.store(NONE, StdOrdering::Relaxed) };
         if self.carrier.take() {
             // Ours again: the switch is finished like a yield.
-            self.clock.started();
+            self.start_carrying();
             let l = self.local();
             // SAFETY: we hold the core again (the CAS), in its scheduler context.
             unsafe {
@@ -324,7 +340,7 @@ pub(crate) unsafe fn settle(me: *mut Tcb) {
     // SAFETY: the running thread's own TCB (contract).
     let mark: &StdAtomicU8 = unsafe { &(*me).adrift };
     loop {
-        // Acquire: pairs with the tick's release of ADRIFT (the `home` it wrote) or
+        // Acquire: pairs with the tick's release of ADRIFT (the `HOME` it wrote) or
         // of NONE.
         match mark.load(StdOrdering::Acquire) {
             PENDING => std::hint::spin_loop(),
@@ -345,14 +361,14 @@ pub(crate) unsafe fn settle(me: *mut Tcb) {
 ///
 /// `me` is the running thread, adrift, on its own stack, its preempt count raised.
 unsafe fn rejoin(me: *mut Tcb) {
-    // The handler that let the core go wrote `home` on this OS thread, before.
+    // The handler that let the core go wrote `HOME` on this OS thread, before.
     compiler_fence(StdOrdering::SeqCst);
     // SAFETY: per the contract `me` runs here, off every core: its cells are ours.
     unsafe {
         (*me).set_state(State::Runnable);
         crate::task::panic_count::take_off(me);
         REJOINED.set(me);
-        arch::switch((*me).ctx.get(), (*me).home.get());
+        arch::switch((*me).ctx.get(), HOME.with(UnsafeCell::get));
         // Resumed by the core that took us in (`Core::prepare` set us Running).
         Core::of(me).finish_switch();
         crate::task::panic_count::put_back(me);

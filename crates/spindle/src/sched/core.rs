@@ -243,6 +243,10 @@ pub(crate) struct Core {
     pub(crate) typed: [AtomicI64; MAX_TYPES],
     /// Which OS thread holds the core, and its handoff to another (`carrier`).
     pub(crate) carrier: super::carrier::Carrier,
+    /// Where the core's carrier keeps its scheduler context for a thread that goes
+    /// adrift (`carrier::HOME`, a thread-local of the carrier): written by the carrier
+    /// when it takes the core, read by whoever lets the core go.
+    pub(crate) carrier_home: std::sync::atomic::AtomicPtr<crate::arch::Context>,
     /// What the core publishes for the tick (schedule points, slice start, running
     /// thread) and the preemption signal's counters.
     pub(crate) clock: CachePadded<CoreClock>,
@@ -305,6 +309,7 @@ impl Core {
             epoch: CachePadded::new(AtomicU64::new(0)),
             typed: std::array::from_fn(|_| AtomicI64::new(0)),
             carrier: super::carrier::Carrier::default(),
+            carrier_home: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             clock: CachePadded::new(CoreClock::default()),
             spin_token: AtomicBool::new(false),
             stats: Mutex::new(CoreStats::default()),

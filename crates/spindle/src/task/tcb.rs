@@ -147,9 +147,6 @@ pub(crate) struct Tcb {
     /// The thread's `spindle::local!` values (`task::locals`): touched only by the
     /// thread itself, so they go wherever it runs.
     pub(crate) locals: Cell<*mut crate::task::locals::LocalMap>,
-    /// While adrift: the scheduler context of the OS thread it runs on, as its core
-    /// had saved it; the thread switches there to rejoin (`sched::carrier`).
-    pub(crate) home: UnsafeCell<Context>,
 }
 
 /// Names the thread whose stack block is `[base, base + size)`, for the overflow report
@@ -283,7 +280,6 @@ impl Tcb {
             on_cpu: std::sync::atomic::AtomicBool::new(false),
             locals: Cell::new(std::ptr::null_mut()),
             adrift: std::sync::atomic::AtomicU8::new(0),
-            home: UnsafeCell::new(Context::default()),
         }
     }
 

@@ -187,10 +187,19 @@ where
     }
 }
 
-/// The id of the core the running spindle thread is on, or `None` on an OS thread.
+/// The id of the core the running spindle thread is on, or `None` on an OS thread and
+/// in a thread whose core was handed to another OS thread while it blocked (it runs on
+/// no core until its next runtime call: `RuntimeBuilder::handoff`).
 pub fn current_core() -> Option<usize> {
-    // SAFETY: the running thread's core is alive while it runs.
-    current_tcb().map(|me| unsafe { crate::sched::Core::of(me).id })
+    let me = current_tcb()?;
+    // SAFETY: the running thread's own TCB; its core is alive while it runs.
+    unsafe {
+        if (*me).adrift.load(std::sync::atomic::Ordering::Relaxed) == crate::sched::carrier::ADRIFT
+        {
+            return None;
+        }
+        Some(crate::sched::Core::of(me).id)
+    }
 }
 
 /// Moves the running thread to core `core` of its runtime: it continues there, after

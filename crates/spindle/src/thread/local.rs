@@ -12,12 +12,14 @@ use crate::task::locals::{self, Refused};
 /// initializer at the thread's first access and dropped when the thread ends (before
 /// its `JoinHandle::join` returns). The value belongs to the spindle thread, not to
 /// the core that runs it: it stays the same across [`migrate_to`](crate::migrate_to),
-/// a move by an idle core that asked for work, or any other change of core. On an OS
+/// a move by an idle core that asked for work, a handoff of its core to another OS
+/// thread while it blocked (`RuntimeBuilder::handoff`), or any other change. On an OS
 /// thread outside a runtime, a key has one value per OS thread, like `thread_local!`.
 ///
 /// **`std`'s `thread_local!` inside spindle** is per *OS thread*: every spindle thread
 /// that a core runs shares the core's OS thread's value, and a spindle thread that
-/// moves to another core sees that core's value from then on. Use `local!` for state
+/// moves to another core, or whose core is handed off while it blocks, sees another OS
+/// thread's value from then on. Use `local!` for state
 /// that belongs to one spindle thread (a buffer, a counter, a connection); keep
 /// `thread_local!` for per-core caches, which is what it is there.
 ///
