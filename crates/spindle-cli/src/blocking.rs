@@ -358,20 +358,11 @@ fn mix_tokio(sleepers: bool) -> f64 {
 fn measure(case: &str, runtime: &str, go: Option<&PathBuf>) -> Result<(f64, u64), String> {
     if runtime == "go" {
         let go = go.ok_or("the Go peer is not built")?;
-        let out = Command::new(go)
-            .args([case, &THREADS.to_string(), &MIX_MS.to_string()])
-            .output()
-            .map_err(|e| format!("cannot run the Go peer: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "the Go peer failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let chunks = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<u64>()
-            .map_err(|e| format!("bad report from the Go peer: {e}"))?;
+        let chunks = crate::scaling::run_go(Command::new(go).args([
+            case,
+            &THREADS.to_string(),
+            &MIX_MS.to_string(),
+        ]))?;
         return Ok((chunks as f64 * 1e3 / MIX_MS as f64, 0));
     }
     let line = crate::child::run(&["blocking".into(), case.into(), runtime.into()])?;

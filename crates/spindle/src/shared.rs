@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::registry::Choices;
 use crate::sched::{Core, CoreCtx, CoreSet};
 use crate::task::id::ThreadId;
+use crate::task::slot::{F_DONE, F_LIVE, Slot, table};
 
 /// State shared by the cores of one runtime.
 #[repr(C)]
@@ -94,6 +95,22 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The join slots of this runtime's threads that are alive and not finished, with
+    /// their indices. An owner is written before its thread is published, and other
+    /// runtimes' slots never carry this runtime's address, so a relaxed read of it
+    /// suffices.
+    pub(crate) fn live_slots(&self) -> impl Iterator<Item = (u32, &'static Slot)> + '_ {
+        let me = self as *const Shared as usize;
+        (0..table().allocated()).filter_map(move |index| {
+            let slot = table().get(index)?;
+            let flags = slot.word.flags();
+            (flags & F_LIVE != 0
+                && flags & F_DONE == 0
+                && slot.owner.load(std::sync::atomic::Ordering::Relaxed) == me)
+                .then_some((index, slot))
+        })
     }
 
     /// Records a maintenance thread of the runtime's own (`maintenance::start`).

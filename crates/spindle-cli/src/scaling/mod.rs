@@ -186,6 +186,27 @@ pub fn build_go() -> Option<PathBuf> {
     }
 }
 
+/// Runs the Go peer as `cmd` says and returns the one number it prints.
+///
+/// # Errors
+///
+/// A message if it cannot run, fails, or prints something else.
+pub fn run_go(cmd: &mut Command) -> Result<u64, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run the Go peer: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the Go peer failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("bad report from the Go peer: {e}"))
+}
+
 /// One measurement of `work` on `peer` at `cores`, in a fresh process.
 fn measure(
     work: Work,
@@ -208,20 +229,7 @@ fn measure(
                 Ok(())
             })
         };
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run the Go peer: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "the Go peer failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let ns = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<u64>()
-            .map_err(|e| format!("bad report from the Go peer: {e}"))?;
-        (ns, None)
+        (run_go(&mut cmd)?, None)
     } else {
         let line = crate::child::run(&[
             "scale".into(),

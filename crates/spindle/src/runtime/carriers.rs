@@ -18,7 +18,6 @@ use crate::sched::{CoreCtx, CoreState};
 use crate::shared::Shared;
 use crate::spares::Offer;
 use crate::stack::overflow::AltStack;
-use crate::task::slot::{F_DONE, F_LIVE, table};
 use crate::topology;
 
 /// How a carrier's run of a core ended.
@@ -190,16 +189,8 @@ fn report_full(shared: &Shared) {
 
 /// The threads of this runtime that run adrift, as "'name' (id N)".
 pub(super) fn adrift_threads(shared: &Shared) -> Vec<String> {
-    let me = shared as *const Shared as usize;
     let mut out = Vec::new();
-    for index in 0..table().allocated() {
-        let Some(slot) = table().get(index) else {
-            continue;
-        };
-        let flags = slot.word.flags();
-        if flags & F_LIVE == 0 || flags & F_DONE != 0 || slot.owner.load(Ordering::Relaxed) != me {
-            continue;
-        }
+    for (_, slot) in shared.live_slots() {
         // SAFETY: a live thread's TCB stays valid while it runs adrift (it cannot exit without rejoining a core first); `adrift` is atomic, and `name` and `id` are written before the thread was published.
         unsafe {
             let tcb = *slot.tcb.get();

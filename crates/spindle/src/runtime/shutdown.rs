@@ -35,7 +35,7 @@ use crate::sched::CoreCtx;
 use crate::sched::CoreState;
 use crate::sched::retire::{FreeTo, retire};
 use crate::task::id::ThreadId;
-use crate::task::slot::{Channel, F_DONE, F_LIVE, table};
+use crate::task::slot::{Channel, table};
 use crate::task::tcb::Tcb;
 
 /// Default of [`RuntimeBuilder::shutdown_timeout`](crate::RuntimeBuilder::shutdown_timeout).
@@ -244,23 +244,15 @@ fn stop_cores(shared: &Shared, deadline: Instant) -> Vec<String> {
 /// Phase 4: discards every thread still alive, hands the stacks back to the process
 /// pool, stops the blocking pool. Runs once every core's OS thread has ended.
 fn reclaim(shared: &Shared) {
-    let me = shared as *const Shared as usize;
     // Routing is over: wakes of these threads from now on only leave tokens.
     for c in shared.started() {
         c.set_state(CoreState::Retired);
     }
     // SAFETY: every core's OS thread has ended (the contract of `reclaim`): their core-local state is ours.
     let mut pool_core = unsafe { CoreCtx::stopped(&shared.cores[0]) };
-    for index in 0..table().allocated() {
-        let Some(slot) = table().get(index) else {
-            continue;
-        };
-        let flags = slot.word.flags();
-        // Relaxed: our threads' owner was written by our cores, whose OS threads have
-        // ended; other runtimes' slots never carry our address.
-        if flags & F_LIVE == 0 || flags & F_DONE != 0 || slot.owner.load(Ordering::Relaxed) != me {
-            continue;
-        }
+    // Our threads' owner was written by our cores, whose OS threads have ended.
+    let left: Vec<_> = shared.live_slots().collect();
+    for (index, slot) in left {
         // SAFETY: our cores stopped, so this thread never runs again; its TCB is ours.
         unsafe {
             let tcb: *mut Tcb = *slot.tcb.get();
