@@ -36,7 +36,7 @@ impl PreemptGuard {
     /// `me` is the running thread (the caller runs on its stack).
     #[inline(always)]
     pub(crate) unsafe fn of(me: *mut Tcb) -> PreemptGuard {
-        // SAFETY: only the running thread changes its own count (caller).
+        // SAFETY: only the running thread changes its own count (the contract of `of`).
         let was = unsafe {
             let c = &(*me).preempt_count;
             let was = c.load(Ordering::Relaxed);

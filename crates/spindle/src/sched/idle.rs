@@ -53,14 +53,14 @@ impl Core {
     /// asking, so repeated search traffic comes from one core per type.
     pub(crate) fn idle(&self) {
         let l = self.local();
-        // SAFETY: called from this core's scheduler context.
+        // SAFETY: called from this core's scheduler context, which owns its local state.
         let (next_deadline, sending) = unsafe {
             (
                 (*l).timers.peek().map(|Reverse(t)| t.deadline),
                 (*l).out_mask != 0,
             )
         };
-        // SAFETY: as above.
+        // SAFETY: as above: the scheduler context owns the local state.
         unsafe { (*l).spell_asked = 0 };
         let worker = !self.set().is_service(self.id);
         // A token a waker handed this core is taken at once (it was woken to search);
