@@ -8,7 +8,10 @@
 //!   thread fills after 500 ms (`gap_pipe`), or `std::fs::read` of a 256 MiB file
 //!   dropped from the page cache first (`gap_file`). The figure is the sleeper's worst
 //!   gap between two wake-ups, with handoff (`spindle`) and without
-//!   (`spindle_nohandoff`). The target is under 10 ms with handoff.
+//!   (`spindle_nohandoff`). The target is under 10 ms with handoff. `gap_service`
+//!   reads the cold file through `spindle::fs` (offloaded) on a second worker core
+//!   while the sleeper makes an offloaded `getpid` each round; the figure is the
+//!   slowest `getpid`, which shows whether the read holds the service core.
 //! - **blocking_mix**: 1,000 threads on the default runtime, of which 100 call
 //!   `std::thread::sleep(1 ms)` in a loop (then `yield_now`) while 900 compute in
 //!   chunks (1,000 steps of an LCG, then a yield) for [`MIX_MS`] ms; the figure is the
@@ -51,10 +54,11 @@ const SLEEPERS: u64 = THREADS / 10;
 const FILE_BYTES: usize = 256 << 20;
 
 /// The cases of the suite.
-pub const CASES: [&str; 6] = [
+pub const CASES: [&str; 7] = [
     "gap_sleep",
     "gap_pipe",
     "gap_file",
+    "gap_service",
     "blocking_mix",
     "blocking_mix_raw",
     "blocking_mix_base",
@@ -62,7 +66,9 @@ pub const CASES: [&str; 6] = [
 
 /// The runtimes of a case.
 pub fn runtimes(case: &str) -> &'static [&'static str] {
-    if case.starts_with("gap_") {
+    if case == "gap_service" {
+        &["spindle"]
+    } else if case.starts_with("gap_") {
         &["spindle", "spindle_nohandoff"]
     } else if case == "blocking_mix_raw" {
         &["spindle"]
@@ -99,7 +105,9 @@ pub fn serve_child(case: &str, runtime: &str) -> Result<String, String> {
         _ => return Err(format!("no blocking runtime {runtime:?}")),
     };
     let (value, handed_off) = match (case, sleep) {
-        ("gap_sleep" | "gap_pipe" | "gap_file", Some(Sleep::Inline)) => gap(case, true)?,
+        ("gap_sleep" | "gap_pipe" | "gap_file" | "gap_service", Some(Sleep::Inline)) => {
+            gap(case, true)?
+        }
         ("gap_sleep" | "gap_pipe" | "gap_file", Some(Sleep::NoHandoff)) => gap(case, false)?,
         ("blocking_mix", Some(how)) => mix_spindle(Some(how), how != Sleep::NoHandoff),
         ("blocking_mix_raw", Some(Sleep::Inline)) => mix_spindle(Some(Sleep::Raw), true),
@@ -160,7 +168,7 @@ fn cold_file() -> Result<PathBuf, String> {
 /// A gap case on a one-worker runtime: the 1 ms sleeper's worst gap in ms while a
 /// thread of its core makes the blocking call.
 fn gap(case: &str, handoff: bool) -> Result<(f64, u64), String> {
-    let file = if case == "gap_file" {
+    let file = if case == "gap_file" || case == "gap_service" {
         Some(cold_file()?)
     } else {
         None
@@ -170,8 +178,11 @@ fn gap(case: &str, handoff: bool) -> Result<(f64, u64), String> {
     } else {
         None
     };
+    let offloaded = case == "gap_service";
+    // `gap_service` reads on a core of its own: the figure is then the service
+    // core's, not the copy's on the sleeper's core.
     let rt = spindle::Runtime::builder()
-        .cores(1)
+        .cores(if offloaded { 2 } else { 1 })
         .handoff(handoff)
         .build()
         .map_err(|e| e.to_string())?;
@@ -188,6 +199,15 @@ fn gap(case: &str, handoff: bool) -> Result<(f64, u64), String> {
                     let mut last = Instant::now();
                     while !stop.load(Ordering::Acquire) {
                         spindle::sleep(Duration::from_millis(1));
+                        if offloaded {
+                            // The figure is the offloaded call's own latency.
+                            let t = Instant::now();
+                            std::hint::black_box(spindle::sys::getpid());
+                            let took = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                            worst.fetch_max(took, Ordering::Relaxed);
+                            last = Instant::now();
+                            continue;
+                        }
                         let now = Instant::now();
                         let gap = u64::try_from((now - last).as_nanos()).unwrap_or(u64::MAX);
                         worst.fetch_max(gap, Ordering::Relaxed);
@@ -209,12 +229,19 @@ fn gap(case: &str, handoff: bool) -> Result<(f64, u64), String> {
             })
         });
         let blocker = spindle::Builder::new()
-            .core(0)
+            .core(usize::from(offloaded))
             .spawn(move || match case.as_str() {
                 "gap_sleep" => std::thread::sleep(Duration::from_millis(BLOCK_MS)),
                 "gap_pipe" => {
                     let mut buf = [0u8; 1];
                     let _ = reader.expect("the pipe").read_exact(&mut buf);
+                }
+                "gap_service" => {
+                    let mut data = Vec::new();
+                    if let Ok(mut f) = spindle::fs::File::open(path.expect("the file")) {
+                        let _ = f.read_to_end(&mut data);
+                    }
+                    std::hint::black_box(data.len());
                 }
                 _ => {
                     let data = std::fs::read(path.expect("the file")).unwrap_or_default();
@@ -491,7 +518,7 @@ pub fn print_table(rows: &[Row]) {
         "{:<12} {:>20} {:>22} {:>10}",
         "case", "spindle (handoff)", "spindle (no handoff)", "handoffs"
     );
-    for case in ["gap_sleep", "gap_pipe", "gap_file"] {
+    for case in ["gap_sleep", "gap_pipe", "gap_file", "gap_service"] {
         let get = |rt: &str| rows.iter().find(|r| r.case == case && r.runtime == rt);
         let fmt = |r: Option<&Row>| match r {
             Some(Row { error: Some(e), .. }) => format!("error: {e}"),

@@ -46,6 +46,28 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
+    on_pool(f, false)
+}
+
+/// [`blocking`] for the runtime's own system calls (`sys`): if the caller is unwound
+/// meanwhile (a shutdown abandons it), it still waits for `f` to finish before its
+/// frames go, so a call on one of its descriptors never outlives the caller's hold on
+/// it.
+pub(crate) fn blocking_to_the_end<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    on_pool(f, true)
+}
+
+/// Runs `f` on the pool and sleeps until it is done (see [`blocking`]); `to_the_end`:
+/// also while unwinding.
+fn on_pool<F, R>(f: F, to_the_end: bool) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
     let (Some(me), Some(shared)) = (Waiter::current(), Shared::current()) else {
         return f();
     };
@@ -63,8 +85,20 @@ where
         // The runtime is gone (a thread that outlived its shutdown): run it here.
         job();
     }
+    /// Waits for the job while the caller unwinds (an unwinding thread sleeps
+    /// normally: it is not unwound a second time).
+    struct ToTheEnd<'a, R>(&'a Outcome<R>);
+    impl<R> Drop for ToTheEnd<'_, R> {
+        fn drop(&mut self) {
+            while self.0.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+                block_internal(None);
+            }
+        }
+    }
+    let guard = to_the_end.then(|| ToTheEnd(&out));
     loop {
         if let Some(r) = out.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            std::mem::forget(guard);
             return r.unwrap_or_else(|p| resume_unwind(p));
         }
         block_internal(None);

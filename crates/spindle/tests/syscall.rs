@@ -287,3 +287,64 @@ fn pipe_calls_do_not_hold_the_hypercore() {
     assert!(served >= 100, "the getpids were offloaded: {served}");
     done.store(true, Ordering::Relaxed);
 }
+
+/// Calls that may wait on a disk or a filesystem run on the blocking pool, not on the
+/// hypercore. An `open` of a FIFO for reading waits in the kernel until a writer opens
+/// it: meanwhile offloaded calls still go through, and the writer is opened only after
+/// them (with the open on the hypercore, this test hangs). A read of a file dropped
+/// from the page cache (the pool's path) returns its bytes.
+#[test]
+fn disk_calls_do_not_hold_the_hypercore() {
+    let done = watchdog("disk calls", 60);
+    let dir = std::env::temp_dir().join(format!("spindle-disk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let file = dir.join("cold");
+    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::create(&file).unwrap();
+        std::io::Write::write_all(&mut &f, &data).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: a valid descriptor; the call only advises the kernel.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+    let rt = Runtime::builder().cores(2).build().unwrap();
+    rt.block_on(move || {
+        let opening = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (opening, fifo) = (opening.clone(), fifo.clone());
+            spindle::spawn(move || {
+                opening.store(true, Ordering::Release);
+                spindle::sys::open(&fifo, libc::O_RDONLY, 0).unwrap()
+            })
+        };
+        while !opening.load(Ordering::Acquire) {
+            spindle::yield_now();
+        }
+        spindle::sleep(std::time::Duration::from_millis(20));
+        let pid = std::process::id();
+        for _ in 0..100 {
+            assert_eq!(spindle::sys::getpid(), pid);
+        }
+        assert!(!reader.is_finished(), "the FIFO opened with no writer");
+        let _w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        drop(reader.join().unwrap());
+
+        let f = spindle::sys::open(&file, libc::O_RDONLY, 0).unwrap();
+        let mut got = vec![0u8; data.len()];
+        let mut at = 0;
+        while at < got.len() {
+            let n = spindle::sys::pread(&f, &mut got[at..], at as u64).unwrap();
+            assert!(n > 0, "early end of file at {at}");
+            at += n;
+        }
+        assert!(got == data, "the cold file read back differently");
+        spindle::sys::fsync(&f).unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    done.store(true, Ordering::Relaxed);
+}

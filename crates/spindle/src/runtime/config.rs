@@ -227,7 +227,8 @@ impl RuntimeBuilder {
     /// thread of the same core then deadlocks it); no spare OS thread is ever started.
     /// [`blocking`](crate::blocking) still moves a call off the core at once.
     /// Handoff needs the ticker ([`ticker`](RuntimeBuilder::ticker)), and applies to
-    /// worker cores: the service core's own calls are made non-blocking instead.
+    /// worker cores: the calls the service core serves are made not to block instead
+    /// (pipes and sockets wait on the poller, disk calls run on the blocking pool).
     pub fn handoff(mut self, on: bool) -> RuntimeBuilder {
         self.preempt.handoff = on;
         self

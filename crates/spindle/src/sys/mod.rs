@@ -29,6 +29,7 @@
 
 mod nowait;
 mod offload;
+mod slow;
 pub(crate) mod source;
 
 use std::ffi::CString;
@@ -118,41 +119,19 @@ pub fn write(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// `pread64(2)`: reads at `offset` without moving the file position.
+///
+/// Tried first with `RWF_NOWAIT` (served at once from the page cache); a read that
+/// would wait for the disk runs on the blocking pool, not on the service core.
 pub fn pread(fd: impl AsFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let fd = fd.as_fd().as_raw_fd();
-    // SAFETY: `buf` is live and writable for its length while we wait for the result.
-    unsafe {
-        call(
-            libc::SYS_pread64,
-            [
-                fd as u64,
-                buf.as_mut_ptr() as u64,
-                buf.len() as u64,
-                offset,
-                0,
-                0,
-            ],
-        )
-    }
+    nowait::pread(fd.as_fd().as_raw_fd(), buf, offset)
 }
 
 /// `pwrite64(2)`: writes at `offset` without moving the file position.
+///
+/// Tried first with `RWF_NOWAIT`; a write that would wait runs on the blocking pool,
+/// not on the service core.
 pub fn pwrite(fd: impl AsFd, buf: &[u8], offset: u64) -> io::Result<usize> {
-    let fd = fd.as_fd().as_raw_fd();
-    // SAFETY: `buf` is live for its length while we wait for the result.
-    unsafe {
-        call(
-            libc::SYS_pwrite64,
-            [
-                fd as u64,
-                buf.as_ptr() as u64,
-                buf.len() as u64,
-                offset,
-                0,
-                0,
-            ],
-        )
-    }
+    nowait::pwrite(fd.as_fd().as_raw_fd(), buf, offset)
 }
 
 /// `lseek(2)`; returns the new position.
@@ -173,18 +152,17 @@ pub fn lseek(fd: impl AsFd, pos: SeekFrom) -> io::Result<u64> {
     .map(|p| p as u64)
 }
 
-/// `fsync(2)`.
+/// `fsync(2)`, on the blocking pool (it waits for the disk): the service core never
+/// holds it.
 pub fn fsync(fd: impl AsFd) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd();
-    // SAFETY: fsync takes no pointers.
-    unsafe { call(libc::SYS_fsync, [fd as u64, 0, 0, 0, 0, 0]) }.map(drop)
+    slow::call(libc::SYS_fsync, [fd as u64, 0, 0, 0, 0, 0]).map(drop)
 }
 
-/// `ftruncate(2)`.
+/// `ftruncate(2)`, on the blocking pool (it may wait for the filesystem).
 pub fn ftruncate(fd: impl AsFd, len: u64) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd();
-    // SAFETY: ftruncate takes no pointers.
-    unsafe { call(libc::SYS_ftruncate, [fd as u64, len, 0, 0, 0, 0]) }.map(drop)
+    slow::call(libc::SYS_ftruncate, [fd as u64, len, 0, 0, 0, 0]).map(drop)
 }
 
 /// `fstat(2)`.
@@ -197,7 +175,8 @@ pub fn fstat(fd: impl AsFd) -> io::Result<libc::stat> {
     Ok(st)
 }
 
-/// `openat(AT_FDCWD, path, flags | O_CLOEXEC, mode)`; returns the new descriptor.
+/// `openat(AT_FDCWD, path, flags | O_CLOEXEC, mode)`, on the blocking pool (a path
+/// lookup may wait for a disk or a network filesystem); returns the new descriptor.
 ///
 /// # Errors
 ///
@@ -210,20 +189,7 @@ pub fn open(path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
         )
     })?;
     let flags = (flags | libc::O_CLOEXEC) as u64;
-    // SAFETY: `c` is a live NUL-terminated string while we wait for the result.
-    let fd = unsafe {
-        call(
-            libc::SYS_openat,
-            [
-                libc::AT_FDCWD as u64,
-                c.as_ptr() as u64,
-                flags,
-                u64::from(mode),
-                0,
-                0,
-            ],
-        )
-    }?;
+    let fd = slow::open(c, flags, mode)?;
     // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

@@ -1,0 +1,94 @@
+//! The calls that may wait on a disk or a slow filesystem — a regular-file read or
+//! write that misses the page cache, `fsync`, `ftruncate`, `open` — run on the
+//! runtime's blocking pool while the caller sleeps, never on the service core, where
+//! one of them would hold every other offloaded call.
+//!
+//! The pool thread works on data of its own (a buffer it fills or was given a copy
+//! of, the path it was given), and the caller waits for it even if a shutdown unwinds
+//! the caller meanwhile (`blocking_to_the_end`): so a call never touches the caller's
+//! stack after the caller left, and never outlives the caller's hold on the
+//! descriptor. On an OS thread outside a runtime the call runs where it is.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+
+use super::cvt;
+use crate::blocking::blocking_to_the_end;
+use crate::os::raw_syscall;
+
+/// Runs system call `nr` with `args`, which hold no pointer, on the pool.
+pub(super) fn call(nr: libc::c_long, args: [u64; 6]) -> io::Result<usize> {
+    // SAFETY: the arguments hold no pointer (the caller's contract), so nothing they name can go away during the call.
+    cvt(blocking_to_the_end(move || unsafe {
+        raw_syscall(nr as u32, args)
+    }))
+}
+
+/// `read(2)` (`offset` `None`) or `pread64(2)` into `buf`, on the pool.
+pub(super) fn read(fd: RawFd, buf: &mut [u8], offset: Option<u64>) -> io::Result<usize> {
+    let len = buf.len();
+    let (r, data) = blocking_to_the_end(move || {
+        let mut data = vec![0u8; len];
+        let (nr, off) = match offset {
+            Some(o) => (libc::SYS_pread64, o),
+            None => (libc::SYS_read, 0),
+        };
+        // SAFETY: `data` is this closure's own, writable for `len` bytes until the call returns; `fd` is held open by the caller, which waits for us.
+        let r = unsafe {
+            raw_syscall(
+                nr as u32,
+                [fd as u64, data.as_mut_ptr() as u64, len as u64, off, 0, 0],
+            )
+        };
+        (r, data)
+    });
+    let n = cvt(r)?;
+    buf[..n].copy_from_slice(&data[..n]);
+    Ok(n)
+}
+
+/// `write(2)` (`offset` `None`) or `pwrite64(2)` of a copy of `buf`, on the pool.
+pub(super) fn write(fd: RawFd, buf: &[u8], offset: Option<u64>) -> io::Result<usize> {
+    let data = buf.to_vec();
+    cvt(blocking_to_the_end(move || {
+        let (nr, off) = match offset {
+            Some(o) => (libc::SYS_pwrite64, o),
+            None => (libc::SYS_write, 0),
+        };
+        // SAFETY: `data` is this closure's own, readable for its length until the call returns; `fd` is held open by the caller, which waits for us.
+        unsafe {
+            raw_syscall(
+                nr as u32,
+                [
+                    fd as u64,
+                    data.as_ptr() as u64,
+                    data.len() as u64,
+                    off,
+                    0,
+                    0,
+                ],
+            )
+        }
+    }))
+}
+
+/// `openat(AT_FDCWD, path, flags, mode)`, on the pool; returns the new descriptor.
+pub(super) fn open(path: CString, flags: u64, mode: u32) -> io::Result<usize> {
+    cvt(blocking_to_the_end(move || {
+        // SAFETY: `path` is this closure's own NUL-terminated string until the call returns.
+        unsafe {
+            raw_syscall(
+                libc::SYS_openat as u32,
+                [
+                    libc::AT_FDCWD as u64,
+                    path.as_ptr() as u64,
+                    flags,
+                    u64::from(mode),
+                    0,
+                    0,
+                ],
+            )
+        }
+    }))
+}
