@@ -289,10 +289,11 @@ fn pipe_calls_do_not_hold_the_hypercore() {
 }
 
 /// Calls that may wait on a disk or a filesystem run on the blocking pool, not on the
-/// hypercore. An `open` of a FIFO for reading waits in the kernel until a writer opens
-/// it: meanwhile offloaded calls still go through, and the writer is opened only after
-/// them (with the open on the hypercore, this test hangs). A read of a file dropped
-/// from the page cache (the pool's path) returns its bytes.
+/// hypercore, whether made through `sys::open` or a raw `sys::syscall`. An `open` of a
+/// FIFO for reading waits in the kernel until a writer opens it: meanwhile offloaded
+/// calls still go through, and the writer is opened only after them (with the open on
+/// the hypercore, this test hangs). A read of a file dropped from the page cache (the
+/// pool's path) returns its bytes.
 #[test]
 fn disk_calls_do_not_hold_the_hypercore() {
     let done = watchdog("disk calls", 60);
@@ -331,8 +332,48 @@ fn disk_calls_do_not_hold_the_hypercore() {
             assert_eq!(spindle::sys::getpid(), pid);
         }
         assert!(!reader.is_finished(), "the FIFO opened with no writer");
-        let _w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
         drop(reader.join().unwrap());
+        drop(w);
+
+        // The same through a raw `sys::syscall`: `openat` is a call that waits.
+        let opening = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (opening, fifo) = (opening.clone(), fifo.clone());
+            spindle::spawn(move || {
+                let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+                opening.store(true, Ordering::Release);
+                // SAFETY: `c` is a live NUL-terminated path during the call.
+                let fd = unsafe {
+                    spindle::sys::syscall(
+                        libc::SYS_openat,
+                        [
+                            libc::AT_FDCWD as usize,
+                            c.as_ptr() as usize,
+                            libc::O_RDONLY as usize,
+                            0,
+                            0,
+                            0,
+                        ],
+                    )
+                }
+                .unwrap();
+                // SAFETY: the kernel just gave us this descriptor.
+                drop(unsafe {
+                    <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32)
+                });
+            })
+        };
+        while !opening.load(Ordering::Acquire) {
+            spindle::yield_now();
+        }
+        spindle::sleep(std::time::Duration::from_millis(20));
+        for _ in 0..100 {
+            assert_eq!(spindle::sys::getpid(), pid);
+        }
+        assert!(!reader.is_finished(), "the FIFO opened with no writer");
+        let _w2 = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        reader.join().unwrap();
 
         let f = spindle::sys::open(&file, libc::O_RDONLY, 0).unwrap();
         let mut got = vec![0u8; data.len()];

@@ -65,6 +65,12 @@ pub(crate) fn cvt(r: i64) -> io::Result<usize> {
 /// thread (the hypercore's): per-thread calls (`gettid`, signal masks, `prctl` on the
 /// thread) act on that thread.
 ///
+/// Calls that exist to wait — sleeps, `wait4`, `fsync`, `open`, `flock`, a futex wait,
+/// `poll`-like waits — run on the runtime's blocking pool instead, so they never hold
+/// the hypercore (the caller sleeps until they return, even if it is being unwound).
+/// A `read` or `write` passed here runs as given: use [`read`] and [`write`] for a
+/// descriptor that may not be ready.
+///
 /// # Examples
 ///
 /// ```
@@ -79,8 +85,13 @@ pub unsafe fn syscall(nr: libc::c_long, args: [usize; 6]) -> io::Result<usize> {
             format!("spindle::sys::syscall: {nr} is not a system call number (use libc::SYS_*)"),
         )
     })?;
+    let args = args.map(|a| a as u64);
+    if slow::waits(nr.into()) {
+        // SAFETY: as below; the caller waits for the pool thread even while unwinding (`slow::call`), so what the arguments point at outlives the call.
+        return unsafe { slow::call_raw(nr.into(), args) };
+    }
     // SAFETY: the caller vouches for the arguments (this function's contract).
-    cvt(unsafe { offload::syscall(nr, args.map(|a| a as u64)) })
+    cvt(unsafe { offload::syscall(nr, args) })
 }
 
 /// Raw call with `u64` arguments (internal shorthand).

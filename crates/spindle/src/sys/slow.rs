@@ -1,13 +1,15 @@
 //! The calls that may wait on a disk or a slow filesystem — a regular-file read or
-//! write that misses the page cache, `fsync`, `ftruncate`, `open` — run on the
+//! write that misses the page cache, `fsync`, `ftruncate`, `open` — and the raw calls
+//! that exist to wait (sleeps, `wait4`, locks, readiness waits: [`waits`]) run on the
 //! runtime's blocking pool while the caller sleeps, never on the service core, where
 //! one of them would hold every other offloaded call.
 //!
 //! The pool thread works on data of its own (a buffer it fills or was given a copy
-//! of, the path it was given), and the caller waits for it even if a shutdown unwinds
-//! the caller meanwhile (`blocking_to_the_end`): so a call never touches the caller's
-//! stack after the caller left, and never outlives the caller's hold on the
-//! descriptor. On an OS thread outside a runtime the call runs where it is.
+//! of, the path it was given; a raw call's arguments are the caller's), and the caller
+//! waits for it even if a shutdown unwinds the caller meanwhile
+//! (`blocking_to_the_end`): so a call never outlives what the caller lent it, nor the
+//! caller's hold on the descriptor. On an OS thread outside a runtime the call runs
+//! where it is.
 
 use std::ffi::CString;
 use std::io;
@@ -20,9 +22,58 @@ use crate::os::raw_syscall;
 /// Runs system call `nr` with `args`, which hold no pointer, on the pool.
 pub(super) fn call(nr: libc::c_long, args: [u64; 6]) -> io::Result<usize> {
     // SAFETY: the arguments hold no pointer (the caller's contract), so nothing they name can go away during the call.
+    unsafe { call_raw(nr, args) }
+}
+
+/// Runs system call `nr` with `args` on the pool, where they may point at the
+/// caller's memory: the caller waits for the call even while unwinding.
+///
+/// # Safety
+///
+/// As for `sys::syscall`.
+pub(super) unsafe fn call_raw(nr: libc::c_long, args: [u64; 6]) -> io::Result<usize> {
+    // SAFETY: the caller vouches for the arguments, and `blocking_to_the_end` keeps it (and what it lent the call) in place until the call returned.
     cvt(blocking_to_the_end(move || unsafe {
         raw_syscall(nr as u32, args)
     }))
+}
+
+/// Whether system call `nr` exists to wait (a sleep, a child, a lock, a disk, a
+/// readiness wait): one a raw `sys::syscall` runs on the pool, not on the hypercore.
+pub(super) fn waits(nr: libc::c_long) -> bool {
+    matches!(
+        nr,
+        libc::SYS_nanosleep
+            | libc::SYS_clock_nanosleep
+            | libc::SYS_pause
+            | libc::SYS_wait4
+            | libc::SYS_waitid
+            | libc::SYS_fsync
+            | libc::SYS_fdatasync
+            | libc::SYS_sync
+            | libc::SYS_syncfs
+            | libc::SYS_sync_file_range
+            | libc::SYS_open
+            | libc::SYS_openat
+            | libc::SYS_openat2
+            | libc::SYS_creat
+            | libc::SYS_truncate
+            | libc::SYS_ftruncate
+            | libc::SYS_fallocate
+            | libc::SYS_flock
+            | libc::SYS_futex
+            | libc::SYS_poll
+            | libc::SYS_ppoll
+            | libc::SYS_select
+            | libc::SYS_pselect6
+            | libc::SYS_epoll_wait
+            | libc::SYS_epoll_pwait
+            | libc::SYS_msgrcv
+            | libc::SYS_semop
+            | libc::SYS_semtimedop
+            | libc::SYS_rt_sigtimedwait
+            | libc::SYS_rt_sigsuspend
+    )
 }
 
 /// `read(2)` (`offset` `None`) or `pread64(2)` into `buf`, on the pool.
