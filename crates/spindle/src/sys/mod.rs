@@ -68,7 +68,7 @@ pub(crate) fn cvt(r: i64) -> io::Result<usize> {
 /// Calls that exist to wait — sleeps, `wait4`, `fsync`, `open`, `flock`, a futex wait,
 /// `poll`-like waits — run on the runtime's blocking pool instead, so they never hold
 /// the hypercore (the caller sleeps until they return, even if it is being unwound).
-/// A `read` or `write` passed here runs as given: use [`read`] and [`write`] for a
+/// A `read` or `write` passed here runs as given: use [`read()`] and [`write()`] for a
 /// descriptor that may not be ready.
 ///
 /// # Examples
