@@ -7,8 +7,10 @@
 //!
 //! - the **ticker** (every tick, 1 ms unless configured) runs `preempt::tick`: it
 //!   advances the slice clock, flags threads past their time slice, signals cores
-//!   whose preemptible thread ignored the flag, and feeds the watchdog (absent if the
-//!   runtime was built with `ticker(false)`);
+//!   whose preemptible thread ignored the flag, feeds the watchdog and takes the
+//!   cores stuck in the kernel, then gives released cores to spare OS threads (the
+//!   runtime's `carriers::assign`, handed down at start; absent if the runtime was
+//!   built with `ticker(false)`);
 //! - the **reaper** (every [`REAP_EVERY`]) releases the memory of the stack blocks
 //!   that idle worker cores handed over (`stack::reap`) — the `madvise`
 //!   calls happen here, not on a worker;
