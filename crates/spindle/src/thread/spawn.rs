@@ -219,7 +219,34 @@ pub(super) unsafe fn store_closure<F>(tcb: *mut Tcb, f: F) {
             Box::into_raw(Box::new(f)) as usize
         };
         (*tcb).closure = closure as *mut u8;
-        (*tcb).stack_top = closure.min(tcb as usize) & !(arch::STACK_ALIGNMENT - 1);
+        (*tcb).stack_top = first_stack_top(tcb as usize, closure, inline_closure::<F>());
+    }
+}
+
+/// The initial stack top of a thread whose TCB is at `tcb` and whose closure is at
+/// `closure`: below the closure if it is stored in the block beneath the TCB
+/// (`inline`), else right below the TCB — a boxed closure lives on the heap, which may
+/// lie below the block as well as above it.
+fn first_stack_top(tcb: usize, closure: usize, inline: bool) -> usize {
+    let top = if inline { closure.min(tcb) } else { tcb };
+    top & !(arch::STACK_ALIGNMENT - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_stack_top;
+
+    #[test]
+    fn a_boxed_closure_below_the_block_does_not_move_the_stack_there() {
+        let tcb = 0x7f00_0000_1000;
+        // The heap below the block (an arena mapped lower): the stack stays under
+        // the TCB. Taking the lower of the two put it on the heap, which the thread
+        // then overwrote (found as `munmap_chunk(): invalid pointer` in the
+        // lifecycle tests with 15 cores).
+        assert_eq!(first_stack_top(tcb, 0x5555_0000_0010, false), tcb);
+        assert_eq!(first_stack_top(tcb, 0x7fff_0000_0010, false), tcb);
+        // A closure stored in the block, beneath the TCB: the stack starts below it.
+        assert_eq!(first_stack_top(tcb, tcb - 72, true), tcb - 80);
     }
 }
 
