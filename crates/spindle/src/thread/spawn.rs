@@ -232,24 +232,6 @@ fn first_stack_top(tcb: usize, closure: usize, inline: bool) -> usize {
     top & !(arch::STACK_ALIGNMENT - 1)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::first_stack_top;
-
-    #[test]
-    fn a_boxed_closure_below_the_block_does_not_move_the_stack_there() {
-        let tcb = 0x7f00_0000_1000;
-        // The heap below the block (an arena mapped lower): the stack stays under
-        // the TCB. Taking the lower of the two put it on the heap, which the thread
-        // then overwrote (found as `munmap_chunk(): invalid pointer` in the
-        // lifecycle tests with 15 cores).
-        assert_eq!(first_stack_top(tcb, 0x5555_0000_0010, false), tcb);
-        assert_eq!(first_stack_top(tcb, 0x7fff_0000_0010, false), tcb);
-        // A closure stored in the block, beneath the TCB: the stack starts below it.
-        assert_eq!(first_stack_top(tcb, tcb - 72, true), tcb - 80);
-    }
-}
-
 /// Makes a new embryo `tcb` known through its slot (for a result type `T`).
 ///
 /// # Safety
@@ -267,5 +249,23 @@ pub(super) unsafe fn publish_slot<T>(tcb: *mut Tcb, slot: &Slot, shared: &Shared
             .store(shared as *const Shared as usize, Ordering::Relaxed);
         slot.word.activate();
         (*tcb).set_state(State::Embryo);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_stack_top;
+
+    #[test]
+    fn a_boxed_closure_below_the_block_does_not_move_the_stack_there() {
+        let tcb = 0x7f00_0000_1000;
+        // The heap below the block (an arena mapped lower): the stack stays under
+        // the TCB. Taking the lower of the two put it on the heap, which the thread
+        // then overwrote (found as `munmap_chunk(): invalid pointer` in the
+        // lifecycle tests with 15 cores).
+        assert_eq!(first_stack_top(tcb, 0x5555_0000_0010, false), tcb);
+        assert_eq!(first_stack_top(tcb, 0x7fff_0000_0010, false), tcb);
+        // A closure stored in the block, beneath the TCB: the stack starts below it.
+        assert_eq!(first_stack_top(tcb, tcb - 72, true), tcb - 80);
     }
 }
