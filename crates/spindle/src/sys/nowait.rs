@@ -50,10 +50,7 @@ pub(super) fn pwrite(fd: RawFd, buf: &[u8], offset: u64) -> io::Result<usize> {
 /// A read at the current position (`None`) or at an offset.
 fn read_at(fd: RawFd, buf: &mut [u8], offset: Option<u64>) -> io::Result<usize> {
     let (ptr, len) = (buf.as_mut_ptr(), buf.len());
-    let (nr, off) = match offset {
-        Some(o) => (libc::SYS_pread64, o),
-        None => (libc::SYS_read, 0),
-    };
+    let (nr, off) = super::slow::plain(Dir::Read, offset);
     // SAFETY: `buf` is live and writable for its length during each call.
     let plain = || unsafe { call(nr, [fd as u64, ptr as u64, len as u64, off, 0, 0]) };
     // SAFETY: as above; the iovec is read by the kernel during the call only.
@@ -67,10 +64,7 @@ fn read_at(fd: RawFd, buf: &mut [u8], offset: Option<u64>) -> io::Result<usize> 
 /// A write at the current position (`None`) or at an offset.
 fn write_at(fd: RawFd, buf: &[u8], offset: Option<u64>) -> io::Result<usize> {
     let (ptr, len) = (buf.as_ptr().cast_mut(), buf.len());
-    let (nr, off) = match offset {
-        Some(o) => (libc::SYS_pwrite64, o),
-        None => (libc::SYS_write, 0),
-    };
+    let (nr, off) = super::slow::plain(Dir::Write, offset);
     // SAFETY: `buf` is live for its length during each call; the kernel only reads it.
     let plain = || unsafe { call(nr, [fd as u64, ptr as u64, len as u64, off, 0, 0]) };
     // SAFETY: as above.

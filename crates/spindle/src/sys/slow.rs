@@ -17,7 +17,20 @@ use std::os::fd::RawFd;
 
 use super::cvt;
 use crate::blocking::blocking_to_the_end;
+use crate::io::Dir;
 use crate::os::raw_syscall;
+
+/// The plain call of a read or write (`dir`) at the current position (`offset`
+/// `None`: `read`, `write`) or at an offset (`pread64`, `pwrite64`): its number and
+/// its offset argument.
+pub(super) fn plain(dir: Dir, offset: Option<u64>) -> (libc::c_long, u64) {
+    match (dir, offset) {
+        (Dir::Read, Some(o)) => (libc::SYS_pread64, o),
+        (Dir::Read, None) => (libc::SYS_read, 0),
+        (Dir::Write, Some(o)) => (libc::SYS_pwrite64, o),
+        (Dir::Write, None) => (libc::SYS_write, 0),
+    }
+}
 
 /// Runs system call `nr` with `args`, which hold no pointer, on the pool.
 pub(super) fn call(nr: libc::c_long, args: [u64; 6]) -> io::Result<usize> {
@@ -81,10 +94,7 @@ pub(super) fn read(fd: RawFd, buf: &mut [u8], offset: Option<u64>) -> io::Result
     let len = buf.len();
     let (r, data) = blocking_to_the_end(move || {
         let mut data = vec![0u8; len];
-        let (nr, off) = match offset {
-            Some(o) => (libc::SYS_pread64, o),
-            None => (libc::SYS_read, 0),
-        };
+        let (nr, off) = plain(Dir::Read, offset);
         // SAFETY: `data` is this closure's own, writable for `len` bytes until the call returns; `fd` is held open by the caller, which waits for us.
         let r = unsafe {
             raw_syscall(
@@ -103,10 +113,7 @@ pub(super) fn read(fd: RawFd, buf: &mut [u8], offset: Option<u64>) -> io::Result
 pub(super) fn write(fd: RawFd, buf: &[u8], offset: Option<u64>) -> io::Result<usize> {
     let data = buf.to_vec();
     cvt(blocking_to_the_end(move || {
-        let (nr, off) = match offset {
-            Some(o) => (libc::SYS_pwrite64, o),
-            None => (libc::SYS_write, 0),
-        };
+        let (nr, off) = plain(Dir::Write, offset);
         // SAFETY: `data` is this closure's own, readable for its length until the call returns; `fd` is held open by the caller, which waits for us.
         unsafe {
             raw_syscall(
