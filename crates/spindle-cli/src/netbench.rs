@@ -40,6 +40,51 @@ pub struct Figures {
     pub requests: u64,
     /// Socket errors and non-2xx answers wrk counted.
     pub errors: u64,
+    /// A spindle server's system-call figures over the run: calls served by the
+    /// service core, calls run directly, calls through the io_uring, and its backend.
+    pub service: Option<Service>,
+}
+
+/// A spindle server's system-call figures (see [`crate::servers::STATS_ENV`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Calls served by the service core.
+    pub served: u64,
+    /// Calls run directly on a worker.
+    pub direct: u64,
+    /// Of `served`, calls that went through the io_uring.
+    pub batched: u64,
+    /// `io_uring_enter` calls that submitted them.
+    pub enters: u64,
+    /// `io_uring` or `epoll`.
+    pub backend: String,
+}
+
+impl Service {
+    /// Reads the server's line `service served=N direct=N batched=N enters=N
+    /// backend=NAME`.
+    pub fn parse(line: &str) -> Option<Service> {
+        let rest = line.trim().strip_prefix("service ")?;
+        let mut s = Service {
+            served: 0,
+            direct: 0,
+            batched: 0,
+            enters: 0,
+            backend: String::new(),
+        };
+        for kv in rest.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            match k {
+                "served" => s.served = v.parse().ok()?,
+                "direct" => s.direct = v.parse().ok()?,
+                "batched" => s.batched = v.parse().ok()?,
+                "enters" => s.enters = v.parse().ok()?,
+                "backend" => s.backend = v.to_owned(),
+                _ => {}
+            }
+        }
+        Some(s)
+    }
 }
 
 /// One server's run.
@@ -106,17 +151,30 @@ fn measure(kind: Kind, peer: Peer) -> Result<Figures, String> {
     let mut server = Server(
         Command::new(exe)
             .args([child::SUBCOMMAND, "serve", kind.name(), peer.name()])
-            .stdin(Stdio::null())
+            .env(crate::servers::STATS_ENV, "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start the {} server: {e}", peer.name()))?,
     );
     let stdout = server.0.stdout.take().ok_or("no stdout from the server")?;
+    let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
+    stdout
         .read_line(&mut line)
         .map_err(|e| format!("server: {e}"))?;
+    // Closing its stdin makes a spindle server print its service figures and exit.
+    let service = move || {
+        if peer != Peer::Spindle {
+            return None;
+        }
+        drop(server.0.stdin.take());
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        drop(server);
+        Service::parse(&line)
+    };
     let addr = line
         .trim()
         .strip_prefix("listening on ")
@@ -127,8 +185,8 @@ fn measure(kind: Kind, peer: Peer) -> Result<Figures, String> {
             .parse()
             .map_err(|e| format!("server address {addr}: {e}"))?;
         let r = echo_load(addr, CONNECTIONS as usize, DURATION);
-        drop(server);
-        return r;
+        let svc = service();
+        return r.map(|f| Figures { service: svc, ..f });
     }
     let mut cmd = Command::new("wrk");
     cmd.args([
@@ -139,7 +197,7 @@ fn measure(kind: Kind, peer: Peer) -> Result<Figures, String> {
         format!("http://{addr}/"),
     ]);
     let out = cmd.output().map_err(|e| format!("cannot run wrk: {e}"))?;
-    drop(server);
+    let svc = service();
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
@@ -147,7 +205,9 @@ fn measure(kind: Kind, peer: Peer) -> Result<Figures, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output: {text}"))
+    parse_wrk(&text)
+        .map(|f| Figures { service: svc, ..f })
+        .ok_or_else(|| format!("cannot read wrk's output: {text}"))
 }
 
 /// Loads the echo server at `addr` with `conns` connections for `duration` from one
@@ -203,6 +263,7 @@ pub fn echo_load(
             p99_us: p99,
             requests: all.len() as u64,
             errors,
+            service: None,
         })
     })
 }
@@ -235,6 +296,7 @@ pub fn parse_wrk(text: &str) -> Option<Figures> {
         p99_us: p99?,
         requests: requests?,
         errors,
+        service: None,
     })
 }
 
@@ -282,6 +344,13 @@ pub fn records(outcomes: &[Outcome]) -> Vec<Record> {
                     extra.insert("requests_per_s".into(), json!(f.rps));
                     extra.insert("p99_us".into(), json!(f.p99_us));
                     extra.insert("errors".into(), json!(f.errors));
+                    if let Some(s) = &f.service {
+                        extra.insert("served".into(), json!(s.served));
+                        extra.insert("direct".into(), json!(s.direct));
+                        extra.insert("batched".into(), json!(s.batched));
+                        extra.insert("enters".into(), json!(s.enters));
+                        extra.insert("backend".into(), json!(s.backend));
+                    }
                     if let Some(s) = spindle {
                         extra.insert("rps_vs_spindle".into(), json!(f.rps / s.rps));
                         extra.insert("p99_vs_spindle".into(), json!(f.p99_us / s.p99_us));
@@ -316,12 +385,20 @@ pub fn print_table(outcomes: &[Outcome]) {
     for o in outcomes {
         match &o.result {
             Ok(f) => println!(
-                "{:<6} {:<8} {:>10.0} req/s   p99 {:>8.0} µs   errors {}",
+                "{:<6} {:<8} {:>10.0} req/s   p99 {:>8.0} µs   errors {}{}",
                 o.kind.name(),
                 o.peer.name(),
                 f.rps,
                 f.p99_us,
-                f.errors
+                f.errors,
+                f.service.as_ref().map_or(String::new(), |s| format!(
+                    "   calls: {} served by the service core ({} through {}, {:.1} per enter), {} direct",
+                    s.served,
+                    s.batched,
+                    s.backend,
+                    s.batched as f64 / s.enters.max(1) as f64,
+                    s.direct
+                ))
             ),
             Err(e) => println!(
                 "{:<6} {:<8} not measured: {e}",

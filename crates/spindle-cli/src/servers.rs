@@ -107,6 +107,33 @@ impl HttpConn {
     }
 }
 
+/// With this variable set, a spindle server prints its system-call service's figures
+/// (`service served=N direct=N batched=N enters=N backend=NAME`) on stdout when its
+/// stdin is closed, then exits: the bench's way to read them.
+pub const STATS_ENV: &str = "SPINDLE_BENCH_SERVICE_STATS";
+
+/// Starts an OS thread that waits for stdin's end, prints the service's figures and
+/// ends the process.
+fn report_at_eof(handle: spindle::Handle) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        if let Some(s) = spindle::sys::service_stats(&handle) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "service served={} direct={} batched={} enters={} backend={}",
+                s.served,
+                s.direct_failed,
+                s.batched,
+                s.enters,
+                s.backend.name()
+            );
+            let _ = out.flush();
+        }
+        std::process::exit(0);
+    });
+}
+
 fn announce(addr: std::net::SocketAddr) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on {addr}");
@@ -148,6 +175,9 @@ fn on_spindle(kind: Kind, addr: &str, on_bound: OnBound) -> Result<(), String> {
         .idle_spin(SERVER_IDLE_SPIN)
         .build()
         .map_err(|e| e.to_string())?;
+    if std::env::var_os(STATS_ENV).is_some() {
+        report_at_eof(rt.handle().clone());
+    }
     rt.block_on(move || {
         let l = spindle::net::TcpListener::bind(&addr).map_err(|e| format!("bind {addr}: {e}"))?;
         on_bound(l.local_addr().map_err(|e| e.to_string())?);

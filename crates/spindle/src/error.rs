@@ -417,6 +417,11 @@ impl fmt::Display for ConfigError {
                  default is 1 ms), or turn the ticker off with ticker(false)",
             ),
             ConfigError::Forked => f.write_str(crate::error::FORKED),
+            ConfigError::Env { var, value } if *var == "SPINDLE_IO_URING" => write!(
+                f,
+                "{var}={value:?} does not say whether to use io_uring: set it to 1 or 0, or \
+                 unset it"
+            ),
             ConfigError::Env { var, value } => write!(
                 f,
                 "{var}={value:?} is not a number of worker cores: set it to a whole number \

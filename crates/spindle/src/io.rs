@@ -8,28 +8,27 @@
 //! - each direction has a sequence number and a list of waiters under a small lock;
 //!   the caller reads the sequence number *before* its attempt; on `EAGAIN` it locks,
 //!   and if the number has not moved it queues itself and sleeps (`block_internal`);
-//! - the poller (a maintenance thread, on the hypercore when there is one) reads
-//!   events with a zero-timeout `epoll_wait`, and for each bumps the sequence numbers
-//!   of the directions that became ready and wakes their waiters.
+//! - whoever watches the set reads its events and, for each, bumps the sequence
+//!   numbers of the directions that became ready and wakes their waiters
+//!   ([`Poller::dispatch`]). That is the service core (`offload`): at its passes
+//!   while threads wait, and in its idle sleep, which is a wait on this set (or on
+//!   its io_uring, which polls this set). A runtime without a service core has a
+//!   poller OS thread of its own that sleeps in `epoll_wait`
+//!   ([`Poller::start_thread`]). Nobody polls the set on a timer.
 //!
 //! An edge that arrives between the attempt and the lock moved the number, so the
-//! caller retries instead of sleeping: no readiness is lost. The poller never blocks
-//! its core: with events it yields and polls again; without, it backs off with
-//! spindle sleeps (20 µs doubling to [`MAX_BACKOFF`]); with nobody waiting it sleeps
-//! until a waiter arrives. On an OS thread (no runtime), the wait is a `poll(2)`.
+//! caller retries instead of sleeping: no readiness is lost. A sleeper on the set is
+//! woken by readiness itself, or by a write to the set's kick eventfd (the service
+//! core's doorbell). On an OS thread (no runtime), the wait is a `poll(2)`.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::sched::wait::{Waiter, block_internal};
-
-/// Longest pause of an idle poller between two looks at the epoll set while threads
-/// wait on it.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_micros(200);
 
 /// Reading or writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,49 +62,147 @@ pub(crate) struct PollerInner {
     next_token: AtomicU64,
     /// Threads blocked on a readiness wait.
     waiting: AtomicUsize,
-    /// The poller thread sleeps until a waiter arrives.
-    parked: AtomicBool,
-    poller: Mutex<Option<Waiter>>,
+    /// The eventfd that wakes whoever sleeps on this set: the service core's
+    /// doorbell, or the poller OS thread's stop.
+    kick: RawFd,
+    /// Set when the runtime stops: the poller OS thread ends.
+    stop: AtomicBool,
 }
 
 impl Drop for PollerInner {
     fn drop(&mut self) {
-        // SAFETY: we own the epoll descriptor.
-        unsafe { libc::close(self.epfd) };
+        // SAFETY: we own both descriptors.
+        unsafe {
+            libc::close(self.epfd);
+            libc::close(self.kick);
+        }
     }
 }
 
-/// A runtime's poller, created at its first registration.
-#[derive(Default)]
+/// A runtime's poller: its epoll set, created with the runtime.
 pub(crate) struct Poller {
-    inner: OnceLock<Arc<PollerInner>>,
+    inner: Arc<PollerInner>,
 }
+
+/// The token of the kick eventfd in the epoll set (registrations count from 1).
+const KICK: u64 = 0;
 
 impl Poller {
-    pub(crate) fn new() -> Poller {
-        Poller::default()
-    }
-
-    fn get(&self) -> io::Result<&Arc<PollerInner>> {
-        if let Some(p) = self.inner.get() {
-            return Ok(p);
-        }
+    /// A new epoll set and its kick eventfd.
+    pub(crate) fn new() -> io::Result<Poller> {
         // SAFETY: epoll_create1 has no memory preconditions.
         let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epfd < 0 {
             return Err(io::Error::last_os_error());
         }
-        let p = Arc::new(PollerInner {
-            epfd,
-            map: Mutex::new(HashMap::new()),
-            next_token: AtomicU64::new(1),
-            waiting: AtomicUsize::new(0),
-            parked: AtomicBool::new(false),
-            poller: Mutex::new(None),
-        });
-        // A racing creator's set is dropped (and closed) here if it lost.
-        let _ = self.inner.set(p);
-        Ok(self.inner.get().expect("just set"))
+        // SAFETY: eventfd has no memory preconditions.
+        let kick = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if kick < 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: we own the descriptor just made.
+            unsafe { libc::close(epfd) };
+            return Err(e);
+        }
+        Ok(Poller {
+            inner: Arc::new(PollerInner {
+                epfd,
+                map: Mutex::new(HashMap::new()),
+                next_token: AtomicU64::new(KICK + 1),
+                waiting: AtomicUsize::new(0),
+                kick,
+                stop: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    fn get(&self) -> io::Result<&Arc<PollerInner>> {
+        Ok(&self.inner)
+    }
+
+    /// The epoll set's descriptor (the service's ring watches it).
+    pub(crate) fn epfd(&self) -> RawFd {
+        self.inner.epfd
+    }
+
+    /// The kick eventfd: a write to it wakes whoever sleeps on this set.
+    pub(crate) fn kick_fd(&self) -> RawFd {
+        self.inner.kick
+    }
+
+    /// Threads waiting for readiness now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.inner.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Adds the kick eventfd to the epoll set, so that a sleep in [`Poller::dispatch`]
+    /// ends at a kick (the service without a ring, the poller OS thread).
+    pub(crate) fn watch_kick(&self) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: KICK,
+        };
+        // SAFETY: `ev` is a valid event on this stack; the kernel copies it.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.inner.epfd,
+                libc::EPOLL_CTL_ADD,
+                self.inner.kick,
+                &mut ev,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` (0: not at all, -1: for ever) for events of the
+    /// epoll set and wakes the threads whose descriptors became ready. Returns the
+    /// events handled; a kick is drained and counted.
+    pub(crate) fn dispatch(&self, timeout_ms: i32) -> usize {
+        let p = &self.inner;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut total = 0;
+        let mut timeout = timeout_ms;
+        loop {
+            // SAFETY: `events` has room for its length.
+            let n = unsafe {
+                libc::epoll_wait(p.epfd, events.as_mut_ptr(), events.len() as i32, timeout)
+            };
+            if n <= 0 {
+                return total;
+            }
+            let n = n as usize;
+            total += n;
+            wake_ready(p, &events[..n]);
+            if n < events.len() {
+                return total;
+            }
+            timeout = 0;
+        }
+    }
+
+    /// Runs a poller OS thread for a runtime without a service core: it sleeps in
+    /// `epoll_wait` and wakes the ready threads until [`Poller::stop`].
+    pub(crate) fn start_thread(&self) -> io::Result<()> {
+        self.watch_kick()?;
+        let me = Poller {
+            inner: self.inner.clone(),
+        };
+        std::thread::Builder::new()
+            .name("spindle-poller".into())
+            .spawn(move || {
+                while !me.inner.stop.load(Ordering::Acquire) {
+                    me.dispatch(-1);
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Ends the poller OS thread, if there is one.
+    pub(crate) fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        crate::os::eventfd_kick(self.inner.kick);
     }
 
     /// Registers `fd` (edge-triggered, both directions) with the runtime's epoll set,
@@ -188,14 +285,10 @@ impl Registration {
             }
             r.waiters[dir as usize].push(me);
         }
-        let p = &reg.poller;
-        // SeqCst (both sides): Dekker with the poller's `parked` / `waiting` checks.
-        p.waiting.fetch_add(1, Ordering::SeqCst);
-        if p.parked.swap(false, Ordering::SeqCst)
-            && let Some(w) = *p.poller.lock().unwrap_or_else(|e| e.into_inner())
-        {
-            w.wake();
-        }
+        // Counted, so that the service looks at the set at its passes; whoever sleeps
+        // on the set (the service, the poller OS thread) is woken by the readiness
+        // itself.
+        reg.poller.waiting.fetch_add(1, Ordering::SeqCst);
         /// Leaves the wait (count and waiter list) however `block_internal` ends: by a
         /// wake, a timeout, or the unwind of a thread a shutdown abandons.
         struct Leave<'a> {
@@ -230,63 +323,16 @@ pub(crate) fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "spindle: the operation timed out")
 }
 
-/// What the poller's thread needs of its runtime.
-pub(crate) trait PollerHost: Send + Sync + 'static {
-    /// The runtime's poller.
-    fn poller(&self) -> &Poller;
-    /// The runtime stops its maintenance threads.
-    fn stopping(&self) -> bool;
-}
-
-/// The poller's maintenance thread: runs until the runtime shuts down.
-pub(crate) fn poller_main<S: PollerHost>(weak: Weak<S>) {
-    let me = Waiter::current().expect("the poller runs as a spindle thread");
-    let mut events: Vec<libc::epoll_event> = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-    let mut backoff = Duration::ZERO;
-    loop {
-        let p = {
-            let Some(shared) = weak.upgrade() else { return };
-            if shared.stopping() {
-                return;
-            }
-            match shared.poller().get() {
-                Ok(p) => p.clone(),
-                Err(_) => return,
-            }
-        };
-        // SAFETY: `events` has room for its length; a zero timeout never blocks.
-        let n = unsafe { libc::epoll_wait(p.epfd, events.as_mut_ptr(), events.len() as i32, 0) };
-        if n > 0 {
-            dispatch(&p, &events[..n as usize]);
-            backoff = Duration::ZERO;
-            crate::sched::wait::yield_now();
-            continue;
-        }
-        if p.waiting.load(Ordering::SeqCst) == 0 {
-            *p.poller.lock().unwrap_or_else(|e| e.into_inner()) = Some(me);
-            p.parked.store(true, Ordering::SeqCst);
-            if p.waiting.load(Ordering::SeqCst) == 0 {
-                // Woken by the first waiter; the timeout lets it see a shutdown.
-                block_internal(Some(Instant::now() + Duration::from_millis(100)));
-            }
-            p.parked.store(false, Ordering::SeqCst);
-            backoff = Duration::ZERO;
-            continue;
-        }
-        if backoff.is_zero() {
-            backoff = Duration::from_micros(20);
-            crate::sched::wait::yield_now();
-        } else {
-            crate::sched::wait::sleep(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-}
-
-fn dispatch(p: &PollerInner, events: &[libc::epoll_event]) {
+fn wake_ready(p: &PollerInner, events: &[libc::epoll_event]) {
     let mut wake = Vec::new();
     for ev in events {
         let (bits, token) = (ev.events, ev.u64);
+        if token == KICK {
+            let mut v = 0u64;
+            // SAFETY: an eight-byte read into a live value; the eventfd is non-blocking.
+            unsafe { libc::read(p.kick, std::ptr::from_mut(&mut v).cast(), 8) };
+            continue;
+        }
         let Some(state) = p
             .map
             .lock()

@@ -18,11 +18,10 @@
 //!   cores of each worker type and asks the busiest to send threads to the least
 //!   busy one through its exchange slot (`balance`);
 //! - the **stats** sampler (every [`STATS_EVERY`]) keeps a smoothed load per core;
-//! - the **poller** reads the epoll set of `spindle::net` and wakes the threads
-//!   whose descriptors became ready (see `crate::io`).
 //!
-//! The system-call service is not a thread: it runs at the hypercore's schedule
-//! points and in its idle loop (see `crate::offload`).
+//! The system-call service and the readiness dispatch of `spindle::net` are not
+//! threads: they run at the hypercore's schedule points and in its idle loop (see
+//! `crate::offload`).
 //!
 //! They hold only a weak reference to the runtime between passes, and stop when the
 //! shutdown stops the cores, after it unwound the other threads (see `shutdown`).
@@ -91,11 +90,6 @@ pub(crate) fn start(
         let weak = Arc::downgrade(shared);
         spawn_detached(shared, name, move || every(&weak, period, work))?;
     }
-    // The readiness poller of `net` (see `crate::io`).
-    let weak = Arc::downgrade(shared);
-    spawn_detached(shared, "spindle-poller", move || {
-        crate::io::poller_main(weak)
-    })?;
     Ok(())
 }
 

@@ -42,6 +42,14 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     };
 }
 
+/// Adds 1 to eventfd `fd`'s counter: whoever sleeps on it wakes.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn eventfd_kick(fd: i32) {
+    let one = 1u64;
+    // SAFETY: an eight-byte write from a live value; an eventfd's counter only saturates (EAGAIN), which still leaves it readable.
+    unsafe { libc::write(fd, std::ptr::from_ref(&one).cast(), 8) };
+}
+
 /// The page size of this machine.
 pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.

@@ -36,7 +36,9 @@ pub(crate) struct Shared {
     /// The service core's role (it serves `offload`) and the workers' (they collect).
     pub(crate) serve_role: crate::offload::ServeRole,
     pub(crate) collect_role: crate::offload::CollectRole,
-    /// The readiness poller of `net` (epoll), run by a maintenance thread.
+    /// The readiness poller of `net` (epoll), dispatched by the service core (or by
+    /// an OS thread of its own without one). Declared after `offload`, whose ring
+    /// watches its set: dropped after it.
     pub(crate) poller: crate::io::Poller,
     /// The pool of `spindle::blocking`.
     pub(crate) blocking: crate::pool::Pool,
@@ -64,15 +66,6 @@ impl std::ops::Deref for Shared {
     /// A runtime is its set of cores, plus the services around them.
     fn deref(&self) -> &CoreSet {
         &self.set
-    }
-}
-
-impl crate::io::PollerHost for Shared {
-    fn poller(&self) -> &crate::io::Poller {
-        &self.poller
-    }
-    fn stopping(&self) -> bool {
-        self.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

@@ -39,8 +39,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::io::Dir;
-use crate::sys::call;
 use crate::sys::source::Source;
+use crate::sys::{call, ring_call};
 
 /// Backlog of a listening socket.
 const BACKLOG: u64 = 1024;
@@ -107,31 +107,56 @@ impl Sock {
 
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let fd = self.raw();
-        self.src
-            .io(fd, Dir::Read, Sock::deadline(&self.read_timeout), || {
-                crate::sys::read(&self.fd, buf)
-            })
+        let deadline = Sock::deadline(&self.read_timeout);
+        let args = [
+            fd as u64,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            0,
+            0,
+            0,
+        ];
+        // SAFETY: `buf` is live and writable for its length until the call returns (it does not return before the kernel is done with it).
+        if let Some(r) = unsafe { ring_call(libc::SYS_recvfrom, args, deadline) } {
+            return r;
+        }
+        self.src.io(fd, Dir::Read, deadline, || {
+            // SAFETY: as above; the descriptor is non-blocking.
+            unsafe { call(libc::SYS_recvfrom, args) }
+        })
     }
 
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
         let fd = self.raw();
-        self.src
-            .io(fd, Dir::Write, Sock::deadline(&self.write_timeout), || {
-                // SAFETY: `buf` is live for its length; MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
-                unsafe {
-                    call(
-                        libc::SYS_sendto,
-                        [
-                            fd as u64,
-                            buf.as_ptr() as u64,
-                            buf.len() as u64,
-                            libc::MSG_NOSIGNAL as u64,
-                            0,
-                            0,
-                        ],
-                    )
-                }
-            })
+        let deadline = Sock::deadline(&self.write_timeout);
+        let args = [
+            fd as u64,
+            buf.as_ptr() as u64,
+            buf.len() as u64,
+            libc::MSG_NOSIGNAL as u64,
+            0,
+            0,
+        ];
+        // SAFETY: `buf` is live for its length until the call returns; MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
+        if let Some(r) = unsafe { ring_call(libc::SYS_sendto, args, deadline) } {
+            return r;
+        }
+        self.src.io(fd, Dir::Write, deadline, || {
+            // SAFETY: `buf` is live for its length; MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
+            unsafe {
+                call(
+                    libc::SYS_sendto,
+                    [
+                        fd as u64,
+                        buf.as_ptr() as u64,
+                        buf.len() as u64,
+                        libc::MSG_NOSIGNAL as u64,
+                        0,
+                        0,
+                    ],
+                )
+            }
+        })
     }
 
     fn send_to(&self, buf: &[u8], addr: &SocketAddr) -> io::Result<usize> {
@@ -413,37 +438,33 @@ impl TcpListener {
     /// Waits for a connection and returns it with the peer's address.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let fd = self.sock.raw();
-        self.sock.src.io(
-            fd,
-            Dir::Read,
-            Sock::deadline(&self.sock.read_timeout),
-            || {
-                // SAFETY: an all-zero sockaddr_storage is valid.
-                let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-                let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                let flags = (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64;
-                // SAFETY: `sa` and `len` are live and writable for the call.
-                let new = unsafe {
-                    call(
-                        libc::SYS_accept4,
-                        [
-                            fd as u64,
-                            &raw mut sa as u64,
-                            &raw mut len as u64,
-                            flags,
-                            0,
-                            0,
-                        ],
-                    )
-                }?;
-                // SAFETY: the kernel just gave us this descriptor.
-                let fd = unsafe { OwnedFd::from_raw_fd(new as RawFd) };
-                let stream = TcpStream {
-                    sock: Sock::from_fd(fd),
-                };
-                Ok((stream, from_raw(&sa, len)?))
-            },
-        )
+        let deadline = Sock::deadline(&self.sock.read_timeout);
+        // SAFETY: an all-zero sockaddr_storage is valid.
+        let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let flags = (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64;
+        let args = [
+            fd as u64,
+            &raw mut sa as u64,
+            &raw mut len as u64,
+            flags,
+            0,
+            0,
+        ];
+        // SAFETY: `sa` and `len` are live and writable until the call returns (it does not return before the kernel is done with them).
+        let new = match unsafe { ring_call(libc::SYS_accept4, args, deadline) } {
+            Some(r) => r,
+            None => self.sock.src.io(fd, Dir::Read, deadline, || {
+                // SAFETY: as above; the descriptor is non-blocking.
+                unsafe { call(libc::SYS_accept4, args) }
+            }),
+        }?;
+        // SAFETY: the kernel just gave us this descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(new as RawFd) };
+        let stream = TcpStream {
+            sock: Sock::from_fd(fd),
+        };
+        Ok((stream, from_raw(&sa, len)?))
     }
 
     /// The address it listens on.

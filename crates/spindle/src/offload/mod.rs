@@ -4,22 +4,41 @@
 //! - Each worker core has a [`Region`] of [`SLOTS`] request slots (`slot.rs`: the
 //!   state machine FREE → CLAIMED → READY → DONE → FREE, one writer per transition,
 //!   no RMW). A request and its answer each move one cache line: the slot's.
-//! - The **service loop** ([`Service::serve`]) runs on the hypercore's OS thread: at
-//!   each of its schedule points (between maintenance threads) and in its idle loop.
-//!   It reads the state of every slot of every started worker (lines it holds shared
-//!   until a worker writes one), runs every READY one (a batch), marks them DONE, and
-//!   rings the doorbell of each worker it completed for, if that worker sleeps.
+//! - The **service loop** ([`Service::serve`]) runs on the service core's OS thread:
+//!   at each of its schedule points (between maintenance threads) and in its idle
+//!   loop. A pass reads the state of every slot of every started worker (lines it
+//!   holds shared until a worker writes one). With io_uring (the `ring` backend,
+//!   `ring.rs`), it queues every READY request its caller marked [`ring::RING`] as
+//!   one operation and submits the whole batch with one `io_uring_enter`, then
+//!   completes the slots from the completions, now or at a later pass (an operation
+//!   that waits, for a socket or a disk, waits in the kernel). Unmarked requests, and
+//!   every request of the `epoll` backend, run as plain system calls there.
+//! - **Readiness** of `net`'s descriptors (`crate::io`) is dispatched by the same
+//!   loop: the ring polls the epoll set; without a ring, a pass reads the set while
+//!   threads wait on it.
+//! - **Sleep in one place**: the idle service core sleeps in `io_uring_enter` (or in
+//!   `epoll_wait` on the poller's set) until a completion, readiness, a request (the
+//!   doorbell writes the set's eventfd) or its next timer. On a CPU with a user-mode
+//!   wait it waits with that instead while nothing waits in the kernel.
 //! - A worker **collects** at each schedule point ([`at_schedule_point`]), and only
 //!   when it has requests in flight (a core-local mask): it wakes the threads whose
 //!   slot left READY (or all, if the service died). An idle worker counts such a slot
 //!   as work before it sleeps, and the service's doorbell ring wakes it.
-//! - **Full slots**: a call that finds every slot of its core taken runs directly on
-//!   its own core (counted in [`ServiceStats::direct_full`]); it never waits.
-//! - **Failure**: if the service loop panics or is stopped, it publishes `dead` after
-//!   its last slot access and rings every worker. Pending calls are woken and run
-//!   directly by their own threads; new calls run directly. A warning is printed once
-//!   and [`ServiceStats::failed`] says so.
+//! - **Cancellation**: a caller that stops waiting (a timeout, an unwind) sets its
+//!   slot's cancel flag and rings the service; the service cancels the operation in
+//!   the ring, and the slot is completed from the operation's own completion. The
+//!   caller waits for DONE either way, so nothing it lent is freed while the kernel
+//!   may still use it.
+//! - **Full slots**: a caller that finds every slot of its core taken yields until
+//!   one is free (counted in [`ServiceStats::slot_waits`]): the core runs its other
+//!   threads, and their completions are collected at each yield.
+//! - **Failure**: if the service loop panics or is stopped, it cancels what is in the
+//!   ring and waits for it, publishes `dead` after its last slot access and rings
+//!   every worker. Pending calls are woken and run directly by their own threads; new
+//!   calls run directly. A warning is printed once and [`ServiceStats::failed`] says
+//!   so.
 
+pub(crate) mod ring;
 pub(crate) mod slot;
 pub(crate) mod wait;
 
@@ -28,10 +47,12 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use crate::io::Poller;
 use crate::os::raw_syscall;
 use crate::sched::role::CoreRole;
 use crate::sched::{Core, CoreCtx, CoreSet, CoreState, MAX_CORES};
 use crate::task::id::ThreadId;
+use ring::{Done, RING, Ring};
 use slot::{READY, ReqSlot};
 pub use wait::WaitStrategy;
 
@@ -49,6 +70,9 @@ pub(crate) struct Region {
     /// claimer before READY; read by the collector, or by the service when the core
     /// is gone).
     pub(super) waiters: [AtomicU64; SLOTS],
+    /// The [`Pending`] record of each slot's ring request (its address; written by
+    /// the claimer before READY, read by the service when it takes the request).
+    pub(crate) pending: [AtomicU64; SLOTS],
     /// Touched only by the worker core's OS thread.
     pub(super) local: CachePadded<UnsafeCell<WorkerSide>>,
 }
@@ -64,6 +88,7 @@ impl Region {
         Region {
             slots: std::array::from_fn(|_| ReqSlot::new()),
             waiters: std::array::from_fn(|_| AtomicU64::new(0)),
+            pending: std::array::from_fn(|_| AtomicU64::new(0)),
             local: CachePadded::new(UnsafeCell::new(WorkerSide::default())),
         }
     }
@@ -81,16 +106,52 @@ pub(crate) struct Service {
     pub(super) dead: AtomicBool,
     /// A test hook's request: stop (1) or panic (2) at the next pass.
     stop: AtomicU8,
-    /// Calls served (single writer: the hypercore).
+    /// Calls served (single writer: the service core).
     served: AtomicU64,
-    /// Calls run directly because the slots of their core were all taken.
-    pub(super) direct_full: AtomicU64,
+    /// Calls that went through the ring (single writer: the service core).
+    batched: AtomicU64,
+    /// `io_uring_enter` calls that submitted them (single writer: the service core).
+    enters: AtomicU64,
+    /// Times a caller found every slot of its core taken and yielded.
+    pub(crate) slot_waits: AtomicU64,
     /// Calls run directly because the service had failed.
-    pub(super) direct_failed: AtomicU64,
+    pub(crate) direct_failed: AtomicU64,
     strategy: WaitStrategy,
+    backend: Backend,
+    /// The readiness poller's set, whose events the service dispatches.
+    poller: *const Poller,
+    /// Touched only by the service core's OS thread.
+    side: UnsafeCell<ServiceSide>,
 }
 
-// SAFETY: each region's `local` is touched only by its core's OS thread (see its docs); everything else is atomic.
+/// The service core's own state.
+struct ServiceSide {
+    ring: Option<Ring>,
+    /// The [`Pending`] records whose operation is in the ring. A record is
+    /// dereferenced only while it is here or not taken yet: its owner waits for DONE.
+    in_ring: std::collections::HashSet<u64>,
+}
+
+/// How the service makes its calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Batched through an io_uring; calls that wait, wait in the kernel.
+    IoUring,
+    /// One plain system call per request; readiness from an epoll set.
+    Epoll,
+}
+
+impl Backend {
+    /// The name used in reports: `io_uring` or `epoll`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::IoUring => "io_uring",
+            Backend::Epoll => "epoll",
+        }
+    }
+}
+
+// SAFETY: each region's `local` is touched only by its core's OS thread and `side` only by the service core's (see their docs); the poller outlives the service (both are fields of the runtime); everything else is atomic.
 unsafe impl Sync for Service {}
 // SAFETY: as above.
 unsafe impl Send for Service {}
@@ -100,37 +161,92 @@ unsafe impl Send for Service {}
 pub struct ServiceStats {
     /// Calls the service loop ran for the worker cores.
     pub served: u64,
-    /// Calls run directly because every request slot of their core was taken.
-    pub direct_full: u64,
+    /// Of `served`, the calls that went through the io_uring.
+    pub batched: u64,
+    /// `io_uring_enter` calls that submitted them (`batched / enters` is the mean
+    /// batch).
+    pub enters: u64,
+    /// Times a caller found every request slot of its core taken and yielded until
+    /// one was free.
+    pub slot_waits: u64,
     /// Calls run directly because the service loop had failed or was stopped.
     pub direct_failed: u64,
     /// Whether the service loop has failed (panicked) or was stopped.
     pub failed: bool,
-    /// How the idle service loop waits.
+    /// How the idle service loop waits when nothing waits in the kernel.
     pub strategy: WaitStrategy,
+    /// How the calls are made: io_uring, or plain calls and epoll.
+    pub backend: Backend,
 }
 
 impl Service {
-    pub(crate) fn new() -> Service {
+    /// The service of a runtime whose readiness set is `poller`. `ring`: make an
+    /// io_uring (the runtime has a service core and asked for it).
+    /// `poller_at` is where `poller` will live in the runtime (it outlives the
+    /// service there).
+    pub(crate) fn new(poller: &Poller, poller_at: *const Poller, ring: bool) -> Service {
+        let ring = ring.then(|| Ring::new(poller.kick_fd())).flatten();
+        let backend = if ring.is_some() {
+            Backend::IoUring
+        } else {
+            Backend::Epoll
+        };
+        let mut side = ServiceSide {
+            ring,
+            in_ring: std::collections::HashSet::new(),
+        };
+        if let Some(r) = &mut side.ring {
+            r.watch(poller.epfd());
+        }
         Service {
             regions: (0..MAX_CORES).map(|_| Region::new()).collect(),
             dead: AtomicBool::new(false),
             stop: AtomicU8::new(STOP_NONE),
             served: AtomicU64::new(0),
-            direct_full: AtomicU64::new(0),
+            batched: AtomicU64::new(0),
+            enters: AtomicU64::new(0),
+            slot_waits: AtomicU64::new(0),
             direct_failed: AtomicU64::new(0),
             strategy: wait::detect(),
+            backend,
+            poller: poller_at,
+            side: UnsafeCell::new(side),
         }
+    }
+
+    /// Whether requests marked [`RING`] are taken: the io_uring backend, alive.
+    pub(crate) fn rings(&self) -> bool {
+        self.backend == Backend::IoUring && !self.dead.load(Ordering::Relaxed)
     }
 
     pub(crate) fn stats(&self) -> ServiceStats {
         ServiceStats {
             served: self.served.load(Ordering::Relaxed),
-            direct_full: self.direct_full.load(Ordering::Relaxed),
+            batched: self.batched.load(Ordering::Relaxed),
+            enters: self.enters.load(Ordering::Relaxed),
+            slot_waits: self.slot_waits.load(Ordering::Relaxed),
             direct_failed: self.direct_failed.load(Ordering::Relaxed),
             failed: self.dead.load(Ordering::Acquire),
             strategy: self.strategy,
+            backend: self.backend,
         }
+    }
+
+    fn poller(&self) -> &Poller {
+        // SAFETY: the poller and the service are fields of one runtime, made together; the poller is declared after the service, so it is dropped after it.
+        unsafe { &*self.poller }
+    }
+
+    /// The service core's own state.
+    ///
+    /// # Safety
+    ///
+    /// Only the service core's OS thread calls this, and holds no other reference
+    /// from it at the time.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn side(&self) -> &mut ServiceSide {
+        // SAFETY: the caller's contract: one thread, one reference at a time.
+        unsafe { &mut *self.side.get() }
     }
 
     /// Asks the service loop to stop (or panic) at its next pass (test hook).
@@ -144,7 +260,8 @@ impl Service {
     /// thread calls this.
     pub(crate) fn serve(&self, shared: &CoreSet) -> usize {
         if self.dead.load(Ordering::Relaxed) {
-            return 0;
+            // The slots are the callers' again; readiness is still the service's.
+            return self.readiness();
         }
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pass(shared))) {
             Ok(Some(n)) => n,
@@ -166,49 +283,168 @@ impl Service {
             STOP_QUIETLY => return None,
             _ => panic!("spindle: the system-call service was told to panic (test hook)"),
         }
+        // SAFETY: `serve` runs on the service core's OS thread only.
+        let side = unsafe { self.side() };
+        let mut total = self.reap(side);
         let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
-        let mut total = 0;
+        let mut batched = 0u64;
+        let mut plain = 0u64;
         for (c, r) in self.regions.iter().enumerate().take(n) {
             if shared.is_service(c) {
                 continue;
             }
-            let mut done = 0u64;
-            let mut mask = 0u32;
+            let mut done = 0u32;
             for (i, s) in r.slots.iter().enumerate() {
-                if let Some((nr, args)) = s.take_ready() {
-                    // SAFETY: the caller of the offloaded call vouched for the arguments (`sys::syscall`'s contract) and sleeps until DONE, so its buffers stay valid.
-                    let res = unsafe { raw_syscall(nr, args) };
-                    s.complete(res);
-                    done += 1;
-                    mask |= 1 << i;
+                let Some((nr, args)) = s.take_ready() else {
+                    continue;
+                };
+                if nr & RING != 0 {
+                    let at = r.pending[i].load(Ordering::Relaxed);
+                    // The request was read: the slot is free for the core's next call.
+                    s.release();
+                    batched += u64::from(self.take_ring(side, nr & !RING, args, at));
+                    continue;
                 }
+                // SAFETY: the caller of the offloaded call vouched for the arguments (`sys::syscall`'s contract) and sleeps until DONE, so its buffers stay valid.
+                let res = unsafe { raw_syscall(nr, args) };
+                s.complete(res);
+                done |= 1 << i;
             }
-            if done == 0 {
-                continue;
-            }
-            total += done as usize;
-            let core = &shared.cores[c];
-            // StoreLoad: the DONE stores above before the state load below. Pairs with
-            // the SeqCst store of `Leaving` (and the leaving core's later collection in
-            // `collect_leaving`): either the core's collection sees DONE, or we see it
-            // is no longer active and wake the waiters here.
-            std::sync::atomic::fence(Ordering::SeqCst);
-            if core.state() == CoreState::Active {
-                core.doorbell.wake_if_sleeping();
-            } else {
-                // The core left (or is leaving): nobody may collect there, so wake
-                // the waiters here; a double wake only leaves a spare token.
-                wake_waiters(r, mask);
+            if done != 0 {
+                plain += u64::from(done.count_ones());
+                self.notify(shared, c, done);
             }
         }
-        self.served.store(
-            self.served.load(Ordering::Relaxed) + total as u64,
-            Ordering::Relaxed,
-        );
+        if plain != 0 {
+            total += plain as usize;
+            self.served.store(
+                self.served.load(Ordering::Relaxed) + plain,
+                Ordering::Relaxed,
+            );
+        }
+        if let Some(ring) = &mut side.ring {
+            let before = ring.enters;
+            ring.submit();
+            if ring.enters != before {
+                self.enters.store(ring.enters, Ordering::Relaxed);
+            }
+            // Calls that did not wait completed inside the submit.
+            total += self.reap(side);
+        } else if self.poller().waiting() > 0 {
+            total += self.poller().dispatch(0);
+        }
+        if batched != 0 {
+            self.batched.store(
+                self.batched.load(Ordering::Relaxed) + batched,
+                Ordering::Relaxed,
+            );
+        }
         Some(total)
     }
 
-    /// Whether a worker has a READY request (the hypercore's check before sleeping).
+    /// Takes a ring request whose record is at `at`: a cancellation ([`CANCEL_NR`]),
+    /// or an operation queued in the ring (or run as a plain call if the ring has no
+    /// operation for it). Returns whether it queued one.
+    fn take_ring(&self, side: &mut ServiceSide, nr: u32, args: [u64; 6], at: u64) -> bool {
+        if nr == CANCEL_NR {
+            // The owner gave up on the operation of record `args[0]`. It is not
+            // dereferenced here: if it is in the ring, it is cancelled there; if it
+            // was not taken yet, its own cancel flag stops it when it is; if it
+            // completed, there is nothing to do.
+            if side.in_ring.contains(&args[0])
+                && let Some(ring) = &mut side.ring
+            {
+                ring.cancel(args[0]);
+            }
+            return false;
+        }
+        // SAFETY: a record not taken yet is alive: its owner waits for DONE.
+        if unsafe { Pending::cancelled(at) } {
+            // SAFETY: as above.
+            unsafe { Pending::complete(at, -i64::from(libc::ECANCELED)) };
+            return false;
+        }
+        if let Some(ring) = &mut side.ring
+            // SAFETY: the caller marked the request for the ring and waits until its record is DONE, even while unwinding (`sys::offload`), so its buffers outlive the operation.
+            && unsafe { ring.push(nr, args, at) }
+        {
+            side.in_ring.insert(at);
+            return true;
+        }
+        // SAFETY: the caller vouched for the arguments (`sys::syscall`'s contract) and waits until DONE.
+        let res = unsafe { raw_syscall(nr, args) };
+        // SAFETY: as above: the record is alive until DONE.
+        unsafe { Pending::complete(at, res) };
+        false
+    }
+
+    /// Completes the slots of the ring's completions and dispatches readiness.
+    /// Returns the requests completed and readiness events handled.
+    fn reap(&self, side: &mut ServiceSide) -> usize {
+        let Some(ring) = &mut side.ring else {
+            return 0;
+        };
+        let mut total = 0;
+        let mut readiness = false;
+        let in_ring = &mut side.in_ring;
+        ring.reap(|d| match d {
+            Done::Request(at, res) => {
+                in_ring.remove(&at);
+                // SAFETY: `at` was in the ring, so its owner still waits for DONE.
+                unsafe { Pending::complete(at, i64::from(res)) };
+                total += 1;
+            }
+            Done::Readiness => readiness = true,
+        });
+        if total != 0 {
+            self.served.store(
+                self.served.load(Ordering::Relaxed) + total as u64,
+                Ordering::Relaxed,
+            );
+        }
+        if readiness {
+            total += self.poller().dispatch(0);
+        }
+        total
+    }
+
+    /// A dead service's pass: readiness only (its ring holds no request any more).
+    fn readiness(&self) -> usize {
+        // SAFETY: `serve` runs on the service core's OS thread only.
+        let side = unsafe { self.side() };
+        if side.ring.is_some() {
+            let n = self.reap(side);
+            if let Some(ring) = &mut side.ring {
+                ring.submit();
+            }
+            n
+        } else if self.poller().waiting() > 0 {
+            self.poller().dispatch(0)
+        } else {
+            0
+        }
+    }
+
+    /// Tells worker `c` that the slots in `mask` are DONE: ring its doorbell, or wake
+    /// the waiters here if it left.
+    fn notify(&self, shared: &CoreSet, c: usize, mask: u32) {
+        let core = &shared.cores[c];
+        // StoreLoad: the DONE stores before the state load below. Pairs with the
+        // SeqCst store of `Leaving` (and the leaving core's later collection in
+        // `collect_leaving`): either the core's collection sees DONE, or we see it
+        // is no longer active and wake the waiters here.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if core.state() == CoreState::Active {
+            core.doorbell.wake_if_sleeping();
+        } else {
+            // The core left (or is leaving): nobody may collect there, so wake
+            // the waiters here; a double wake only leaves a spare token.
+            wake_waiters(&self.regions[c], mask);
+        }
+    }
+
+    /// Whether a worker has a request the service has not taken yet: the service
+    /// core's check before it sleeps.
     fn has_posted(&self, shared: &CoreSet) -> bool {
         let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
         self.regions[..n]
@@ -216,10 +452,64 @@ impl Service {
             .any(|r| r.slots.iter().any(|s| s.state() == READY))
     }
 
+    /// Whether something waits in the kernel for the service core: a request in the
+    /// ring, or a thread waiting for readiness.
+    fn kernel_waits(&self) -> bool {
+        // SAFETY: called on the service core's OS thread (its idle loop).
+        let side = unsafe { self.side() };
+        side.ring.as_ref().is_some_and(|r| r.inflight > 0) || self.poller().waiting() > 0
+    }
+
+    /// The service core's sleep: in its ring, or in `epoll_wait` on the poller's set;
+    /// both end at a kick of the doorbell's eventfd.
+    fn sleep(&self, timeout: Option<std::time::Duration>) {
+        // SAFETY: called on the service core's OS thread (its idle loop).
+        let side = unsafe { self.side() };
+        match &mut side.ring {
+            Some(ring) => {
+                ring.sleep(timeout);
+                if ring.enters != self.enters.load(Ordering::Relaxed) {
+                    self.enters.store(ring.enters, Ordering::Relaxed);
+                }
+            }
+            None => {
+                let ms = timeout.map_or(-1, |t| {
+                    i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+                });
+                self.poller().dispatch(ms);
+            }
+        }
+    }
+
+    /// The ring's requests are cancelled and waited for before the service dies, so
+    /// that every request it took is DONE and every other one is still READY.
+    fn drain_ring(&self) {
+        // SAFETY: `die` runs on the service core's OS thread.
+        let side = unsafe { self.side() };
+        let Some(ring) = &mut side.ring else { return };
+        for &at in &side.in_ring {
+            ring.cancel(at);
+        }
+        ring.submit();
+        for _ in 0..10_000 {
+            let inflight = side.ring.as_ref().map_or(0, |r| r.inflight);
+            if inflight == 0 {
+                return;
+            }
+            self.reap(side);
+            if let Some(ring) = &mut side.ring
+                && ring.inflight > 0
+            {
+                ring.sleep(Some(std::time::Duration::from_millis(1)));
+            }
+        }
+    }
+
     /// The service loop stops for good: publish it, wake every worker and every
     /// waiter so that the pending calls run directly.
     #[cold]
     fn die(&self, shared: &CoreSet, why: &str) {
+        self.drain_ring();
         // Release: every slot access of the service happened before.
         self.dead.store(true, Ordering::Release);
         eprintln!(
@@ -285,6 +575,74 @@ impl Service {
     }
 }
 
+/// The call number of a ring request that cancels the operation of the record whose
+/// address is its first argument.
+pub(crate) const CANCEL_NR: u32 = RING - 1;
+
+/// The record of one ring request, on its caller's stack: the caller waits until it
+/// is DONE before it returns (or unwinds past it).
+///
+/// - `cancel`: written by the owner (release) before it asks for a cancellation.
+/// - `result`, then `done` (release): written once by the service, which reads
+///   `waiter` before it stores `done` (after that store the record may be gone) and
+///   wakes the owner after.
+#[repr(C, align(64))]
+pub(crate) struct Pending {
+    pub(crate) done: AtomicBool,
+    pub(crate) cancel: AtomicBool,
+    pub(crate) result: std::sync::atomic::AtomicI64,
+    pub(crate) waiter: u64,
+}
+
+impl Pending {
+    /// A record for thread `waiter`.
+    pub(crate) fn new(waiter: ThreadId) -> Pending {
+        Pending {
+            done: AtomicBool::new(false),
+            cancel: AtomicBool::new(false),
+            result: std::sync::atomic::AtomicI64::new(0),
+            waiter: waiter.as_u64(),
+        }
+    }
+
+    /// The owner's read: the result once DONE.
+    pub(crate) fn result(&self) -> Option<i64> {
+        // Acquire: pairs with the release store of `done` in `complete`.
+        self.done
+            .load(Ordering::Acquire)
+            .then(|| self.result.load(Ordering::Relaxed))
+    }
+
+    /// Whether the owner asked for a cancellation.
+    ///
+    /// # Safety
+    ///
+    /// `at` is the address of a live record (not DONE: its owner waits).
+    unsafe fn cancelled(at: u64) -> bool {
+        // SAFETY: the caller's contract.
+        let p = unsafe { &*(at as *const Pending) };
+        p.cancel.load(Ordering::Acquire)
+    }
+
+    /// Stores the result, publishes DONE and wakes the owner.
+    ///
+    /// # Safety
+    ///
+    /// `at` is the address of a live record, not DONE yet.
+    unsafe fn complete(at: u64, res: i64) {
+        // SAFETY: the caller's contract; the record is not touched after `done`.
+        let waiter = unsafe {
+            let p = &*(at as *const Pending);
+            p.result.store(res, Ordering::Relaxed);
+            let w = p.waiter;
+            // Release: the result travels with DONE. From here the record may be gone.
+            p.done.store(true, Ordering::Release);
+            w
+        };
+        crate::sched::wait::Waiter::of(ThreadId::from_u64(waiter)).wake();
+    }
+}
+
 /// Wakes the waiters of the slots in `mask` from any context.
 fn wake_waiters(r: &Region, mut mask: u32) {
     while mask != 0 {
@@ -345,8 +703,12 @@ impl CoreRole for ServeRole {
         svc.serve(core.set()) > 0 || svc.has_posted(core.set())
     }
 
+    /// 2 (a monitored wait: a waker's write ends it) on a CPU that has one while
+    /// nothing waits in the kernel; else 1 (the ring's or epoll's sleep, ended by the
+    /// doorbell's eventfd).
     fn sleep_mark(&self, _core: &Core) -> u32 {
-        if self.service().strategy != WaitStrategy::Futex {
+        let svc = self.service();
+        if svc.strategy != WaitStrategy::Futex && !svc.kernel_waits() {
             2
         } else {
             1
@@ -354,12 +716,13 @@ impl CoreRole for ServeRole {
     }
 
     fn idle_sleep(&self, core: &Core, timeout: Option<std::time::Duration>) {
-        let strategy = self.service().strategy;
-        if strategy != WaitStrategy::Futex {
-            // SAFETY: `strategy` came from CPUID (`wait::detect`) and is not Futex.
-            unsafe { wait::monitored_wait(strategy, core.doorbell.word(), 2) };
+        let svc = self.service();
+        let word = core.doorbell.word();
+        if word.load(Ordering::Relaxed) == 2 {
+            // SAFETY: mark 2 is announced only when `strategy` (from CPUID, `wait::detect`) is not Futex.
+            unsafe { wait::monitored_wait(svc.strategy, word, 2) };
         } else {
-            core.doorbell.sleep(timeout);
+            svc.sleep(timeout);
         }
     }
 }

@@ -20,6 +20,13 @@
 //! service, DONE carries the result back, FREE carries "the previous owner is done
 //! reading" to the next claimer.
 //!
+//! A ring request (its number marked `RING`, `offload::ring`) skips DONE: the
+//! service loop, once it has read the number and arguments, stores FREE (release)
+//! itself — READY → FREE, whose one writer for such a request is the service — and
+//! answers in the caller's `Pending` record instead. The caller never writes FREE
+//! for it unless the service died without taking it (then the slot is still READY
+//! and the service never touches it again).
+//!
 //! The service never touches a slot once it has published that it is dead (see
 //! `Service::die`), so a thread that sees READY after it saw the service dead may take
 //! the slot back and run the call itself: the call runs exactly once.
@@ -221,6 +228,40 @@ mod loom_offload {
                 assert!(
                     woke,
                     "the service sleeps with a request posted and nobody to wake it"
+                );
+            }
+        });
+    }
+
+    /// The service core going to sleep in its ring (or `epoll_wait`) while a caller
+    /// publishes: the service either sees the READY slot before it sleeps, or the
+    /// caller's doorbell ring writes the eventfd the ring's read (or the epoll set)
+    /// waits on, which ends the sleep. The eventfd is modelled by its counter: the
+    /// sleep ends when it is above zero.
+    #[test]
+    fn loom_ring_sleep_vs_request() {
+        loom::model(|| {
+            let bell = Arc::new(Doorbell::new());
+            let slot = Arc::new(ReqSlot::new());
+            let eventfd = Arc::new(AtomicU64::new(0));
+            let caller = {
+                let (bell, slot, eventfd) = (bell.clone(), slot.clone(), eventfd.clone());
+                thread::spawn(move || {
+                    assert!(slot.try_claim());
+                    slot.publish(45, [0; 6]);
+                    // `Doorbell::wake` of a core with a kick eventfd: a write to it.
+                    if bell.wake_if_sleeping() {
+                        eventfd.fetch_add(1, Ordering::Release);
+                    }
+                })
+            };
+            // The service's idle loop: announce the kernel sleep (mark 1), then look.
+            let sleeps = bell.prepare_sleep_as(1, || slot.state() == READY);
+            caller.join().unwrap();
+            if sleeps {
+                assert!(
+                    eventfd.load(Ordering::Acquire) > 0,
+                    "the service sleeps in its ring with a request posted and no kick"
                 );
             }
         });

@@ -50,6 +50,10 @@ impl RuntimeBuilder {
         } else {
             spin
         };
+        let ring = self.wants_io_uring()?;
+        let poller = crate::io::Poller::new().map_err(|e| ConfigError::Os {
+            message: format!("cannot make the readiness poller's epoll set: {e}"),
+        })?;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             // The set is the first field of `Shared` (`repr(C)`): its address is the
             // runtime's, which the cores keep.
@@ -58,6 +62,9 @@ impl RuntimeBuilder {
             // nothing is read through it before the runtime exists.
             // SAFETY: only an address is computed; the allocation exists.
             let service = unsafe { std::ptr::addr_of!((*weak.as_ptr()).offload) };
+            // SAFETY: as above, the poller's address, for the service.
+            let poller_at = unsafe { std::ptr::addr_of!((*weak.as_ptr()).poller) };
+            let offload = crate::offload::Service::new(&poller, poller_at, ring && hyper.is_some());
             Shared {
                 set: CoreSet {
                     cores: (0..MAX_CORES)
@@ -81,10 +88,10 @@ impl RuntimeBuilder {
                 clock: crate::preempt::clock::Clock::new(self.preempt.clone()),
                 admin: Mutex::new(()),
                 one_cpu: plan.one_cpu,
-                offload: crate::offload::Service::new(),
+                offload,
                 serve_role: crate::offload::ServeRole { service },
                 collect_role: crate::offload::CollectRole { service },
-                poller: crate::io::Poller::new(),
+                poller,
                 blocking: crate::pool::Pool::default(),
                 spares: crate::spares::Spares::default(),
                 maintenance: Mutex::new(Vec::new()),
@@ -101,6 +108,20 @@ impl RuntimeBuilder {
         let os_error = |e: &dyn std::fmt::Display| ConfigError::Os {
             message: e.to_string(),
         };
+        {
+            // Whoever sleeps on the readiness set: the service core (its doorbell
+            // writes the set's eventfd), or an OS thread of its own.
+            let shared = &rt.handle.shared;
+            match shared.hyper {
+                Some(h) => {
+                    shared.cores[h].doorbell.set_kick(shared.poller.kick_fd());
+                    if shared.offload.stats().backend == crate::offload::Backend::Epoll {
+                        shared.poller.watch_kick().map_err(|e| os_error(&e))?;
+                    }
+                }
+                None => shared.poller.start_thread().map_err(|e| os_error(&e))?,
+            }
+        }
         {
             let _admin = rt
                 .handle

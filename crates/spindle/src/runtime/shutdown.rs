@@ -171,6 +171,7 @@ fn abandon_where(shared: &Shared, select: impl Fn(ThreadId) -> bool) {
 /// sentence each.
 fn stop_cores(shared: &Shared, deadline: Instant) -> Vec<String> {
     shared.stopping.store(true, Ordering::Release);
+    shared.poller.stop();
     let internal = shared.maintenance_threads();
     let before = shared.live_threads();
     abandon_where(shared, |id| internal.contains(&id));

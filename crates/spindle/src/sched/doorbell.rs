@@ -16,11 +16,15 @@
 //! accesses) are what the C++/Rust model guarantees this for, and what loom checks in
 //! the model below.
 
-use crate::loom::{AtomicBool, AtomicU32, Ordering, fence};
+use crate::loom::{AtomicBool, AtomicI32, AtomicU32, Ordering, fence};
 
 pub(crate) struct Doorbell {
     pending: AtomicBool,
     sleeping: AtomicU32,
+    /// An eventfd the core sleeps on instead of the futex (the service core, whose
+    /// sleep also waits for its io_uring or epoll set); -1 for none. Written once,
+    /// before the core starts.
+    kick: AtomicI32,
 }
 
 impl Doorbell {
@@ -28,6 +32,7 @@ impl Doorbell {
         Doorbell {
             pending: AtomicBool::new(false),
             sleeping: AtomicU32::new(0),
+            kick: AtomicI32::new(-1),
         }
     }
 
@@ -116,10 +121,21 @@ impl Doorbell {
         }
     }
 
-    /// Wakes the core after `ring` returned true.
+    /// Makes the core sleep on eventfd `fd` (its own sleep waits on it): wakes then
+    /// write to it instead of a futex wake. Called before the core starts.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn set_kick(&self, fd: i32) {
+        self.kick.store(fd, Ordering::Relaxed);
+    }
+
+    /// Wakes the core after `ring` returned true: a futex wake, or a write to its
+    /// eventfd.
     pub(crate) fn wake(&self) {
         #[cfg(not(loom))]
-        crate::os::futex_wake(&self.sleeping, 1);
+        match self.kick.load(Ordering::Relaxed) {
+            -1 => crate::os::futex_wake(&self.sleeping, 1),
+            fd => crate::os::eventfd_kick(fd),
+        }
     }
 }
 

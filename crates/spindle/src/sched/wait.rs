@@ -85,6 +85,11 @@ impl Waiter {
         Waiter(id)
     }
 
+    /// The thread it wakes.
+    pub(crate) fn id(self) -> ThreadId {
+        self.0
+    }
+
     /// Wakes the waiter if it is blocked in [`block_internal`]; otherwise leaves a
     /// token so that its next `block_internal` returns at once. Does nothing if the
     /// thread has finished. Callable from any context (spindle thread or OS thread).

@@ -8,9 +8,14 @@
 //!
 //! The calls run **directly** (an ordinary system call on the calling OS thread) on a
 //! plain OS thread, on the hypercore itself, in a runtime built with
-//! [`RuntimeBuilder::hypercore(false)`](crate::RuntimeBuilder::hypercore), when every
-//! one of the core's [`SLOTS`] request slots is taken, and after the service loop
-//! failed ([`service_stats`] says so). The result is the same either way.
+//! [`RuntimeBuilder::hypercore(false)`](crate::RuntimeBuilder::hypercore), and after
+//! the service loop failed ([`service_stats`] says so). The result is the same either
+//! way. A thread that finds all of its core's [`SLOTS`] request slots taken yields
+//! until one is free, so under load the calls are still served by the hypercore.
+//!
+//! The service makes the calls one plain system call each ([`Backend::Epoll`], the
+//! default), or in batches through an io_uring ([`Backend::IoUring`],
+//! [`RuntimeBuilder::io_uring`](crate::RuntimeBuilder::io_uring)).
 //!
 //! ```
 //! let pid = spindle::run(|| spindle::sys::getpid()); // offloaded to the hypercore
@@ -38,7 +43,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-pub use crate::offload::{SLOTS, ServiceStats, WaitStrategy};
+pub use crate::offload::{Backend, SLOTS, ServiceStats, WaitStrategy};
 use crate::runtime::Handle;
 
 /// Turns a raw kernel result into a `Result`.
@@ -92,6 +97,28 @@ pub unsafe fn syscall(nr: libc::c_long, args: [usize; 6]) -> io::Result<usize> {
     }
     // SAFETY: the caller vouches for the arguments (this function's contract).
     cvt(unsafe { offload::syscall(nr, args) })
+}
+
+/// Runs `nr` through the service core's io_uring, where the caller has one
+/// (`offload::in_ring`): a socket call then waits in the kernel until it can be made
+/// (readiness and the call in one step), until `deadline` (a `TimedOut` error after
+/// it, unless the call completed first). `None`: no ring for this caller; take the
+/// plain path.
+///
+/// # Safety
+///
+/// As for [`syscall`], and the call may wait even on a non-blocking descriptor.
+pub(crate) unsafe fn ring_call(
+    nr: libc::c_long,
+    args: [u64; 6],
+    deadline: Option<std::time::Instant>,
+) -> Option<io::Result<usize>> {
+    // SAFETY: the caller vouches for the arguments; they stay valid until `in_ring` returns, which is after the kernel is done with them.
+    let r = unsafe { offload::in_ring(nr as u32, args, deadline) }?;
+    if r == -i64::from(libc::ETIMEDOUT) {
+        return Some(Err(crate::io::timed_out()));
+    }
+    Some(cvt(r))
 }
 
 /// Raw call with `u64` arguments (internal shorthand).

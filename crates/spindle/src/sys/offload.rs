@@ -1,9 +1,22 @@
 //! The calling side of an offloaded system call: claim a request slot of the caller's
 //! core, publish the call, sleep until the service completed it; or run it directly.
+//!
+//! - A plain call ([`syscall`]) runs on the service core as a system call (or in its
+//!   ring, if it is a call the ring batches), and directly where there is no service.
+//! - A ring call ([`in_ring`]) accepts io_uring's semantics: it may wait in the
+//!   kernel for readiness or a disk, and it may have a deadline. Its slot only
+//!   carries the request: the service frees it as soon as it took the request, and
+//!   the answer comes in a [`Pending`] record on the caller's stack, so a call that
+//!   waits long (an idle connection) holds no slot. A caller past its deadline, or
+//!   unwinding, asks for a cancellation (a second request, [`CANCEL_NR`]) and still
+//!   waits for the record to be DONE: the kernel may be writing into its buffer
+//!   until then.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use crate::offload::{POLL_SPINS, SLOTS, Service, slot};
+use crate::offload::ring::RING;
+use crate::offload::{CANCEL_NR, POLL_SPINS, Pending, Region, SLOTS, Service, slot};
 use crate::os::raw_syscall;
 use crate::sched::CoreCtx;
 use crate::shared::Shared;
@@ -23,31 +36,191 @@ pub(crate) unsafe fn syscall(nr: u32, args: [u64; 6]) -> i64 {
     unsafe { raw_syscall(nr, args) }
 }
 
-/// The offloaded path; `None` if the call must run directly.
+/// Runs `nr` through the service core's io_uring, waiting in the kernel if the call
+/// must (a socket with no data waits for it, even if non-blocking), until `deadline`;
+/// past it the operation is cancelled and the result is `-ETIMEDOUT` unless it
+/// completed first. `None` where there is no ring for this caller (an OS thread, the
+/// service core's own threads, no io_uring, a dead service): the caller takes its
+/// plain path.
+///
+/// # Safety
+///
+/// As for [`raw_syscall`]; what the arguments point at must stay valid until this
+/// returns (it does not return before the kernel is done with them).
+pub(crate) unsafe fn in_ring(nr: u32, args: [u64; 6], deadline: Option<Instant>) -> Option<i64> {
+    let shared = Shared::current()?;
+    if !shared.offload.rings() {
+        return None;
+    }
+    let me = crate::sched::wait::Waiter::current()?;
+    let pending = Pending::new(me.id());
+    let at = std::ptr::from_ref(&pending) as u64;
+    let posted = loop {
+        match post(nr | RING, args, at) {
+            Post::Posted(p) => break p,
+            Post::Full => crate::sched::wait::yield_now(),
+            Post::Direct => return None,
+        }
+    };
+    let mut waiting = RingWait {
+        pending: &pending,
+        at,
+        asked: false,
+    };
+    let svc = &shared.offload;
+    loop {
+        // Dead first, then the record: a service that died completed every request
+        // it had taken before it published `dead`.
+        let dead = svc.dead.load(Ordering::Acquire);
+        if let Some(res) = pending.result() {
+            let asked = waiting.asked;
+            std::mem::forget(waiting);
+            return match res {
+                r if r == -i64::from(libc::ECANCELED) && asked => Some(-i64::from(libc::ETIMEDOUT)),
+                // The dying service cancelled it: it did not run.
+                r if r == -i64::from(libc::ECANCELED) => None,
+                r => Some(r),
+            };
+        }
+        if dead {
+            // Not taken: the slot is still ours, READY, and never touched again.
+            std::mem::forget(waiting);
+            posted.release();
+            return None;
+        }
+        match deadline {
+            Some(d) if !waiting.asked && Instant::now() >= d => waiting.ask(),
+            Some(d) if !waiting.asked => crate::sched::wait::block_internal(Some(d)),
+            _ => crate::sched::wait::block_internal(None),
+        }
+    }
+}
+
+/// A ring call in flight. Dropped by an unwind (a shutdown abandons the thread), it
+/// asks for a cancellation and waits until the record is DONE, so the kernel is done
+/// with the caller's buffers before they go.
+struct RingWait<'a> {
+    pending: &'a Pending,
+    at: u64,
+    asked: bool,
+}
+
+impl RingWait<'_> {
+    /// Sets the cancel flag and posts the cancellation request (waiting for a slot if
+    /// need be).
+    fn ask(&mut self) {
+        if self.asked {
+            return;
+        }
+        self.asked = true;
+        // Release: pairs with the service's acquire read of the flag when it takes
+        // the request.
+        self.pending.cancel.store(true, Ordering::Release);
+        loop {
+            match post(RING | CANCEL_NR, [self.at, 0, 0, 0, 0, 0], 0) {
+                Post::Full => crate::sched::wait::yield_now(),
+                Post::Posted(_) | Post::Direct => return,
+            }
+        }
+    }
+}
+
+impl Drop for RingWait<'_> {
+    fn drop(&mut self) {
+        self.ask();
+        let svc = &Shared::current()
+            .expect("a ring call runs on a spindle thread")
+            .offload;
+        while self.pending.result().is_none() && !svc.dead.load(Ordering::Acquire) {
+            crate::sched::wait::block_internal(None);
+        }
+    }
+}
+
+/// How posting a ring request went.
+enum Post<'a> {
+    /// In slot `.0` of the caller's core, READY.
+    Posted(&'a slot::ReqSlot),
+    /// Every slot of the core is taken.
+    Full,
+    /// No service for this caller.
+    Direct,
+}
+
+/// Posts ring request `nr` with record `at` in a slot of the caller's core and rings
+/// the service. The service frees the slot when it takes the request.
+fn post(nr: u32, args: [u64; 6], at: u64) -> Post<'static> {
+    let _guard = crate::sched::guard::PreemptGuard::new();
+    let Some((ctx, _)) = CoreCtx::current() else {
+        return Post::Direct;
+    };
+    let core = ctx.core();
+    let shared = Shared::of(core);
+    let Some(hyper) = shared.hyper else {
+        return Post::Direct;
+    };
+    let svc = &shared.offload;
+    if core.id == hyper || svc.dead.load(Ordering::Acquire) {
+        return Post::Direct;
+    }
+    let r = &svc.regions[core.id];
+    let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
+        svc.slot_waits.fetch_add(1, Ordering::Relaxed);
+        return Post::Full;
+    };
+    r.pending[i].store(at, Ordering::Relaxed);
+    r.slots[i].publish(nr, args);
+    shared.cores[hyper].doorbell.wake_if_sleeping();
+    Post::Posted(&r.slots[i])
+}
+
+/// The offloaded path of a plain call; `None` if the call must run directly.
 fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
+    loop {
+        match try_offload(nr, args) {
+            Claim::Done(r) => return r,
+            Claim::Full => {
+                // Every slot of this core is taken: let the core run its other threads
+                // (and collect their completions) until one is free.
+                crate::sched::wait::yield_now();
+            }
+        }
+    }
+}
+
+enum Claim {
+    Done(Option<i64>),
+    Full,
+}
+
+fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
     // Claim and publish with no schedule point in between: the threads of this core
     // run one at a time, so the claim needs no RMW. Asynchronous preemption and the
     // core's handoff are held off until the call is published (and while polling for
     // its result).
     let guard = crate::sched::guard::PreemptGuard::new();
-    let (mut ctx, me) = CoreCtx::current()?;
+    let Some((mut ctx, me)) = CoreCtx::current() else {
+        return Claim::Done(None);
+    };
     let core = ctx.core();
     // SAFETY: the running thread's own TCB.
     let id = unsafe { (*me).id() };
     let shared = Shared::of(core);
-    let hyper = shared.hyper?;
+    let Some(hyper) = shared.hyper else {
+        return Claim::Done(None);
+    };
     if core.id == hyper {
-        return None;
+        return Claim::Done(None);
     }
     let svc = &shared.offload;
     if svc.dead.load(Ordering::Acquire) {
         svc.direct_failed.fetch_add(1, Ordering::Relaxed);
-        return None;
+        return Claim::Done(None);
     }
     let r = &svc.regions[core.id];
     let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
-        svc.direct_full.fetch_add(1, Ordering::Relaxed);
-        return None;
+        svc.slot_waits.fetch_add(1, Ordering::Relaxed);
+        return Claim::Full;
     };
     let s = &r.slots[i];
     r.waiters[i].store(id.as_u64(), Ordering::Relaxed);
@@ -64,7 +237,7 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
                 // SAFETY: as above.
                 unsafe { (*r.local.get()).inflight &= !(1 << i) };
                 s.release();
-                return Some(res);
+                return Claim::Done(Some(res));
             }
             if core.has_incoming() || svc.dead.load(Ordering::Relaxed) {
                 break;
@@ -73,43 +246,48 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
         }
     }
     drop(guard);
-    /// A caller that unwinds while its call is in flight (a shutdown abandons it) may
-    /// not leave: the service would still run the call on buffers its unwinding frees.
-    /// It waits (as an unwinding thread, it sleeps normally) until the call completed
-    /// or the service died, then frees the slot.
-    struct AwaitOnUnwind<'a> {
-        s: &'a slot::ReqSlot,
-        svc: &'a Service,
-    }
-    impl Drop for AwaitOnUnwind<'_> {
-        fn drop(&mut self) {
-            loop {
-                let dead = self.svc.dead.load(Ordering::Acquire);
-                if self.s.result().is_some() || dead {
-                    self.s.release();
-                    return;
-                }
-                crate::sched::wait::block_internal(None);
-            }
-        }
-    }
-    let unwinding = AwaitOnUnwind { s, svc };
+    let waiting = Waiting { r, i, svc };
     loop {
         // Dead first, then the state: a service that died after completing us has
-        // its DONE visible once we saw `dead`.
+        // its DONE visible once we saw `dead` (and it completed everything it had in
+        // its ring before it died).
         let dead = svc.dead.load(Ordering::Acquire);
         if let Some(res) = s.result() {
-            std::mem::forget(unwinding);
+            std::mem::forget(waiting);
             s.release();
-            return Some(res);
+            return Claim::Done(Some(res));
         }
         if dead {
-            // READY, and the service will never touch it again: run it ourselves.
-            std::mem::forget(unwinding);
+            // READY, and the service will never touch it again.
+            std::mem::forget(waiting);
             s.release();
             svc.direct_failed.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return Claim::Done(None);
         }
         crate::sched::wait::block_internal(None);
+    }
+}
+
+/// A caller whose plain call is in flight. If it unwinds (a shutdown abandons it), it
+/// may not leave: the service would still run the call on buffers its unwinding
+/// frees. It waits (as an unwinding thread, it sleeps normally) until the call
+/// completed or the service died, then frees the slot.
+struct Waiting<'a> {
+    r: &'a Region,
+    i: usize,
+    svc: &'a Service,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let s: &slot::ReqSlot = &self.r.slots[self.i];
+        loop {
+            let dead = self.svc.dead.load(Ordering::Acquire);
+            if s.result().is_some() || dead {
+                s.release();
+                return;
+            }
+            crate::sched::wait::block_internal(None);
+        }
     }
 }
