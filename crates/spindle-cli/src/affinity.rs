@@ -184,3 +184,31 @@ impl Drop for HopSampler {
         record_hops(self.crossed, self.sampled);
     }
 }
+
+/// Restricts the calling thread (and the threads it starts) to `cpus`; does nothing
+/// for an empty list. Allocates nothing (it runs between fork and exec).
+pub fn set_affinity(cpus: &[usize]) {
+    if cpus.is_empty() {
+        return;
+    }
+    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: `c` is an allowed CPU, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of the size passed. Threads started later inherit it.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+}
+
+/// Makes `cmd`'s process start restricted to `cpus` (nothing for an empty list).
+pub fn confine_command(cmd: &mut std::process::Command, cpus: Vec<usize>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the hook only calls sched_setaffinity on a set built on the stack: no allocation, no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            set_affinity(&cpus);
+            Ok(())
+        })
+    };
+}

@@ -31,6 +31,8 @@ pub struct Selection {
     pub quick: bool,
     /// `--blocking`: the blocking suite alone.
     pub blocking: bool,
+    /// `--cpus`, `--wrk-threads`, `--conns`: how the echo and http servers are loaded.
+    pub load: netbench::Load,
 }
 
 impl Selection {
@@ -319,6 +321,7 @@ impl Family for Servers {
     fn run(&mut self, sel: &Selection, progress: Progress<'_>) -> Result<(), String> {
         self.outcomes = netbench::run(
             |k, p| !sel.only_million() && sel.opts.selects(k.name(), p.name()),
+            &sel.load,
             progress,
         );
         Ok(())

@@ -105,6 +105,16 @@ struct BenchArgs {
     /// larger counts run oversubscribed). Implies --scaling.
     #[arg(long, value_name = "N,N,..", value_delimiter = ',')]
     cores: Option<Vec<usize>>,
+    /// The echo and http servers run on the first N CPUs and their load generator on
+    /// the rest (e.g. `--cpus 8 --wrk-threads 8 --conns 256` on 16 CPUs).
+    #[arg(long, value_name = "N")]
+    cpus: Option<usize>,
+    /// wrk's threads (-t), and the echo client's (default 1).
+    #[arg(long, value_name = "T", default_value_t = 1)]
+    wrk_threads: u32,
+    /// Connections of the echo and http loads (default 64).
+    #[arg(long, value_name = "C", default_value_t = spindle_cli::netbench::CONNECTIONS)]
+    conns: u32,
     /// Draw the scaling suite's speedups into this SVG file. Implies --scaling.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
@@ -337,6 +347,16 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         plot: args.plot.clone(),
         quick: args.quick,
         blocking: args.blocking,
+        load: spindle_cli::netbench::Load {
+            threads: args.wrk_threads.max(1),
+            conns: args.conns.max(1),
+            split: args
+                .cpus
+                .map(|n| {
+                    spindle_cli::netbench::Load::split(n, &spindle_cli::affinity::allowed_cpus())
+                })
+                .transpose()?,
+        },
     };
     if sel.scaling.as_ref().is_some_and(|c| c.contains(&0)) {
         return Err("--cores: a core count is at least 1".into());

@@ -23,8 +23,67 @@ use crate::servers::{Kind, Peer};
 
 /// How long wrk loads each server.
 pub const DURATION: Duration = Duration::from_secs(3);
-/// Connections wrk keeps open.
+/// Connections the load generator keeps open (default).
 pub const CONNECTIONS: u32 = 64;
+
+/// How the servers are loaded: by how many client threads and connections, and on
+/// which CPUs the server and the client run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Load {
+    /// wrk's threads (`-t`), and the echo client's.
+    pub threads: u32,
+    /// Connections (`-c`).
+    pub conns: u32,
+    /// The server's CPUs and the client's (`None`: both anywhere).
+    pub split: Option<(Vec<usize>, Vec<usize>)>,
+}
+
+impl Default for Load {
+    /// One client thread, [`CONNECTIONS`] connections, no split (`wrk -t1 -c64`).
+    fn default() -> Load {
+        Load {
+            threads: 1,
+            conns: CONNECTIONS,
+            split: None,
+        }
+    }
+}
+
+impl Load {
+    /// The server on the first `server` CPUs of `allowed`, the client on the rest.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what `--cpus` may be when `server` leaves no CPU to either.
+    pub fn split(server: usize, allowed: &[usize]) -> Result<(Vec<usize>, Vec<usize>), String> {
+        if server == 0 || server >= allowed.len() {
+            return Err(format!(
+                "--cpus {server}: the server gets the first N CPUs and the load generator the \
+                 rest, and this process may use {}, so N is 1 to {}",
+                allowed.len(),
+                allowed.len().saturating_sub(1)
+            ));
+        }
+        Ok((allowed[..server].to_vec(), allowed[server..].to_vec()))
+    }
+
+    /// How the run is described in the table and the records.
+    pub fn describe(&self, kind: Kind) -> String {
+        let client = match kind {
+            Kind::Http => format!("wrk -t{} -c{}", self.threads, self.conns),
+            Kind::Echo => format!(
+                "built-in client, {} thread{}, {} connections",
+                self.threads,
+                if self.threads == 1 { "" } else { "s" },
+                self.conns
+            ),
+        };
+        match &self.split {
+            None => client,
+            Some((s, c)) => format!("{client}; server on CPUs {s:?}, client on {c:?}"),
+        }
+    }
+}
 
 /// Bytes of each echo message.
 pub const ECHO_BYTES: usize = 64;
@@ -94,6 +153,8 @@ pub struct Outcome {
     pub kind: Kind,
     /// On which runtime.
     pub peer: Peer,
+    /// Under which load.
+    pub load: Load,
     /// Its figures, or why there are none.
     pub result: Result<Figures, String>,
 }
@@ -115,8 +176,12 @@ pub fn wrk_available() -> Result<(), String> {
     }
 }
 
-/// Runs every selected (kind, peer) pair one after the other.
-pub fn run(selects: impl Fn(Kind, Peer) -> bool, mut progress: impl FnMut(&str)) -> Vec<Outcome> {
+/// Runs every selected (kind, peer) pair one after the other, under `load`.
+pub fn run(
+    selects: impl Fn(Kind, Peer) -> bool,
+    load: &Load,
+    mut progress: impl FnMut(&str),
+) -> Vec<Outcome> {
     let wrk = wrk_available();
     let mut out = Vec::new();
     for kind in [Kind::Echo, Kind::Http] {
@@ -127,9 +192,14 @@ pub fn run(selects: impl Fn(Kind, Peer) -> bool, mut progress: impl FnMut(&str))
             progress(&format!("{}/{}", kind.name(), peer.name()));
             let result = match (&wrk, kind) {
                 (Err(e), Kind::Http) => Err(e.clone()),
-                _ => measure(kind, peer),
+                _ => measure(kind, peer, load),
             };
-            out.push(Outcome { kind, peer, result });
+            out.push(Outcome {
+                kind,
+                peer,
+                load: load.clone(),
+                result,
+            });
         }
     }
     out
@@ -145,17 +215,21 @@ impl Drop for Server {
     }
 }
 
-fn measure(kind: Kind, peer: Peer) -> Result<Figures, String> {
+fn measure(kind: Kind, peer: Peer, load: &Load) -> Result<Figures, String> {
     let exe = child::spindle_exe()
         .ok_or("cannot find the spindle binary (build it, or set SPINDLE_EXE to its path)")?;
+    let mut cmd = Command::new(exe);
+    cmd.args([child::SUBCOMMAND, "serve", kind.name(), peer.name()])
+        .env(crate::servers::STATS_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some((server_cpus, _)) = &load.split {
+        // Each runtime sizes itself from the CPUs it may use.
+        crate::affinity::confine_command(&mut cmd, server_cpus.clone());
+    }
     let mut server = Server(
-        Command::new(exe)
-            .args([child::SUBCOMMAND, "serve", kind.name(), peer.name()])
-            .env(crate::servers::STATS_ENV, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+        cmd.spawn()
             .map_err(|e| format!("cannot start the {} server: {e}", peer.name()))?,
     );
     let stdout = server.0.stdout.take().ok_or("no stdout from the server")?;
@@ -184,14 +258,17 @@ fn measure(kind: Kind, peer: Peer) -> Result<Figures, String> {
         let addr = addr
             .parse()
             .map_err(|e| format!("server address {addr}: {e}"))?;
-        let r = echo_load(addr, CONNECTIONS as usize, DURATION);
+        let r = echo_load(addr, load, DURATION);
         let svc = service();
         return r.map(|f| Figures { service: svc, ..f });
     }
     let mut cmd = Command::new("wrk");
+    if let Some((_, client_cpus)) = &load.split {
+        crate::affinity::confine_command(&mut cmd, client_cpus.clone());
+    }
     cmd.args([
-        "-t1".to_owned(),
-        format!("-c{CONNECTIONS}"),
+        format!("-t{}", load.threads),
+        format!("-c{}", load.conns),
         format!("-d{}s", DURATION.as_secs()),
         "--latency".to_owned(),
         format!("http://{addr}/"),
@@ -210,19 +287,36 @@ fn measure(kind: Kind, peer: Peer) -> Result<Figures, String> {
         .ok_or_else(|| format!("cannot read wrk's output: {text}"))
 }
 
-/// Loads the echo server at `addr` with `conns` connections for `duration` from one
-/// client thread (tokio `current_thread`, one task per connection): each task sends
-/// [`ECHO_BYTES`] bytes and reads them back, in a loop, timing each round trip.
+/// Loads the echo server at `addr` with `load`'s connections for `duration` from its
+/// client threads (tokio, one task per connection; `current_thread` for one thread),
+/// on its client CPUs if split: each task sends [`ECHO_BYTES`] bytes and reads them
+/// back, in a loop, timing each round trip.
 pub fn echo_load(
     addr: std::net::SocketAddr,
-    conns: usize,
+    load: &Load,
     duration: Duration,
 ) -> Result<Figures, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let conns = load.conns as usize;
+    let client_cpus = load.split.as_ref().map(|(_, c)| c.clone());
+    let confine = move || {
+        if let Some(c) = &client_cpus {
+            crate::affinity::set_affinity(c);
+        }
+    };
+    let rt = if load.threads <= 1 {
+        confine();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(load.threads as usize)
+            .on_thread_start(confine)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| e.to_string())?;
     rt.block_on(async move {
         let end = tokio::time::Instant::now() + duration;
         let tasks: Vec<_> = (0..conns)
@@ -328,8 +422,16 @@ pub fn records(outcomes: &[Outcome]) -> Vec<Record> {
                 json!(format!(
                     "{} over loopback to the {} server on {}",
                     match o.kind {
-                        Kind::Http => format!("one request of wrk -t1 -c{CONNECTIONS} -d{}s", DURATION.as_secs()),
-                        Kind::Echo => format!("one {ECHO_BYTES}-byte echo round trip of the built-in client (1 thread, {CONNECTIONS} connections, {} s)", DURATION.as_secs()),
+                        Kind::Http => format!(
+                            "one request ({}, {} s)",
+                            o.load.describe(o.kind),
+                            DURATION.as_secs()
+                        ),
+                        Kind::Echo => format!(
+                            "one {ECHO_BYTES}-byte echo round trip ({}, {} s)",
+                            o.load.describe(o.kind),
+                            DURATION.as_secs()
+                        ),
                     },
                     o.kind.name(),
                     o.peer.name()
@@ -378,9 +480,12 @@ pub fn print_table(outcomes: &[Outcome]) {
     if outcomes.is_empty() {
         return;
     }
+    let load = &outcomes[0].load;
     println!(
-        "\nnetwork servers over loopback, {CONNECTIONS} connections, {} s, one fresh server process each (http: wrk -t1; echo: built-in client, 1 thread)",
-        DURATION.as_secs()
+        "\nnetwork servers over loopback, {} s, one fresh server process each (http: {}; echo: {})",
+        DURATION.as_secs(),
+        load.describe(Kind::Http),
+        load.describe(Kind::Echo)
     );
     for o in outcomes {
         match &o.result {
@@ -392,11 +497,18 @@ pub fn print_table(outcomes: &[Outcome]) {
                 f.p99_us,
                 f.errors,
                 f.service.as_ref().map_or(String::new(), |s| format!(
-                    "   calls: {} served by the service core ({} through {}, {:.1} per enter), {} direct",
+                    "   calls: {} served by the service cores{}, {} direct",
                     s.served,
-                    s.batched,
-                    s.backend,
-                    s.batched as f64 / s.enters.max(1) as f64,
+                    if s.batched > 0 {
+                        format!(
+                            " ({} through {}, {:.1} per enter)",
+                            s.batched,
+                            s.backend,
+                            s.batched as f64 / s.enters.max(1) as f64
+                        )
+                    } else {
+                        format!(" (plain calls, {})", s.backend)
+                    },
                     s.direct
                 ))
             ),
@@ -412,6 +524,25 @@ pub fn print_table(outcomes: &[Outcome]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_gives_the_server_the_first_cpus_and_the_client_the_rest() {
+        assert_eq!(Load::split(2, &[0, 1, 4, 5]), Ok((vec![0, 1], vec![4, 5])));
+        for bad in [0, 4, 9] {
+            let e = Load::split(bad, &[0, 1, 4, 5]).unwrap_err();
+            assert!(e.contains("N is 1 to 3"), "{e}");
+        }
+        let load = Load {
+            threads: 8,
+            conns: 256,
+            split: Some((vec![0], vec![1])),
+        };
+        assert_eq!(
+            load.describe(Kind::Http),
+            "wrk -t8 -c256; server on CPUs [0], client on [1]"
+        );
+        assert_eq!(Load::default().describe(Kind::Http), "wrk -t1 -c64");
+    }
 
     #[test]
     fn reads_wrk_output() {

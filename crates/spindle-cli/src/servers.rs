@@ -207,8 +207,8 @@ fn on_spindle(kind: Kind, addr: &str, on_bound: OnBound) -> Result<(), String> {
 
 fn on_tokio(kind: Kind, addr: &str, on_bound: OnBound) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Tokio's default: one worker per CPU the process may use.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
         .enable_io()
         .build()
         .map_err(|e| e.to_string())?;
@@ -245,7 +245,10 @@ fn on_tokio(kind: Kind, addr: &str, on_bound: OnBound) -> Result<(), String> {
 
 fn on_may(kind: Kind, addr: &str, on_bound: OnBound) -> Result<(), String> {
     use std::io::{Read, Write};
-    crate::workloads::on_may::init_with(2);
+    // One worker per CPU the process may use, as tokio's default.
+    crate::workloads::on_may::init_with(
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+    );
     let l = may::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
     on_bound(l.local_addr().map_err(|e| e.to_string())?);
     for s in l.incoming() {

@@ -244,6 +244,8 @@ impl SpawnError {
 pub enum ConfigError {
     /// The runtime would have no core.
     ZeroCores,
+    /// Zero service cores asked for while the hypercore is on.
+    ZeroServiceCores,
     /// A core type is named like the service core's type, which is reserved.
     ReservedTypeName {
         /// The name given.
@@ -251,10 +253,10 @@ pub enum ConfigError {
     },
     /// More cores than a runtime supports.
     TooManyCores {
-        /// Cores asked for, the service core included when there is one.
+        /// Cores asked for, the service cores included.
         requested: usize,
-        /// Whether the count includes the service core (the hypercore).
-        service_core: bool,
+        /// Of those, service cores (0 without a hypercore).
+        service_cores: usize,
     },
     /// The stack arena (the address space all thread stacks are carved from) could
     /// not be reserved; the message says how much it needs and why it failed.
@@ -341,24 +343,31 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ConfigError::ZeroServiceCores => f.write_str(
+                "service_cores(0) asks for no service core while the hypercore is on: ask for 1 \
+                 or more, or run without service cores with RuntimeBuilder::hypercore(false)",
+            ),
             ConfigError::ZeroCores => f.write_str(
                 "a runtime needs at least one core: ask for cores(1) or more (or a core type \
                  with cores(1) or more)",
             ),
             ConfigError::TooManyCores {
                 requested,
-                service_core: true,
+                service_cores: s @ 1..,
             } => write!(
                 f,
-                "{} worker cores plus the service core (the hypercore) make {requested}, but a \
-                 runtime has at most {MAX_CORES} cores: ask for at most {} worker cores, or \
-                 disable the service core with RuntimeBuilder::hypercore(false)",
-                requested - 1,
-                MAX_CORES - 1
+                "{} worker cores plus {s} service core{} (the hypercore{}) make {requested}, \
+                 but a runtime has at most {MAX_CORES} cores: ask for at most {} worker cores, \
+                 or for fewer service cores (RuntimeBuilder::service_cores), or disable them \
+                 with RuntimeBuilder::hypercore(false)",
+                requested - s,
+                if *s == 1 { "" } else { "s" },
+                if *s == 1 { "" } else { " first" },
+                MAX_CORES.saturating_sub(*s)
             ),
             ConfigError::TooManyCores {
                 requested,
-                service_core: false,
+                service_cores: 0,
             } => write!(
                 f,
                 "{requested} cores asked for, but a runtime has at most {MAX_CORES}: ask for fewer"
@@ -421,6 +430,12 @@ impl fmt::Display for ConfigError {
                 f,
                 "{var}={value:?} does not say whether to use io_uring: set it to 1 or 0, or \
                  unset it"
+            ),
+            ConfigError::Env { var, value } if *var == "SPINDLE_SERVICE_CORES" => write!(
+                f,
+                "{var}={value:?} is not a number of service cores: set it to a whole number \
+                 from 1 to {} or unset it",
+                MAX_CORES - 1
             ),
             ConfigError::Env { var, value } => write!(
                 f,

@@ -71,7 +71,7 @@ pub use preempt::{
 pub use runtime::shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
 pub use runtime::{
     CORES_ENV, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, Handle, IO_URING_ENV, MAIN_STACK_SIZE,
-    Runtime, RuntimeBuilder, RuntimeStats, core_stats, run,
+    Runtime, RuntimeBuilder, RuntimeStats, SERVICE_CORES_ENV, core_stats, run,
 };
 pub use sched::CoreStats;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};

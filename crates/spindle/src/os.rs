@@ -42,6 +42,19 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     };
 }
 
+/// A new non-blocking eventfd (close-on-exec), counter 0.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn eventfd() -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: eventfd has no memory preconditions.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just made and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Adds 1 to eventfd `fd`'s counter: whoever sleeps on it wakes.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn eventfd_kick(fd: i32) {

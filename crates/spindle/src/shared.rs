@@ -31,10 +31,12 @@ pub(crate) struct Shared {
     pub(crate) admin: Mutex<()>,
     /// The process may use a single CPU (the hypercore is then unpinned).
     pub(crate) one_cpu: bool,
-    /// The system-call service: request slots per core, served by the hypercore.
+    /// The system-call service: request slots per worker core, served by the service
+    /// cores.
     pub(crate) offload: crate::offload::Service,
-    /// The service core's role (it serves `offload`) and the workers' (they collect).
-    pub(crate) serve_role: crate::offload::ServeRole,
+    /// The service cores' roles (each serves its share of `offload`) and the workers'
+    /// (they collect).
+    pub(crate) serve_roles: Box<[crate::offload::ServeRole]>,
     pub(crate) collect_role: crate::offload::CollectRole,
     /// The readiness poller of `net` (epoll), dispatched by the service core (or by
     /// an OS thread of its own without one). Declared after `offload`, whose ring

@@ -367,6 +367,44 @@ fn detect_types() -> Vec<DetectedType> {
     out
 }
 
+/// `cpus` grouped by the last-level cache they share (L3, from
+/// `/sys/devices/system/cpu/cpuN/cache/index3/shared_cpu_list`), in the order of
+/// their first CPU. CPUs whose cache is not described form one group.
+pub fn llc_groups(cpus: &[usize]) -> Vec<Vec<usize>> {
+    group_by_cache(cpus, |c| {
+        read_sys(&format!(
+            "/sys/devices/system/cpu/cpu{c}/cache/index3/shared_cpu_list"
+        ))
+        .and_then(|s| parse_cpu_list(&s).ok())
+    })
+}
+
+/// `cpus` grouped by `shares(cpu)`, the CPUs that share a cache with `cpu` (`None`
+/// if unknown: those CPUs form one group together).
+///
+/// # Examples
+///
+/// ```
+/// use spindle::topology::group_by_cache;
+/// let l3 = |c: usize| Some(if c < 4 { vec![0, 1, 2, 3] } else { vec![4, 5, 6, 7] });
+/// assert_eq!(group_by_cache(&[1, 2, 5, 6], l3), [vec![1, 2], vec![5, 6]]);
+/// assert_eq!(group_by_cache(&[0, 1], |_| None), [vec![0, 1]]);
+/// ```
+pub fn group_by_cache(
+    cpus: &[usize],
+    shares: impl Fn(usize) -> Option<Vec<usize>>,
+) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Option<Vec<usize>>, Vec<usize>)> = Vec::new();
+    for &c in cpus {
+        let key = shares(c);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(c),
+            None => groups.push((key, vec![c])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
 /// Parses a Linux CPU list such as `"0-3,8,10-11\n"`.
 ///
 /// # Errors

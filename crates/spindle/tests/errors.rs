@@ -18,7 +18,12 @@ fn square(x: u64) -> u64 {
 
 #[test]
 fn the_service_core_counts_in_the_core_limit() {
-    let e = Runtime::builder().cores(64).build().err().unwrap();
+    let e = Runtime::builder()
+        .cores(64)
+        .service_cores(1)
+        .build()
+        .err()
+        .unwrap();
     assert!(
         matches!(e, ConfigError::TooManyCores { requested: 65, .. }),
         "{e:?}"

@@ -193,3 +193,45 @@ fn a_dead_service_finishes_the_reads_in_its_ring() {
     assert_eq!(rt.block_on(move || reader.join().unwrap()), b"after");
     done.store(true, Ordering::Relaxed);
 }
+
+#[test]
+fn a_reader_that_moved_cancels_at_the_service_core_that_took_its_read() {
+    let done = watchdog("moved reader's timeout", 60);
+    // Worker 0 is served by the first service core, worker 1 by the second.
+    let rt = Runtime::builder()
+        .cores(2)
+        .service_cores(2)
+        .io_uring(true)
+        .build()
+        .unwrap();
+    let (ours, mut theirs) = rt.block_on(pair);
+    let reader = rt.block_on(move || {
+        spindle::spawn_on(1, move || {
+            ours.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let mut first = [0xaau8; 64];
+            let e = (&ours).read(&mut first).unwrap_err();
+            let moved = spindle::current_core() == Some(0);
+            (e.kind(), moved, first, ours)
+        })
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    // The reader waits in the second service core's ring; its timeout now fires on
+    // worker 0, whose requests go to the first.
+    rt.handle().remove_core(1).unwrap();
+    let (kind, moved, first, ours) = reader.join().unwrap();
+    assert_eq!(kind, std::io::ErrorKind::TimedOut);
+    assert!(moved, "the reader did not move to core 0");
+    assert!(
+        first.iter().all(|&b| b == 0xaa),
+        "the cancelled read wrote its buffer"
+    );
+    theirs.write_all(b"next").unwrap();
+    let got = rt.block_on(move || {
+        let mut b = [0u8; 64];
+        let n = (&ours).read(&mut b).unwrap();
+        b[..n].to_vec()
+    });
+    assert_eq!(got, b"next");
+    done.store(true, Ordering::Relaxed);
+}

@@ -77,6 +77,56 @@ fn calls_that_find_the_slots_full_wait_for_one() {
 }
 
 #[test]
+fn each_service_core_serves_its_share_of_the_workers() {
+    let done = watchdog("two service cores", 120);
+    // Unpinned, the four workers are shared out two and two.
+    let rt = Runtime::builder()
+        .cores(4)
+        .service_cores(2)
+        .pin(false)
+        .build()
+        .unwrap();
+    let pid = std::process::id();
+    rt.block_on(move || {
+        let hs: Vec<_> = (0..4)
+            .map(|core| {
+                spindle::spawn_on(core, move || {
+                    for _ in 0..CALLS {
+                        assert_eq!(spindle::sys::getpid(), pid);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    let each = spindle::sys::service_core_stats(&rt);
+    assert_eq!(each.len(), 2);
+    for s in &each {
+        assert_eq!(s.served, 2 * CALLS, "{each:?}");
+    }
+    let all = spindle::sys::service_stats(&rt).unwrap();
+    assert_eq!((all.service_cores, all.served), (2, 4 * CALLS));
+    // Both are service cores: no thread of the program's may go there, and the
+    // maintenance threads run on the first (the hypercore).
+    let hyper = rt.handle().hypercore().unwrap().id;
+    assert_eq!(hyper, 4);
+    let e = rt.block_on(|| {
+        spindle::Builder::new()
+            .core(5)
+            .spawn(|| ())
+            .map(|_| ())
+            .unwrap_err()
+    });
+    assert!(
+        matches!(e, spindle::SpawnError::ServiceCore { core: 5 }),
+        "{e:?}"
+    );
+    done.store(true, Ordering::Relaxed);
+}
+
+#[test]
 fn a_lone_thread_on_an_idle_core_gets_its_results() {
     // One worker whose only thread waits on the service: the core goes idle and the
     // completion must wake it.

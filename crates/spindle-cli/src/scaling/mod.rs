@@ -24,7 +24,6 @@ pub mod on_tokio;
 pub mod plot;
 pub mod work;
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -141,23 +140,7 @@ fn first_cpus(cores: usize) -> Vec<usize> {
 
 /// Restricts the calling process's threads-to-come to the first `cores` allowed CPUs.
 fn restrict_to(cores: usize) {
-    set_affinity(&first_cpus(cores));
-}
-
-/// Restricts the calling thread (and the threads it starts) to `cpus`; does nothing
-/// for an empty list. Allocates nothing (it runs between fork and exec).
-fn set_affinity(cpus: &[usize]) {
-    if cpus.is_empty() {
-        return;
-    }
-    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        // SAFETY: `c` is an allowed CPU, below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
-    // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of the size passed. Threads started later inherit it.
-    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    affinity::set_affinity(&first_cpus(cores));
 }
 
 /// Builds the Go peer into the target directory, if `go` is installed. `None` (and
@@ -222,13 +205,7 @@ fn measure(
         let mut cmd = Command::new(go);
         cmd.args([work.name(), &size.n.to_string(), &size.m.to_string()])
             .env("GOMAXPROCS", cores.to_string());
-        // SAFETY: between fork and exec the hook only calls sched_setaffinity on a set built on the stack: no allocation, no lock.
-        unsafe {
-            cmd.pre_exec(move || {
-                set_affinity(&cpus);
-                Ok(())
-            })
-        };
+        affinity::confine_command(&mut cmd, cpus);
         (run_go(&mut cmd)?, None)
     } else {
         let line = crate::child::run(&[

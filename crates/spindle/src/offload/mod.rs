@@ -38,6 +38,7 @@
 //!   calls run directly. A warning is printed once and [`ServiceStats::failed`] says
 //!   so.
 
+pub(crate) mod cancel;
 pub(crate) mod ring;
 pub(crate) mod slot;
 pub(crate) mod wait;
@@ -99,37 +100,52 @@ const STOP_NONE: u8 = 0;
 const STOP_QUIETLY: u8 = 1;
 const STOP_PANIC: u8 = 2;
 
-/// The system-call service of one runtime.
+/// The system-call service of one runtime: the request regions of its worker cores,
+/// and one [`Server`] per service core.
 pub(crate) struct Service {
     pub(super) regions: Box<[Region]>,
-    /// Set (release) by the service loop once it will never touch a slot again.
-    pub(super) dead: AtomicBool,
-    /// A test hook's request: stop (1) or panic (2) at the next pass.
-    stop: AtomicU8,
-    /// Calls served (single writer: the service core).
-    served: AtomicU64,
-    /// Calls that went through the ring (single writer: the service core).
-    batched: AtomicU64,
-    /// `io_uring_enter` calls that submitted them (single writer: the service core).
-    enters: AtomicU64,
-    /// Times a caller found every slot of its core taken and yielded.
-    pub(crate) slot_waits: AtomicU64,
-    /// Calls run directly because the service had failed.
-    pub(crate) direct_failed: AtomicU64,
+    /// Which server serves each worker core's region: written once, before the core
+    /// first starts (published by the release store of the set's `hwm`), never
+    /// changed, so that one region is only ever read by one server.
+    route: Box<[AtomicU8]>,
+    pub(crate) servers: Box<[CachePadded<Server>]>,
     strategy: WaitStrategy,
     backend: Backend,
-    /// The readiness poller's set, whose events the service dispatches.
+    /// The readiness poller's set, whose events the first server dispatches.
     poller: *const Poller,
-    /// Touched only by the service core's OS thread.
+}
+
+/// One service core's part of the service.
+pub(crate) struct Server {
+    /// Set (release) by this service core once it will never touch a slot again.
+    pub(crate) dead: AtomicBool,
+    /// A test hook's request: stop (1) or panic (2) at the next pass.
+    stop: AtomicU8,
+    /// Calls served (single writer: this service core).
+    served: AtomicU64,
+    /// Calls that went through the ring (single writer: this service core).
+    batched: AtomicU64,
+    /// `io_uring_enter` calls that submitted them (single writer: this service core).
+    enters: AtomicU64,
+    /// Times a caller of a core served here found every slot of its core taken.
+    pub(crate) slot_waits: AtomicU64,
+    /// Calls run directly because this server had failed.
+    pub(crate) direct_failed: AtomicU64,
+    /// Set by owners that gave up on a ring request this server holds (`cancel.rs`).
+    pub(crate) cancels: cancel::Word,
+    /// The eventfd this service core's ring sleeps on, when it is not the poller's.
+    kick: Option<std::os::fd::OwnedFd>,
+    /// Touched only by this service core's OS thread.
     side: UnsafeCell<ServiceSide>,
 }
 
-/// The service core's own state.
+/// A service core's own state.
 struct ServiceSide {
     ring: Option<Ring>,
-    /// The [`Pending`] records whose operation is in the ring. A record is
-    /// dereferenced only while it is here or not taken yet: its owner waits for DONE.
-    in_ring: std::collections::HashSet<u64>,
+    /// The [`Pending`] records whose operation is in the ring, and whether it was
+    /// cancelled. A record is dereferenced only while it is here or not taken yet:
+    /// its owner waits for DONE.
+    in_ring: std::collections::HashMap<u64, bool>,
 }
 
 /// How the service makes its calls.
@@ -151,14 +167,17 @@ impl Backend {
     }
 }
 
-// SAFETY: each region's `local` is touched only by its core's OS thread and `side` only by the service core's (see their docs); the poller outlives the service (both are fields of the runtime); everything else is atomic.
+// SAFETY: each region's `local` is touched only by its core's OS thread and each server's `side` only by its service core's (see their docs); the poller outlives the service (both are fields of the runtime); everything else is atomic.
 unsafe impl Sync for Service {}
 // SAFETY: as above.
 unsafe impl Send for Service {}
 
-/// Figures of a runtime's system-call service (see [`crate::sys::service_stats`]).
+/// Figures of a runtime's system-call service (see [`crate::sys::service_stats`]), or
+/// of one of its service cores ([`crate::sys::service_core_stats`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServiceStats {
+    /// Service cores counted here.
+    pub service_cores: usize,
     /// Calls the service loop ran for the worker cores.
     pub served: u64,
     /// Of `served`, the calls that went through the io_uring.
@@ -171,7 +190,7 @@ pub struct ServiceStats {
     pub slot_waits: u64,
     /// Calls run directly because the service loop had failed or was stopped.
     pub direct_failed: u64,
-    /// Whether the service loop has failed (panicked) or was stopped.
+    /// Whether a service loop has failed (panicked) or was stopped.
     pub failed: bool,
     /// How the idle service loop waits when nothing waits in the kernel.
     pub strategy: WaitStrategy,
@@ -179,27 +198,9 @@ pub struct ServiceStats {
     pub backend: Backend,
 }
 
-impl Service {
-    /// The service of a runtime whose readiness set is `poller`. `ring`: make an
-    /// io_uring (the runtime has a service core and asked for it).
-    /// `poller_at` is where `poller` will live in the runtime (it outlives the
-    /// service there).
-    pub(crate) fn new(poller: &Poller, poller_at: *const Poller, ring: bool) -> Service {
-        let ring = ring.then(|| Ring::new(poller.kick_fd())).flatten();
-        let backend = if ring.is_some() {
-            Backend::IoUring
-        } else {
-            Backend::Epoll
-        };
-        let mut side = ServiceSide {
-            ring,
-            in_ring: std::collections::HashSet::new(),
-        };
-        if let Some(r) = &mut side.ring {
-            r.watch(poller.epfd());
-        }
-        Service {
-            regions: (0..MAX_CORES).map(|_| Region::new()).collect(),
+impl Server {
+    fn new(ring: Option<Ring>, kick: Option<std::os::fd::OwnedFd>) -> Server {
+        Server {
             dead: AtomicBool::new(false),
             stop: AtomicU8::new(STOP_NONE),
             served: AtomicU64::new(0),
@@ -207,26 +208,145 @@ impl Service {
             enters: AtomicU64::new(0),
             slot_waits: AtomicU64::new(0),
             direct_failed: AtomicU64::new(0),
-            strategy: wait::detect(),
-            backend,
-            poller: poller_at,
-            side: UnsafeCell::new(side),
+            cancels: cancel::Word::new(),
+            kick,
+            side: UnsafeCell::new(ServiceSide {
+                ring,
+                in_ring: std::collections::HashMap::new(),
+            }),
         }
     }
 
-    /// Whether requests marked [`RING`] are taken: the io_uring backend, alive.
-    pub(crate) fn rings(&self) -> bool {
-        self.backend == Backend::IoUring && !self.dead.load(Ordering::Relaxed)
+    /// Adds `n` to a counter this service core alone writes.
+    fn count(counter: &AtomicU64, n: u64) {
+        if n != 0 {
+            counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        }
     }
 
+    /// This service core's own state.
+    ///
+    /// # Safety
+    ///
+    /// Only this service core's OS thread calls this, and holds no other reference
+    /// from it at the time.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn side(&self) -> &mut ServiceSide {
+        // SAFETY: the caller's contract: one thread, one reference at a time.
+        unsafe { &mut *self.side.get() }
+    }
+}
+
+impl Service {
+    /// The service of a runtime whose readiness set is `poller`, with `servers`
+    /// service cores (0 without a hypercore). `ring`: make an io_uring per service
+    /// core (used only if every one can have its ring). `poller_at` is where `poller`
+    /// will live in the runtime (it outlives the service there).
+    pub(crate) fn new(
+        poller: &Poller,
+        poller_at: *const Poller,
+        ring: bool,
+        servers: usize,
+    ) -> Service {
+        let n = servers.max(1);
+        let mut rings = Vec::new();
+        if ring && servers > 0 {
+            for k in 0..n {
+                // The first service core sleeps on the poller's eventfd and watches
+                // its set; the others sleep on their own.
+                let kick = if k == 0 {
+                    None
+                } else {
+                    match crate::os::eventfd() {
+                        Ok(fd) => Some(fd),
+                        Err(_) => break,
+                    }
+                };
+                let fd = kick
+                    .as_ref()
+                    .map_or(poller.kick_fd(), std::os::fd::AsRawFd::as_raw_fd);
+                let Some(mut r) = Ring::new(fd) else { break };
+                if k == 0 {
+                    r.watch(poller.epfd());
+                }
+                rings.push((r, kick));
+            }
+        }
+        let backend = if rings.len() == n && ring && servers > 0 {
+            Backend::IoUring
+        } else {
+            rings.clear();
+            Backend::Epoll
+        };
+        let mut rings = rings.into_iter();
+        Service {
+            regions: (0..MAX_CORES).map(|_| Region::new()).collect(),
+            route: (0..MAX_CORES).map(|_| AtomicU8::new(0)).collect(),
+            servers: (0..n)
+                .map(|_| {
+                    let (ring, kick) = rings.next().map_or((None, None), |(r, k)| (Some(r), k));
+                    CachePadded::new(Server::new(ring, kick))
+                })
+                .collect(),
+            strategy: wait::detect(),
+            backend,
+            poller: poller_at,
+        }
+    }
+
+    /// Whether requests marked [`RING`] are taken: the io_uring backend.
+    pub(crate) fn rings(&self) -> bool {
+        self.backend == Backend::IoUring
+    }
+
+    /// The index of the server of worker core `core`.
+    #[inline]
+    pub(crate) fn route(&self, core: usize) -> usize {
+        usize::from(self.route[core].load(Ordering::Relaxed))
+    }
+
+    /// Sets the server of worker core `core`, before it first starts.
+    pub(crate) fn set_route(&self, core: usize, server: usize) {
+        let k = u8::try_from(server.min(self.servers.len() - 1)).unwrap_or(0);
+        self.route[core].store(k, Ordering::Relaxed);
+    }
+
+    /// The eventfd the `k`th service core's doorbell writes, if it sleeps in a ring
+    /// of its own.
+    pub(crate) fn own_kick(&self, k: usize) -> Option<i32> {
+        self.servers[k]
+            .kick
+            .as_ref()
+            .map(std::os::fd::AsRawFd::as_raw_fd)
+    }
+
+    /// The figures of the whole service.
     pub(crate) fn stats(&self) -> ServiceStats {
+        let mut s = self.server_stats(0);
+        for k in 1..self.servers.len() {
+            let o = self.server_stats(k);
+            s.served += o.served;
+            s.batched += o.batched;
+            s.enters += o.enters;
+            s.slot_waits += o.slot_waits;
+            s.direct_failed += o.direct_failed;
+            s.failed |= o.failed;
+        }
+        s.service_cores = self.servers.len();
+        s
+    }
+
+    /// The figures of the `k`th service core.
+    pub(crate) fn server_stats(&self, k: usize) -> ServiceStats {
+        let v = &self.servers[k];
         ServiceStats {
-            served: self.served.load(Ordering::Relaxed),
-            batched: self.batched.load(Ordering::Relaxed),
-            enters: self.enters.load(Ordering::Relaxed),
-            slot_waits: self.slot_waits.load(Ordering::Relaxed),
-            direct_failed: self.direct_failed.load(Ordering::Relaxed),
-            failed: self.dead.load(Ordering::Acquire),
+            service_cores: 1,
+            served: v.served.load(Ordering::Relaxed),
+            batched: v.batched.load(Ordering::Relaxed),
+            enters: v.enters.load(Ordering::Relaxed),
+            slot_waits: v.slot_waits.load(Ordering::Relaxed),
+            direct_failed: v.direct_failed.load(Ordering::Relaxed),
+            failed: v.dead.load(Ordering::Acquire),
             strategy: self.strategy,
             backend: self.backend,
         }
@@ -237,62 +357,66 @@ impl Service {
         unsafe { &*self.poller }
     }
 
-    /// The service core's own state.
-    ///
-    /// # Safety
-    ///
-    /// Only the service core's OS thread calls this, and holds no other reference
-    /// from it at the time.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn side(&self) -> &mut ServiceSide {
-        // SAFETY: the caller's contract: one thread, one reference at a time.
-        unsafe { &mut *self.side.get() }
-    }
-
-    /// Asks the service loop to stop (or panic) at its next pass (test hook).
+    /// Asks every service loop to stop (or panic) at its next pass (test hook).
     pub(crate) fn request_stop(&self, panic: bool) {
         let how = if panic { STOP_PANIC } else { STOP_QUIETLY };
-        self.stop.store(how, Ordering::Release);
+        for v in &*self.servers {
+            v.stop.store(how, Ordering::Release);
+        }
     }
 
-    /// One pass of the service loop: runs every READY request of every started
-    /// worker. Returns the number of calls run. Only the hypercore's OS
-    /// thread calls this.
-    pub(crate) fn serve(&self, shared: &CoreSet) -> usize {
-        if self.dead.load(Ordering::Relaxed) {
+    /// The worker regions server `k` serves: started, not service cores.
+    fn served_by<'a>(
+        &'a self,
+        shared: &'a CoreSet,
+        k: usize,
+    ) -> impl Iterator<Item = (usize, &'a Region)> + 'a {
+        let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
+        self.regions
+            .iter()
+            .enumerate()
+            .take(n)
+            .filter(move |&(c, _)| !shared.is_service(c) && self.route(c) == k)
+    }
+
+    /// One pass of service core `k`'s loop: runs every READY request of the workers
+    /// it serves. Returns the number of calls run. Only that core's OS thread calls
+    /// this.
+    pub(crate) fn serve(&self, shared: &CoreSet, k: usize) -> usize {
+        if self.servers[k].dead.load(Ordering::Relaxed) {
             // The slots are the callers' again; readiness is still the service's.
-            return self.readiness();
+            return self.readiness(k);
         }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pass(shared))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pass(shared, k))) {
             Ok(Some(n)) => n,
             Ok(None) => {
-                self.die(shared, "it was stopped");
+                self.die(shared, k, "it was stopped");
                 0
             }
             Err(_) => {
-                self.die(shared, "it panicked");
+                self.die(shared, k, "it panicked");
                 0
             }
         }
     }
 
     /// The body of [`Service::serve`]; `None` if asked to stop.
-    fn pass(&self, shared: &CoreSet) -> Option<usize> {
-        match self.stop.load(Ordering::Relaxed) {
+    fn pass(&self, shared: &CoreSet, k: usize) -> Option<usize> {
+        let v = &self.servers[k];
+        match v.stop.load(Ordering::Relaxed) {
             STOP_NONE => {}
             STOP_QUIETLY => return None,
             _ => panic!("spindle: the system-call service was told to panic (test hook)"),
         }
-        // SAFETY: `serve` runs on the service core's OS thread only.
-        let side = unsafe { self.side() };
-        let mut total = self.reap(side);
-        let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
+        // SAFETY: `serve` runs on service core `k`'s OS thread only.
+        let side = unsafe { v.side() };
+        let mut total = self.reap(k, side);
+        if v.cancels.peek() {
+            take_cancels(v, side);
+        }
         let mut batched = 0u64;
         let mut plain = 0u64;
-        for (c, r) in self.regions.iter().enumerate().take(n) {
-            if shared.is_service(c) {
-                continue;
-            }
+        for (c, r) in self.served_by(shared, k) {
             let mut done = 0u32;
             for (i, s) in r.slots.iter().enumerate() {
                 let Some((nr, args)) = s.take_ready() else {
@@ -302,7 +426,7 @@ impl Service {
                     let at = r.pending[i].load(Ordering::Relaxed);
                     // The request was read: the slot is free for the core's next call.
                     s.release();
-                    batched += u64::from(self.take_ring(side, nr & !RING, args, at));
+                    batched += u64::from(take_ring(side, nr & !RING, args, at));
                     continue;
                 }
                 // SAFETY: the caller of the offloaded call vouched for the arguments (`sys::syscall`'s contract) and sleeps until DONE, so its buffers stay valid.
@@ -315,72 +439,24 @@ impl Service {
                 self.notify(shared, c, done);
             }
         }
-        if plain != 0 {
-            total += plain as usize;
-            self.served.store(
-                self.served.load(Ordering::Relaxed) + plain,
-                Ordering::Relaxed,
-            );
-        }
+        total += plain as usize;
+        Server::count(&v.served, plain);
         if let Some(ring) = &mut side.ring {
-            let before = ring.enters;
             ring.submit();
-            if ring.enters != before {
-                self.enters.store(ring.enters, Ordering::Relaxed);
-            }
+            v.enters.store(ring.enters, Ordering::Relaxed);
             // Calls that did not wait completed inside the submit.
-            total += self.reap(side);
-        } else if self.poller().waiting() > 0 {
+            total += self.reap(k, side);
+        } else if k == 0 && self.poller().waiting() > 0 {
             total += self.poller().dispatch(0);
         }
-        if batched != 0 {
-            self.batched.store(
-                self.batched.load(Ordering::Relaxed) + batched,
-                Ordering::Relaxed,
-            );
-        }
+        Server::count(&v.batched, batched);
         Some(total)
     }
 
-    /// Takes a ring request whose record is at `at`: a cancellation ([`CANCEL_NR`]),
-    /// or an operation queued in the ring (or run as a plain call if the ring has no
-    /// operation for it). Returns whether it queued one.
-    fn take_ring(&self, side: &mut ServiceSide, nr: u32, args: [u64; 6], at: u64) -> bool {
-        if nr == CANCEL_NR {
-            // The owner gave up on the operation of record `args[0]`. It is not
-            // dereferenced here: if it is in the ring, it is cancelled there; if it
-            // was not taken yet, its own cancel flag stops it when it is; if it
-            // completed, there is nothing to do.
-            if side.in_ring.contains(&args[0])
-                && let Some(ring) = &mut side.ring
-            {
-                ring.cancel(args[0]);
-            }
-            return false;
-        }
-        // SAFETY: a record not taken yet is alive: its owner waits for DONE.
-        if unsafe { Pending::cancelled(at) } {
-            // SAFETY: as above.
-            unsafe { Pending::complete(at, -i64::from(libc::ECANCELED)) };
-            return false;
-        }
-        if let Some(ring) = &mut side.ring
-            // SAFETY: the caller marked the request for the ring and waits until its record is DONE, even while unwinding (`sys::offload`), so its buffers outlive the operation.
-            && unsafe { ring.push(nr, args, at) }
-        {
-            side.in_ring.insert(at);
-            return true;
-        }
-        // SAFETY: the caller vouched for the arguments (`sys::syscall`'s contract) and waits until DONE.
-        let res = unsafe { raw_syscall(nr, args) };
-        // SAFETY: as above: the record is alive until DONE.
-        unsafe { Pending::complete(at, res) };
-        false
-    }
-
-    /// Completes the slots of the ring's completions and dispatches readiness.
-    /// Returns the requests completed and readiness events handled.
-    fn reap(&self, side: &mut ServiceSide) -> usize {
+    /// Completes the records of server `k`'s ring completions and, on the first
+    /// server, dispatches readiness. Returns the requests completed and readiness
+    /// events handled.
+    fn reap(&self, k: usize, side: &mut ServiceSide) -> usize {
         let Some(ring) = &mut side.ring else {
             return 0;
         };
@@ -396,29 +472,24 @@ impl Service {
             }
             Done::Readiness => readiness = true,
         });
-        if total != 0 {
-            self.served.store(
-                self.served.load(Ordering::Relaxed) + total as u64,
-                Ordering::Relaxed,
-            );
-        }
+        Server::count(&self.servers[k].served, total as u64);
         if readiness {
             total += self.poller().dispatch(0);
         }
         total
     }
 
-    /// A dead service's pass: readiness only (its ring holds no request any more).
-    fn readiness(&self) -> usize {
-        // SAFETY: `serve` runs on the service core's OS thread only.
-        let side = unsafe { self.side() };
+    /// A dead server's pass: readiness only (its ring holds no request any more).
+    fn readiness(&self, k: usize) -> usize {
+        // SAFETY: `serve` runs on service core `k`'s OS thread only.
+        let side = unsafe { self.servers[k].side() };
         if side.ring.is_some() {
-            let n = self.reap(side);
+            let n = self.reap(k, side);
             if let Some(ring) = &mut side.ring {
                 ring.submit();
             }
             n
-        } else if self.poller().waiting() > 0 {
+        } else if k == 0 && self.poller().waiting() > 0 {
             self.poller().dispatch(0)
         } else {
             0
@@ -443,60 +514,60 @@ impl Service {
         }
     }
 
-    /// Whether a worker has a request the service has not taken yet: the service
-    /// core's check before it sleeps.
-    fn has_posted(&self, shared: &CoreSet) -> bool {
-        let n = shared.hwm.load(Ordering::Acquire).min(MAX_CORES);
-        self.regions[..n]
-            .iter()
-            .any(|r| r.slots.iter().any(|s| s.state() == READY))
+    /// Whether server `k` has work it has not taken yet: a posted request or a
+    /// cancellation (its core's check before it sleeps).
+    fn has_posted(&self, shared: &CoreSet, k: usize) -> bool {
+        self.servers[k].cancels.peek()
+            || self
+                .served_by(shared, k)
+                .any(|(_, r)| r.slots.iter().any(|s| s.state() == READY))
     }
 
-    /// Whether something waits in the kernel for the service core: a request in the
-    /// ring, or a thread waiting for readiness.
-    fn kernel_waits(&self) -> bool {
-        // SAFETY: called on the service core's OS thread (its idle loop).
-        let side = unsafe { self.side() };
-        side.ring.as_ref().is_some_and(|r| r.inflight > 0) || self.poller().waiting() > 0
+    /// Whether something waits in the kernel for service core `k`: a request in its
+    /// ring, or (the first) a thread waiting for readiness.
+    fn kernel_waits(&self, k: usize) -> bool {
+        // SAFETY: called on service core `k`'s OS thread (its idle loop).
+        let side = unsafe { self.servers[k].side() };
+        side.ring.as_ref().is_some_and(|r| r.inflight > 0)
+            || (k == 0 && self.poller().waiting() > 0)
     }
 
-    /// The service core's sleep: in its ring, or in `epoll_wait` on the poller's set;
-    /// both end at a kick of the doorbell's eventfd.
-    fn sleep(&self, timeout: Option<std::time::Duration>) {
-        // SAFETY: called on the service core's OS thread (its idle loop).
-        let side = unsafe { self.side() };
+    /// Service core `k`'s sleep: in its ring, in `epoll_wait` on the poller's set (the
+    /// first, without a ring), or on its doorbell's futex; each ends at its doorbell.
+    fn sleep(&self, k: usize, core: &Core, timeout: Option<std::time::Duration>) {
+        let v = &self.servers[k];
+        // SAFETY: called on service core `k`'s OS thread (its idle loop).
+        let side = unsafe { v.side() };
         match &mut side.ring {
             Some(ring) => {
                 ring.sleep(timeout);
-                if ring.enters != self.enters.load(Ordering::Relaxed) {
-                    self.enters.store(ring.enters, Ordering::Relaxed);
-                }
+                v.enters.store(ring.enters, Ordering::Relaxed);
             }
-            None => {
+            None if k == 0 => {
                 let ms = timeout.map_or(-1, |t| {
                     i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
                 });
                 self.poller().dispatch(ms);
             }
+            None => core.doorbell.sleep(timeout),
         }
     }
 
-    /// The ring's requests are cancelled and waited for before the service dies, so
+    /// Server `k`'s ring requests are cancelled and waited for before it dies, so
     /// that every request it took is DONE and every other one is still READY.
-    fn drain_ring(&self) {
-        // SAFETY: `die` runs on the service core's OS thread.
-        let side = unsafe { self.side() };
+    fn drain_ring(&self, k: usize) {
+        // SAFETY: `die` runs on service core `k`'s OS thread.
+        let side = unsafe { self.servers[k].side() };
         let Some(ring) = &mut side.ring else { return };
-        for &at in &side.in_ring {
+        for &at in side.in_ring.keys() {
             ring.cancel(at);
         }
         ring.submit();
         for _ in 0..10_000 {
-            let inflight = side.ring.as_ref().map_or(0, |r| r.inflight);
-            if inflight == 0 {
+            if side.ring.as_ref().map_or(0, |r| r.inflight) == 0 {
                 return;
             }
-            self.reap(side);
+            self.reap(k, side);
             if let Some(ring) = &mut side.ring
                 && ring.inflight > 0
             {
@@ -505,24 +576,23 @@ impl Service {
         }
     }
 
-    /// The service loop stops for good: publish it, wake every worker and every
-    /// waiter so that the pending calls run directly.
+    /// Service core `k`'s loop stops for good: publish it, wake every worker it
+    /// serves and every waiter, so that their pending calls run directly.
     #[cold]
-    fn die(&self, shared: &CoreSet, why: &str) {
-        self.drain_ring();
-        // Release: every slot access of the service happened before.
-        self.dead.store(true, Ordering::Release);
+    fn die(&self, shared: &CoreSet, k: usize, why: &str) {
+        self.drain_ring(k);
+        // Release: every slot access of this server happened before.
+        self.servers[k].dead.store(true, Ordering::Release);
         eprintln!(
-            "spindle: warning: the system-call service on the hypercore stopped ({why}); \
-             system calls now run directly on the calling cores"
+            "spindle: warning: the system-call service on service core {k} stopped ({why}); \
+             the system calls of its workers now run directly on their cores"
         );
-        tracing::warn!(reason = why, "spindle system-call service stopped");
-        for (c, r) in self
-            .regions
-            .iter()
-            .enumerate()
-            .take(shared.hwm.load(Ordering::Acquire))
-        {
+        tracing::warn!(
+            reason = why,
+            server = k,
+            "spindle system-call service stopped"
+        );
+        for (c, r) in self.served_by(shared, k) {
             let core = &shared.cores[c];
             if core.state() == CoreState::Active {
                 core.doorbell.wake_if_sleeping();
@@ -540,7 +610,7 @@ impl Service {
         if bits == 0 {
             return false;
         }
-        if self.dead.load(Ordering::Acquire) {
+        if self.servers[self.route(id)].dead.load(Ordering::Acquire) {
             return true;
         }
         while bits != 0 {
@@ -553,16 +623,17 @@ impl Service {
         false
     }
 
-    /// Wakes the threads of core `core` whose request left READY (or all, if the
-    /// service died). Called at the core's schedule points when it has requests in
+    /// Wakes the threads of core `core` whose request left READY (or all, if its
+    /// server died). Called at the core's schedule points when it has requests in
     /// flight.
     #[cold]
     #[inline(never)]
     fn collect(&self, ctx: &mut CoreCtx<'_>) {
-        let r = &self.regions[ctx.core().id];
+        let id = ctx.core().id;
+        let r = &self.regions[id];
         // SAFETY: called on the core's OS thread.
         let w = unsafe { &mut *r.local.get() };
-        let dead = self.dead.load(Ordering::Acquire);
+        let dead = self.servers[self.route(id)].dead.load(Ordering::Acquire);
         let mut bits = w.inflight;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
@@ -575,21 +646,59 @@ impl Service {
     }
 }
 
-/// The call number of a ring request that cancels the operation of the record whose
-/// address is its first argument.
-pub(crate) const CANCEL_NR: u32 = RING - 1;
+/// Takes a ring request whose record is at `at` for a server whose state is `side`:
+/// an operation queued in the ring (or run as a plain call if the ring has no
+/// operation for it), or completed as cancelled if its owner already gave up.
+/// Returns whether it queued one.
+fn take_ring(side: &mut ServiceSide, nr: u32, args: [u64; 6], at: u64) -> bool {
+    // SAFETY: a record not taken yet is alive: its owner waits for DONE.
+    if unsafe { Pending::cancelled(at) } {
+        // SAFETY: as above.
+        unsafe { Pending::complete(at, -i64::from(libc::ECANCELED)) };
+        return false;
+    }
+    if let Some(ring) = &mut side.ring
+        // SAFETY: the caller marked the request for the ring and waits until its record is DONE, even while unwinding (`sys::offload`), so its buffers outlive the operation.
+        && unsafe { ring.push(nr, args, at) }
+    {
+        side.in_ring.insert(at, false);
+        return true;
+    }
+    // SAFETY: the caller vouched for the arguments (`sys::syscall`'s contract) and waits until DONE.
+    let res = unsafe { raw_syscall(nr, args) };
+    // SAFETY: as above: the record is alive until DONE.
+    unsafe { Pending::complete(at, res) };
+    false
+}
+
+/// Server `v` was told that owners gave up: cancels, in its ring, each operation
+/// whose record says so (once; the handshake is `cancel.rs`'s).
+fn take_cancels(v: &Server, side: &mut ServiceSide) {
+    if !v.cancels.take() {
+        return;
+    }
+    let Some(ring) = &mut side.ring else { return };
+    for (&at, cancelled) in &mut side.in_ring {
+        // SAFETY: `at` is in the ring, so its owner still waits for DONE.
+        if !*cancelled && unsafe { Pending::cancelled(at) } {
+            *cancelled = true;
+            ring.cancel(at);
+        }
+    }
+}
 
 /// The record of one ring request, on its caller's stack: the caller waits until it
 /// is DONE before it returns (or unwinds past it).
 ///
-/// - `cancel`: written by the owner (release) before it asks for a cancellation.
+/// - `cancel`: set by the owner, read by the server when it takes the request and
+///   when it looks for cancellations (`cancel.rs`).
 /// - `result`, then `done` (release): written once by the service, which reads
 ///   `waiter` before it stores `done` (after that store the record may be gone) and
 ///   wakes the owner after.
 #[repr(C, align(64))]
 pub(crate) struct Pending {
     pub(crate) done: AtomicBool,
-    pub(crate) cancel: AtomicBool,
+    pub(crate) cancel: cancel::Flag,
     pub(crate) result: std::sync::atomic::AtomicI64,
     pub(crate) waiter: u64,
 }
@@ -599,7 +708,7 @@ impl Pending {
     pub(crate) fn new(waiter: ThreadId) -> Pending {
         Pending {
             done: AtomicBool::new(false),
-            cancel: AtomicBool::new(false),
+            cancel: cancel::Flag::new(),
             result: std::sync::atomic::AtomicI64::new(0),
             waiter: waiter.as_u64(),
         }
@@ -621,7 +730,7 @@ impl Pending {
     unsafe fn cancelled(at: u64) -> bool {
         // SAFETY: the caller's contract.
         let p = unsafe { &*(at as *const Pending) };
-        p.cancel.load(Ordering::Acquire)
+        p.cancel.is_set()
     }
 
     /// Stores the result, publishes DONE and wakes the owner.
@@ -661,6 +770,8 @@ fn wake_waiters(r: &Region, mut mask: u32) {
 pub(crate) struct ServeRole {
     /// The runtime's service, which outlives its cores.
     pub(crate) service: *const Service,
+    /// Which of its servers this core is.
+    pub(crate) server: usize,
 }
 
 /// A worker core's role: it collects the completions of its requests.
@@ -695,12 +806,12 @@ impl CollectRole {
 impl CoreRole for ServeRole {
     #[inline]
     fn at_schedule_point(&self, ctx: &mut CoreCtx<'_>) {
-        self.service().serve(ctx.core().set());
+        self.service().serve(ctx.core().set(), self.server);
     }
 
     fn idle_work(&self, core: &Core) -> bool {
         let svc = self.service();
-        svc.serve(core.set()) > 0 || svc.has_posted(core.set())
+        svc.serve(core.set(), self.server) > 0 || svc.has_posted(core.set(), self.server)
     }
 
     /// 2 (a monitored wait: a waker's write ends it) on a CPU that has one while
@@ -708,7 +819,7 @@ impl CoreRole for ServeRole {
     /// doorbell's eventfd).
     fn sleep_mark(&self, _core: &Core) -> u32 {
         let svc = self.service();
-        if svc.strategy != WaitStrategy::Futex && !svc.kernel_waits() {
+        if svc.strategy != WaitStrategy::Futex && !svc.kernel_waits(self.server) {
             2
         } else {
             1
@@ -722,7 +833,7 @@ impl CoreRole for ServeRole {
             // SAFETY: mark 2 is announced only when `strategy` (from CPUID, `wait::detect`) is not Futex.
             unsafe { wait::monitored_wait(svc.strategy, word, 2) };
         } else {
-            svc.sleep(timeout);
+            svc.sleep(self.server, core, timeout);
         }
     }
 }

@@ -43,13 +43,16 @@ impl RuntimeBuilder {
             // registered, and through the carriers' signal handler until then.
             crate::os::register_membarrier();
         }
-        let spin = self.idle_spin;
-        let hyper = plan.hyper;
-        let hyper_spin = if plan.hyper_shares_cpu {
+        // Where a service core shares a CPU with a worker, no core spins when idle:
+        // the spinner would hold the CPU the other needs to answer it (a worker spinning
+        // for its call's result keeps the service core that makes the call off the CPU
+        // until the kernel's slice ends).
+        let spin = if plan.hyper_shares_cpu {
             Duration::ZERO
         } else {
-            spin
+            self.idle_spin
         };
+        let hyper = plan.hyper;
         let ring = self.wants_io_uring()?;
         let poller = crate::io::Poller::new().map_err(|e| ConfigError::Os {
             message: format!("cannot make the readiness poller's epoll set: {e}"),
@@ -64,18 +67,17 @@ impl RuntimeBuilder {
             let service = unsafe { std::ptr::addr_of!((*weak.as_ptr()).offload) };
             // SAFETY: as above, the poller's address, for the service.
             let poller_at = unsafe { std::ptr::addr_of!((*weak.as_ptr()).poller) };
-            let offload = crate::offload::Service::new(&poller, poller_at, ring && hyper.is_some());
+            let offload = crate::offload::Service::new(&poller, poller_at, ring, plan.services);
             Shared {
                 set: CoreSet {
-                    cores: (0..MAX_CORES)
-                        .map(|i| Core::new(i, p, if Some(i) == hyper { hyper_spin } else { spin }))
-                        .collect(),
+                    cores: (0..MAX_CORES).map(|i| Core::new(i, p, spin)).collect(),
                     slots: Slots::new(MAX_CORES),
                     hwm: AtomicUsize::new(0),
                     types: plan.types,
                     foreign_typed: std::array::from_fn(|_| AtomicI64::new(0)),
                     adrift: AtomicUsize::new(0),
                     hyper,
+                    services: plan.services,
                     service_ty: plan.service_ty,
                     maint_ty: plan.service_ty.unwrap_or(0),
                     spinning: CachePadded::new(std::array::from_fn(|_| AtomicU32::new(0))),
@@ -89,7 +91,9 @@ impl RuntimeBuilder {
                 admin: Mutex::new(()),
                 one_cpu: plan.one_cpu,
                 offload,
-                serve_role: crate::offload::ServeRole { service },
+                serve_roles: (0..plan.services)
+                    .map(|server| crate::offload::ServeRole { service, server })
+                    .collect(),
                 collect_role: crate::offload::CollectRole { service },
                 poller,
                 blocking: crate::pool::Pool::default(),
@@ -112,11 +116,17 @@ impl RuntimeBuilder {
             // Whoever sleeps on the readiness set: the service core (its doorbell
             // writes the set's eventfd), or an OS thread of its own.
             let shared = &rt.handle.shared;
+            // The other service cores sleep in their own rings, or on their futex.
             match shared.hyper {
                 Some(h) => {
                     shared.cores[h].doorbell.set_kick(shared.poller.kick_fd());
                     if shared.offload.stats().backend == crate::offload::Backend::Epoll {
                         shared.poller.watch_kick().map_err(|e| os_error(&e))?;
+                    }
+                    for k in 1..shared.services {
+                        if let Some(fd) = shared.offload.own_kick(k) {
+                            shared.cores[h + k].doorbell.set_kick(fd);
+                        }
                     }
                 }
                 None => shared.poller.start_thread().map_err(|e| os_error(&e))?,

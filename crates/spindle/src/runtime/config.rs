@@ -78,6 +78,10 @@ pub const CORES_ENV: &str = "SPINDLE_CORES";
 /// (`0`) for runtimes whose builder does not say ([`RuntimeBuilder::io_uring`]).
 pub const IO_URING_ENV: &str = "SPINDLE_IO_URING";
 
+/// The environment variable that sets the number of service cores of runtimes whose
+/// builder does not say ([`RuntimeBuilder::service_cores`]).
+pub const SERVICE_CORES_ENV: &str = "SPINDLE_SERVICE_CORES";
+
 /// Configures a [`Runtime`](crate::Runtime); see [`Runtime::builder`](crate::Runtime::builder).
 #[derive(Debug, Clone)]
 #[must_use = "a RuntimeBuilder does nothing until build is called"]
@@ -88,6 +92,7 @@ pub struct RuntimeBuilder {
     pub(super) stack_size: Option<usize>,
     pub(super) idle_spin: Duration,
     pub(super) hypercore: bool,
+    pub(super) service_cores: Option<usize>,
     pub(super) io_uring: Option<bool>,
     pub(super) preempt: crate::preempt::config::Config,
     pub(super) shutdown_timeout: Duration,
@@ -103,6 +108,7 @@ impl RuntimeBuilder {
             stack_size: None,
             idle_spin: DEFAULT_IDLE_SPIN,
             hypercore: true,
+            service_cores: None,
             io_uring: None,
             preempt: crate::preempt::config::Config::default(),
             shutdown_timeout: super::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
@@ -156,6 +162,31 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Number of service cores (with the hypercore on). Each serves the offloaded calls
+    /// and collects for a share of the worker cores; the first (the hypercore) also
+    /// runs every maintenance thread and dispatches socket readiness. Service cores
+    /// take the last CPUs the process may use, one per last-level cache when there
+    /// are several, and a worker is served by a service core on its own last-level
+    /// cache where there is one (the request lines stay in that cache), else by the
+    /// one serving the fewest workers.
+    ///
+    /// Default: [`SERVICE_CORES_ENV`] (`SPINDLE_SERVICE_CORES`) if set, else one per
+    /// last-level-cache domain with at least 4 CPUs the process may use, at least one
+    /// (one on a single-socket machine: one service core kept up with 15 workers in
+    /// the http bench of a 16-core Xeon). Zero is a
+    /// [`ConfigError::ZeroServiceCores`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = spindle::Runtime::builder().cores(2).service_cores(2).build().unwrap();
+    /// assert_eq!(spindle::sys::service_stats(rt.handle()).unwrap().service_cores, 2);
+    /// ```
+    pub fn service_cores(mut self, n: usize) -> RuntimeBuilder {
+        self.service_cores = Some(n);
+        self
+    }
+
     /// Whether the service core makes the offloaded calls through an io_uring
     /// (`spindle::sys::Backend::IoUring`) rather than one plain system call each
     /// (`Backend::Epoll`). Default: the environment variable [`IO_URING_ENV`]
@@ -175,8 +206,8 @@ impl RuntimeBuilder {
 
     /// Number of cores of the default type (when no core types are declared). Default:
     /// the value of the environment variable [`CORES_ENV`] (`SPINDLE_CORES`) if set,
-    /// else one per CPU the process may use, minus one (kept for the service core), at
-    /// least one. A `SPINDLE_CORES` that is not a positive number is a
+    /// else one per CPU the process may use, minus those of the service cores (one
+    /// with the default single service core), at least one. A `SPINDLE_CORES` that is not a positive number is a
     /// [`ConfigError::Env`].
     pub fn cores(mut self, n: usize) -> RuntimeBuilder {
         self.cores = Some(n);
@@ -309,6 +340,10 @@ pub(super) struct Machine<'a> {
     pub(super) features: FeatureSet,
     /// The value of [`CORES_ENV`], if set.
     pub(super) cores_env: Option<String>,
+    /// The value of [`SERVICE_CORES_ENV`], if set.
+    pub(super) service_env: Option<String>,
+    /// The allowed CPUs grouped by last-level cache (`topology::llc_groups`).
+    pub(super) llc: Vec<Vec<usize>>,
     /// The variant of each named thread for a list of core types
     /// (`registry::validate` on the linked table).
     pub(super) choose: Choose,
@@ -322,6 +357,9 @@ impl Machine<'static> {
             detected: topology::detected_types(),
             features: topology::machine_features(),
             cores_env: std::env::var_os(CORES_ENV).map(|v| v.to_string_lossy().into_owned()),
+            service_env: std::env::var_os(SERVICE_CORES_ENV)
+                .map(|v| v.to_string_lossy().into_owned()),
+            llc: topology::llc_groups(&topology::allowed_cpus()),
             choose: crate::registry::validate,
         }
     }
@@ -335,13 +373,16 @@ pub(super) struct Plan {
     pub(super) counts: Vec<usize>,
     /// The service type's index, if the runtime has a hypercore.
     pub(super) service_ty: Option<usize>,
-    /// The hypercore's core id (it starts after the workers).
+    /// The hypercore's core id (the service cores start after the workers).
     pub(super) hyper: Option<usize>,
+    /// Service cores (0 without a hypercore).
+    pub(super) services: usize,
     /// Whether cores are pinned to single CPUs.
     pub(super) pinned: bool,
     /// The default stack size of the runtime's threads.
     pub(super) default_stack: usize,
-    /// The hypercore shares its CPU with a worker core, so it must not spin when idle.
+    /// A service core shares its CPU with a worker core (or another service core), so
+    /// no core spins when idle.
     pub(super) hyper_shares_cpu: bool,
     /// The process may use a single CPU.
     pub(super) one_cpu: bool,
@@ -363,6 +404,17 @@ pub(super) fn plan(b: &RuntimeBuilder, m: &Machine<'_>) -> Result<Plan, ConfigEr
         });
     }
     let mut types = b.types.clone();
+    let services = match b.service_cores {
+        Some(0) if b.hypercore => return Err(ConfigError::ZeroServiceCores),
+        Some(n) => n,
+        None => match service_cores_from_env(m.service_env.as_deref())? {
+            Some(n) => n,
+            None => m.llc.iter().filter(|g| g.len() >= 4).count().max(1),
+        },
+    };
+    // Without a hypercore the last CPU stays free all the same (for the program's
+    // own OS threads).
+    let service_cpus = service_cpus(if b.hypercore { services } else { 1 }, allowed, &m.llc);
     // The environment sizes the default type only.
     let cores_asked = match b.cores {
         Some(n) => Some(n),
@@ -375,9 +427,15 @@ pub(super) fn plan(b: &RuntimeBuilder, m: &Machine<'_>) -> Result<Plan, ConfigEr
             types.push(CoreType::new(t.name.clone()).cpus(t.cpus.clone()));
         }
     } else if types.is_empty() {
-        let cores = cores_asked.unwrap_or(allowed.len().saturating_sub(1).max(1));
-        let cpus = if allowed.len() > 1 && cores < allowed.len() {
-            allowed[..allowed.len() - 1].to_vec()
+        // The CPUs left to the workers once the service cores have theirs.
+        let rest: Vec<usize> = allowed
+            .iter()
+            .copied()
+            .filter(|c| !service_cpus.contains(c))
+            .collect();
+        let cores = cores_asked.unwrap_or(rest.len().max(1));
+        let cpus = if !rest.is_empty() && cores <= rest.len() {
+            rest
         } else {
             allowed.clone()
         };
@@ -416,7 +474,7 @@ pub(super) fn plan(b: &RuntimeBuilder, m: &Machine<'_>) -> Result<Plan, ConfigEr
     if total > MAX_CORES {
         return Err(ConfigError::TooManyCores {
             requested: total,
-            service_core: false,
+            service_cores: 0,
         });
     }
     let pinned = b.pin.unwrap_or_else(|| {
@@ -432,34 +490,38 @@ pub(super) fn plan(b: &RuntimeBuilder, m: &Machine<'_>) -> Result<Plan, ConfigEr
                 name: t.name.clone(),
             });
         }
-        if total + 1 > MAX_CORES {
+        if total + services > MAX_CORES {
             return Err(ConfigError::TooManyCores {
-                requested: total + 1,
-                service_core: true,
+                requested: total + services,
+                service_cores: services,
             });
         }
-        // The last CPU; on a one-CPU machine, that CPU unpinned.
-        let cpus = vec![*allowed.last().unwrap_or(&0)];
+        // One CPU each (on a one-CPU machine, that CPU unpinned).
         service_ty = Some(infos.len());
         infos.push(TypeInfo {
             name: SERVICE_TYPE.to_owned(),
-            cpus,
+            cpus: service_cpus.clone(),
             features: m.features,
         });
-        counts.push(1);
+        counts.push(services);
     }
-    // A hypercore that shares its CPU with a worker core does not spin when idle: its
-    // spinning would take that worker's time.
+    // A service core that shares its CPU with a worker core or another service core
+    // does not spin when idle: its spinning would take that core's time.
     let hyper_shares_cpu = service_ty.is_some_and(|s| {
-        let cpu = infos[s].cpus[0];
-        allowed.len() == 1 || infos[..s].iter().any(|t| t.cpus.contains(&cpu))
+        allowed.len() == 1
+            || service_cpus.len() < services
+            || service_cpus
+                .iter()
+                .any(|cpu| infos[..s].iter().any(|t| t.cpus.contains(cpu)))
     });
     Ok(Plan {
         types: infos,
         counts,
         service_ty,
-        // The hypercore starts after the workers, so its id is the number of workers.
+        // The service cores start after the workers, so the first one's id is the
+        // number of workers.
         hyper: service_ty.map(|_| total),
+        services: if service_ty.is_some() { services } else { 0 },
         pinned,
         default_stack,
         hyper_shares_cpu,
@@ -513,6 +575,66 @@ fn check_type(
     Ok(cpus)
 }
 
+/// The CPUs of `n` service cores: the last allowed CPU of each last-level-cache
+/// group in turn (groups with more CPUs first), then the CPU before it, and so on;
+/// at most one per allowed CPU (more service cores share them).
+fn service_cpus(n: usize, allowed: &[usize], llc: &[Vec<usize>]) -> Vec<usize> {
+    let mut groups: Vec<Vec<usize>> = llc
+        .iter()
+        .map(|g| g.iter().copied().filter(|c| allowed.contains(c)).collect())
+        .filter(|g: &Vec<usize>| !g.is_empty())
+        .collect();
+    let covered: usize = groups.iter().map(Vec::len).sum();
+    if covered < allowed.len() {
+        groups = vec![allowed.to_vec()];
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    let mut cpus = Vec::new();
+    let mut taken = vec![0usize; groups.len()];
+    while cpus.len() < n.min(allowed.len()) {
+        for (g, t) in groups.iter().zip(taken.iter_mut()) {
+            if cpus.len() < n && *t < g.len() {
+                cpus.push(g[g.len() - 1 - *t]);
+                *t += 1;
+            }
+        }
+    }
+    cpus
+}
+
+/// The service core (index among the service cores) that serves a worker on `cpu`
+/// (if pinned): one whose CPU shares the worker's last-level cache, else any; of
+/// those, the one serving the fewest workers (`load`), the first on ties.
+pub(super) fn route(
+    cpu: Option<usize>,
+    service_cpus: &[usize],
+    llc: &[Vec<usize>],
+    load: &[usize],
+) -> usize {
+    let group = cpu.and_then(|c| llc.iter().find(|g| g.contains(&c)));
+    let near =
+        |k: &usize| group.is_some_and(|g| service_cpus.get(*k).is_some_and(|sc| g.contains(sc)));
+    let all = 0..load.len();
+    let pick = |ks: &mut dyn Iterator<Item = usize>| ks.min_by_key(|&k| (load[k], k));
+    pick(&mut all.clone().filter(near))
+        .or_else(|| pick(&mut all.clone()))
+        .unwrap_or(0)
+}
+
+/// The service core count [`SERVICE_CORES_ENV`] asks for, if set.
+fn service_cores_from_env(value: Option<&str>) -> Result<Option<usize>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(ConfigError::Env {
+            var: SERVICE_CORES_ENV,
+            value: value.to_owned(),
+        }),
+    }
+}
+
 /// The worker core count [`CORES_ENV`] asks for, if set.
 fn cores_from_env(value: Option<&str>) -> Result<Option<usize>, ConfigError> {
     let Some(value) = value else {
@@ -545,6 +667,8 @@ mod tests {
             detected,
             features,
             cores_env: None,
+            service_env: None,
+            llc: vec![(0..cpus).collect()],
             choose: crate::registry::validate,
         }
     }
@@ -574,6 +698,79 @@ mod tests {
         assert_eq!((p.service_ty, p.hyper), (Some(1), Some(3)));
         assert!(p.pinned && !p.hyper_shares_cpu && !p.one_cpu);
         assert_eq!(p.default_stack, DEFAULT_STACK_SIZE);
+    }
+
+    #[test]
+    fn service_cores_follow_the_last_level_caches() {
+        // Two L3 domains of 8 CPUs: one service core on the last CPU of each.
+        let mut m = machine(16, avx2());
+        m.llc = vec![(0..8).collect(), (8..16).collect()];
+        let p = plan(&Runtime::builder(), &m).unwrap();
+        let workers: Vec<usize> = (0..7).chain(8..15).collect();
+        assert_eq!(
+            cpus_of(&p),
+            [
+                ("default".to_owned(), workers, 14),
+                ("service".to_owned(), vec![7, 15], 2)
+            ]
+        );
+        assert_eq!((p.hyper, p.services), (Some(14), 2));
+        assert!(p.pinned && !p.hyper_shares_cpu);
+        // One domain, or domains too small to spare a CPU: one service core.
+        assert_eq!(
+            plan(&Runtime::builder(), &machine(16, avx2()))
+                .unwrap()
+                .services,
+            1
+        );
+        m.llc = vec![vec![0, 1, 2], (3..16).collect()];
+        assert_eq!(plan(&Runtime::builder(), &m).unwrap().services, 1);
+    }
+
+    #[test]
+    fn service_cores_can_be_asked_for() {
+        let mut m = machine(4, avx2());
+        let p = plan(&Runtime::builder().service_cores(2), &m).unwrap();
+        assert_eq!(
+            cpus_of(&p),
+            [
+                ("default".to_owned(), vec![0, 1], 2),
+                ("service".to_owned(), vec![3, 2], 2)
+            ]
+        );
+        // More than the CPUs: they share them, and do not spin.
+        let p = plan(&Runtime::builder().cores(1).service_cores(5), &m).unwrap();
+        assert_eq!(cpus_of(&p)[1], ("service".to_owned(), vec![3, 2, 1, 0], 5));
+        assert!(p.hyper_shares_cpu);
+        assert_eq!(
+            plan(&Runtime::builder().service_cores(0), &m).err(),
+            Some(ConfigError::ZeroServiceCores)
+        );
+        assert!(plan(&Runtime::builder().hypercore(false).service_cores(0), &m).is_ok());
+        m.service_env = Some("3".to_owned());
+        assert_eq!(plan(&Runtime::builder(), &m).unwrap().services, 3);
+        for bad in ["x", "0", ""] {
+            m.service_env = Some(bad.to_owned());
+            assert_eq!(
+                plan(&Runtime::builder(), &m).err(),
+                Some(ConfigError::Env {
+                    var: SERVICE_CORES_ENV,
+                    value: bad.to_owned()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_worker_is_served_on_its_own_cache_else_by_the_least_loaded() {
+        let llc = vec![(0..4).collect::<Vec<_>>(), (4..8).collect()];
+        let service_cpus = [3, 7];
+        assert_eq!(route(Some(5), &service_cpus, &llc, &[0, 9]), 1);
+        assert_eq!(route(Some(1), &service_cpus, &llc, &[9, 0]), 0);
+        // Unpinned, or no service core near: the least loaded, the first on ties.
+        assert_eq!(route(None, &service_cpus, &llc, &[2, 1]), 1);
+        assert_eq!(route(None, &service_cpus, &llc, &[1, 1]), 0);
+        assert_eq!(route(Some(5), &[3, 2], &llc, &[3, 1]), 1);
     }
 
     #[test]
@@ -711,7 +908,7 @@ mod tests {
             plan(&Runtime::builder().cores(MAX_CORES), &m).err(),
             Some(ConfigError::TooManyCores {
                 requested: MAX_CORES + 1,
-                service_core: true
+                service_cores: 1
             })
         );
         assert_eq!(
@@ -722,7 +919,7 @@ mod tests {
             .err(),
             Some(ConfigError::TooManyCores {
                 requested: MAX_CORES + 1,
-                service_core: false
+                service_cores: 0
             })
         );
         assert!(plan(&Runtime::builder().hypercore(false).cores(MAX_CORES), &m).is_ok());

@@ -30,7 +30,10 @@ impl Handle {
         // A reused core's last carrier set `Retired` as its last touch of the core.
         let cpus = &shared.types[ty].cpus;
         let cpu = if Some(ty) == shared.service_ty {
-            (!shared.one_cpu).then(|| cpus[0])
+            // Service cores start in order, after the workers: the kth takes the kth
+            // CPU of its type (shared round the list if there are fewer).
+            let k = id - shared.hyper.unwrap_or(id);
+            (!shared.one_cpu).then(|| cpus[k % cpus.len()])
         } else if shared.pinned {
             // The CPU of the type with the fewest running cores on it.
             let busy = |cpu: usize| {
@@ -48,11 +51,30 @@ impl Handle {
         };
         core.ty.store(ty, Ordering::Relaxed);
         core.cpu.store(cpu.unwrap_or(usize::MAX), Ordering::Relaxed);
-        let role: &dyn CoreRole = if shared.is_service(id) {
-            &shared.serve_role
-        } else {
-            &shared.collect_role
+        let role: &dyn CoreRole = match shared.hyper {
+            Some(h) if shared.is_service(id) => &shared.serve_roles[id - h],
+            _ => &shared.collect_role,
         };
+        if reuse.is_none() && !shared.is_service(id) && shared.services > 0 {
+            // A core id is routed once, before it first starts, and keeps its server.
+            let service_cpus = shared
+                .service_ty
+                .map_or(&[][..], |s| &shared.types[s].cpus[..]);
+            let llc = crate::topology::llc_groups(&crate::topology::allowed_cpus());
+            let mut load = vec![0usize; shared.services];
+            for c in shared.started() {
+                if !shared.is_service(c.id) {
+                    load[shared.offload.route(c.id)] += 1;
+                }
+            }
+            let k = super::config::route(
+                if shared.pinned { cpu } else { None },
+                service_cpus,
+                &llc,
+                &load,
+            );
+            shared.offload.set_route(id, k);
+        }
         // SAFETY: no OS thread runs the core (it has not started, or it is retired: its last carrier wrote that after its last touch); the role lives in the runtime, which outlives the core.
         unsafe { core.set_role(role) };
         core.halt.store(false, Ordering::Relaxed);

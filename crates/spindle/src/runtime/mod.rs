@@ -41,7 +41,7 @@ pub(crate) mod shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::config::{CORES_ENV, CoreType, IO_URING_ENV, RuntimeBuilder};
+pub use self::config::{CORES_ENV, CoreType, IO_URING_ENV, RuntimeBuilder, SERVICE_CORES_ENV};
 pub use self::handle::{CoreInfo, Handle, RuntimeStats};
 use crate::error::ConfigError;
 use crate::sched::{CoreCtx, CoreStats};

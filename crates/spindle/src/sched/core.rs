@@ -217,8 +217,9 @@ pub(crate) struct Core {
     /// Threads and timers handed to this core by OS threads that are not its peers.
     pub(super) inject: Mutex<Inbox>,
     pub(crate) doorbell: Doorbell,
-    /// How long the idle loop spins before sleeping in the kernel.
-    pub(super) spin: Duration,
+    /// How long the idle loop spins before sleeping in the kernel (zero: the core
+    /// shares its CPU, and never spins, nor polls for a result).
+    pub(crate) spin: Duration,
     /// `CoreState` as a byte.
     state: AtomicU8,
     /// The core's type index (set before the core first starts).

@@ -55,6 +55,11 @@ impl CoreSet {
         here: Option<(usize, usize)>,
     ) -> Result<(usize, usize), SpawnError> {
         let from = here.map(|(core, _)| core);
+        if let (Target::Maintenance, Some(h)) = (target, self.hyper) {
+            // Every maintenance thread runs on the first service core (the hypercore):
+            // the others only serve calls.
+            return Ok((self.maint_ty, h));
+        }
         if let Target::Core(id) = target {
             let ty = self.target_type(target)?.expect("a core has a type");
             return Ok((ty, *id));
@@ -94,7 +99,11 @@ impl CoreSet {
             }
             _ => false,
         };
-        match self.hyper {
+        let core = match target {
+            Target::Core(id) => Some(*id),
+            _ => self.hyper,
+        };
+        match core {
             Some(core) if service => Err(SpawnError::ServiceCore { core }),
             _ => Ok(()),
         }

@@ -30,8 +30,11 @@ pub(crate) struct CoreSet {
     pub(crate) types: Vec<TypeInfo>,
     /// Threads per type spawned by OS threads outside the runtime.
     pub(crate) foreign_typed: [AtomicI64; MAX_TYPES],
-    /// The service core (the hypercore), if the runtime has one.
+    /// The first service core (the hypercore), if the runtime has one: it also runs
+    /// the maintenance threads and dispatches readiness.
     pub(crate) hyper: Option<usize>,
+    /// Service cores: ids `hyper..hyper + services` (0 without a hypercore).
+    pub(crate) services: usize,
     /// The service core's type index.
     pub(crate) service_ty: Option<usize>,
     /// Where maintenance threads go: the service type, else the first worker type.
@@ -49,10 +52,11 @@ pub(crate) struct CoreSet {
 }
 
 impl CoreSet {
-    /// Whether core `id` is the service core (the hypercore).
+    /// Whether core `id` is a service core.
     #[inline]
     pub(crate) fn is_service(&self, id: usize) -> bool {
-        self.hyper == Some(id)
+        self.hyper
+            .is_some_and(|h| id >= h && id < h + self.services)
     }
     /// Whether the runtime has a service core.
     #[inline]

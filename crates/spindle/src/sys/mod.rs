@@ -258,6 +258,23 @@ pub fn service_stats(handle: &Handle) -> Option<ServiceStats> {
     shared.has_service().then(|| shared.offload.stats())
 }
 
+/// The figures of each service core of `handle`'s runtime, the hypercore first
+/// (empty without a hypercore). Their sum is [`service_stats`].
+///
+/// # Examples
+///
+/// ```
+/// let rt = spindle::Runtime::builder().cores(2).service_cores(2).build().unwrap();
+/// let each = spindle::sys::service_core_stats(rt.handle());
+/// assert_eq!(each.len(), 2);
+/// ```
+pub fn service_core_stats(handle: &Handle) -> Vec<ServiceStats> {
+    let shared = handle.shared();
+    (0..shared.services)
+        .map(|k| shared.offload.server_stats(k))
+        .collect()
+}
+
 /// Test hook: stops (or, with `panic`, makes panic) the service loop of `handle`'s
 /// runtime at its next pass. Pending and later calls then run directly.
 #[doc(hidden)]
@@ -265,6 +282,8 @@ pub fn __stop_service(handle: &Handle, panic: bool) {
     let shared = handle.shared();
     shared.offload.request_stop(panic);
     if let Some(h) = shared.hyper {
-        shared.cores[h].nudge();
+        for k in 0..shared.services {
+            shared.cores[h + k].nudge();
+        }
     }
 }

@@ -8,20 +8,23 @@
 //!   carries the request: the service frees it as soon as it took the request, and
 //!   the answer comes in a [`Pending`] record on the caller's stack, so a call that
 //!   waits long (an idle connection) holds no slot. A caller past its deadline, or
-//!   unwinding, asks for a cancellation (a second request, [`CANCEL_NR`]) and still
-//!   waits for the record to be DONE: the kernel may be writing into its buffer
-//!   until then.
+//!   unwinding, asks the server that took its request for a cancellation
+//!   (`offload/cancel.rs`: its record's flag, that server's word, a ring of that
+//!   server's core, wherever the caller runs now) and still waits for the record to
+//!   be DONE: the kernel may be writing into its buffer until then.
+//! - Each worker core is served by one service core (`Service::route`); the caller
+//!   posts to, rings and watches that one.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::offload::ring::RING;
-use crate::offload::{CANCEL_NR, POLL_SPINS, Pending, Region, SLOTS, Service, slot};
+use crate::offload::{POLL_SPINS, Pending, Region, SLOTS, Server, cancel, slot};
 use crate::os::raw_syscall;
 use crate::sched::CoreCtx;
 use crate::shared::Shared;
 
-/// Runs system call `nr`: offloaded to the hypercore when the caller is a spindle
+/// Runs system call `nr`: offloaded to its core's service core when the caller is a spindle
 /// thread on a worker core of a runtime with a live service, else directly. Returns
 /// the raw kernel result.
 ///
@@ -55,23 +58,23 @@ pub(crate) unsafe fn in_ring(nr: u32, args: [u64; 6], deadline: Option<Instant>)
     let me = crate::sched::wait::Waiter::current()?;
     let pending = Pending::new(me.id());
     let at = std::ptr::from_ref(&pending) as u64;
-    let posted = loop {
+    let (posted, server) = loop {
         match post(nr | RING, args, at) {
-            Post::Posted(p) => break p,
+            Post::Posted(p, k) => break (p, k),
             Post::Full => crate::sched::wait::yield_now(),
             Post::Direct => return None,
         }
     };
     let mut waiting = RingWait {
         pending: &pending,
-        at,
+        server,
         asked: false,
     };
-    let svc = &shared.offload;
+    let srv = &shared.offload.servers[server];
     loop {
-        // Dead first, then the record: a service that died completed every request
+        // Dead first, then the record: a server that died completed every request
         // it had taken before it published `dead`.
-        let dead = svc.dead.load(Ordering::Acquire);
+        let dead = srv.dead.load(Ordering::Acquire);
         if let Some(res) = pending.result() {
             let asked = waiting.asked;
             std::mem::forget(waiting);
@@ -101,26 +104,25 @@ pub(crate) unsafe fn in_ring(nr: u32, args: [u64; 6], deadline: Option<Instant>)
 /// with the caller's buffers before they go.
 struct RingWait<'a> {
     pending: &'a Pending,
-    at: u64,
+    /// The server the request was posted to.
+    server: usize,
     asked: bool,
 }
 
 impl RingWait<'_> {
-    /// Sets the cancel flag and posts the cancellation request (waiting for a slot if
-    /// need be).
+    /// Sets the cancel flag, tells the request's server and rings its core.
     fn ask(&mut self) {
         if self.asked {
             return;
         }
         self.asked = true;
-        // Release: pairs with the service's acquire read of the flag when it takes
-        // the request.
-        self.pending.cancel.store(true, Ordering::Release);
-        loop {
-            match post(RING | CANCEL_NR, [self.at, 0, 0, 0, 0, 0], 0) {
-                Post::Full => crate::sched::wait::yield_now(),
-                Post::Posted(_) | Post::Direct => return,
-            }
+        let shared = Shared::current().expect("a ring call runs on a spindle thread");
+        cancel::ask(
+            &self.pending.cancel,
+            &shared.offload.servers[self.server].cancels,
+        );
+        if let Some(h) = shared.hyper {
+            shared.cores[h + self.server].doorbell.wake_if_sleeping();
         }
     }
 }
@@ -128,10 +130,11 @@ impl RingWait<'_> {
 impl Drop for RingWait<'_> {
     fn drop(&mut self) {
         self.ask();
-        let svc = &Shared::current()
+        let srv = &Shared::current()
             .expect("a ring call runs on a spindle thread")
-            .offload;
-        while self.pending.result().is_none() && !svc.dead.load(Ordering::Acquire) {
+            .offload
+            .servers[self.server];
+        while self.pending.result().is_none() && !srv.dead.load(Ordering::Acquire) {
             crate::sched::wait::block_internal(None);
         }
     }
@@ -139,8 +142,8 @@ impl Drop for RingWait<'_> {
 
 /// How posting a ring request went.
 enum Post<'a> {
-    /// In slot `.0` of the caller's core, READY.
-    Posted(&'a slot::ReqSlot),
+    /// In slot `.0` of the caller's core, READY, for server `.1`.
+    Posted(&'a slot::ReqSlot, usize),
     /// Every slot of the core is taken.
     Full,
     /// No service for this caller.
@@ -159,19 +162,24 @@ fn post(nr: u32, args: [u64; 6], at: u64) -> Post<'static> {
     let Some(hyper) = shared.hyper else {
         return Post::Direct;
     };
+    if shared.is_service(core.id) {
+        return Post::Direct;
+    }
     let svc = &shared.offload;
-    if core.id == hyper || svc.dead.load(Ordering::Acquire) {
+    let k = svc.route(core.id);
+    let srv = &svc.servers[k];
+    if srv.dead.load(Ordering::Acquire) {
         return Post::Direct;
     }
     let r = &svc.regions[core.id];
     let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
-        svc.slot_waits.fetch_add(1, Ordering::Relaxed);
+        srv.slot_waits.fetch_add(1, Ordering::Relaxed);
         return Post::Full;
     };
     r.pending[i].store(at, Ordering::Relaxed);
     r.slots[i].publish(nr, args);
-    shared.cores[hyper].doorbell.wake_if_sleeping();
-    Post::Posted(&r.slots[i])
+    shared.cores[hyper + k].doorbell.wake_if_sleeping();
+    Post::Posted(&r.slots[i], k)
 }
 
 /// The offloaded path of a plain call; `None` if the call must run directly.
@@ -209,17 +217,19 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
     let Some(hyper) = shared.hyper else {
         return Claim::Done(None);
     };
-    if core.id == hyper {
+    if shared.is_service(core.id) {
         return Claim::Done(None);
     }
     let svc = &shared.offload;
-    if svc.dead.load(Ordering::Acquire) {
-        svc.direct_failed.fetch_add(1, Ordering::Relaxed);
+    let k = svc.route(core.id);
+    let srv = &svc.servers[k];
+    if srv.dead.load(Ordering::Acquire) {
+        srv.direct_failed.fetch_add(1, Ordering::Relaxed);
         return Claim::Done(None);
     }
     let r = &svc.regions[core.id];
     let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
-        svc.slot_waits.fetch_add(1, Ordering::Relaxed);
+        srv.slot_waits.fetch_add(1, Ordering::Relaxed);
         return Claim::Full;
     };
     let s = &r.slots[i];
@@ -227,10 +237,11 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
     // SAFETY: we run on the core's OS thread, with no schedule point until `block`.
     unsafe { (*r.local.get()).inflight |= 1 << i };
     s.publish(nr, args);
-    shared.cores[hyper].doorbell.wake_if_sleeping();
+    shared.cores[hyper + k].doorbell.wake_if_sleeping();
     // With nothing else to run on this core, poll the slot for a while, as the idle
     // loop would, but without the two switches; stop as soon as work arrives here.
-    if ctx.runq_len() == 0 {
+    // A core that does not spin (it shares its CPU) does not poll either.
+    if ctx.runq_len() == 0 && !core.spin.is_zero() {
         for _ in 0..POLL_SPINS {
             if let Some(res) = s.result() {
                 // No schedule point since the publish: we are still on `core`.
@@ -239,19 +250,19 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
                 s.release();
                 return Claim::Done(Some(res));
             }
-            if core.has_incoming() || svc.dead.load(Ordering::Relaxed) {
+            if core.has_incoming() || srv.dead.load(Ordering::Relaxed) {
                 break;
             }
             std::hint::spin_loop();
         }
     }
     drop(guard);
-    let waiting = Waiting { r, i, svc };
+    let waiting = Waiting { r, i, srv };
     loop {
         // Dead first, then the state: a service that died after completing us has
         // its DONE visible once we saw `dead` (and it completed everything it had in
         // its ring before it died).
-        let dead = svc.dead.load(Ordering::Acquire);
+        let dead = srv.dead.load(Ordering::Acquire);
         if let Some(res) = s.result() {
             std::mem::forget(waiting);
             s.release();
@@ -261,7 +272,7 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
             // READY, and the service will never touch it again.
             std::mem::forget(waiting);
             s.release();
-            svc.direct_failed.fetch_add(1, Ordering::Relaxed);
+            srv.direct_failed.fetch_add(1, Ordering::Relaxed);
             return Claim::Done(None);
         }
         crate::sched::wait::block_internal(None);
@@ -275,14 +286,14 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
 struct Waiting<'a> {
     r: &'a Region,
     i: usize,
-    svc: &'a Service,
+    srv: &'a Server,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let s: &slot::ReqSlot = &self.r.slots[self.i];
         loop {
-            let dead = self.svc.dead.load(Ordering::Acquire);
+            let dead = self.srv.dead.load(Ordering::Acquire);
             if s.result().is_some() || dead {
                 s.release();
                 return;

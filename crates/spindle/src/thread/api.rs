@@ -238,8 +238,8 @@ pub fn migrate_to(core: usize) -> Result<(), CoreError> {
         let to = shared
             .active_core(core)
             .ok_or(CoreError::NoSuchCore { core })?;
-        if let Some(hyper) = shared.hyper.filter(|&h| h == to.id || h == here.id) {
-            return Err(CoreError::ServiceCore { core: hyper });
+        if let Some(s) = [to.id, here.id].into_iter().find(|&c| shared.is_service(c)) {
+            return Err(CoreError::ServiceCore { core: s });
         }
         (*me).bind();
         if to.id == here.id {
