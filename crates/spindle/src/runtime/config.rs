@@ -407,7 +407,7 @@ pub(super) fn plan(b: &RuntimeBuilder, m: &Machine<'_>) -> Result<Plan, ConfigEr
     let services = match b.service_cores {
         Some(0) if b.hypercore => return Err(ConfigError::ZeroServiceCores),
         Some(n) => n,
-        None => match service_cores_from_env(m.service_env.as_deref())? {
+        None => match count_from_env(SERVICE_CORES_ENV, m.service_env.as_deref())? {
             Some(n) => n,
             None => m.llc.iter().filter(|g| g.len() >= 4).count().max(1),
         },
@@ -418,7 +418,7 @@ pub(super) fn plan(b: &RuntimeBuilder, m: &Machine<'_>) -> Result<Plan, ConfigEr
     // The environment sizes the default type only.
     let cores_asked = match b.cores {
         Some(n) => Some(n),
-        None if types.is_empty() => cores_from_env(m.cores_env.as_deref())?,
+        None if types.is_empty() => count_from_env(CORES_ENV, m.cores_env.as_deref())?,
         None => None,
     };
     if types.is_empty() && cores_asked.is_none() && m.detected.len() > 1 {
@@ -621,29 +621,16 @@ pub(super) fn route(
         .unwrap_or(0)
 }
 
-/// The service core count [`SERVICE_CORES_ENV`] asks for, if set.
-fn service_cores_from_env(value: Option<&str>) -> Result<Option<usize>, ConfigError> {
+/// The count environment variable `var` (value `value`, if set) asks for: a positive
+/// number ([`CORES_ENV`], [`SERVICE_CORES_ENV`]).
+fn count_from_env(var: &'static str, value: Option<&str>) -> Result<Option<usize>, ConfigError> {
     let Some(value) = value else {
         return Ok(None);
     };
     match value.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(Some(n)),
         _ => Err(ConfigError::Env {
-            var: SERVICE_CORES_ENV,
-            value: value.to_owned(),
-        }),
-    }
-}
-
-/// The worker core count [`CORES_ENV`] asks for, if set.
-fn cores_from_env(value: Option<&str>) -> Result<Option<usize>, ConfigError> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    match value.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(Some(n)),
-        _ => Err(ConfigError::Env {
-            var: CORES_ENV,
+            var,
             value: value.to_owned(),
         }),
     }
