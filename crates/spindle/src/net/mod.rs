@@ -129,33 +129,14 @@ impl Sock {
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
         let fd = self.raw();
         let deadline = Sock::deadline(&self.write_timeout);
-        let args = [
-            fd as u64,
-            buf.as_ptr() as u64,
-            buf.len() as u64,
-            libc::MSG_NOSIGNAL as u64,
-            0,
-            0,
-        ];
+        let args = sendto_args(fd, buf, None);
         // SAFETY: `buf` is live for its length until the call returns; MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
         if let Some(r) = unsafe { ring_call(libc::SYS_sendto, args, deadline) } {
             return r;
         }
         self.src.io(fd, Dir::Write, deadline, || {
-            // SAFETY: `buf` is live for its length; MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
-            unsafe {
-                call(
-                    libc::SYS_sendto,
-                    [
-                        fd as u64,
-                        buf.as_ptr() as u64,
-                        buf.len() as u64,
-                        libc::MSG_NOSIGNAL as u64,
-                        0,
-                        0,
-                    ],
-                )
-            }
+            // SAFETY: as above.
+            unsafe { call(libc::SYS_sendto, args) }
         })
     }
 
@@ -164,20 +145,8 @@ impl Sock {
         let (sa, len) = to_raw(addr);
         self.src
             .io(fd, Dir::Write, Sock::deadline(&self.write_timeout), || {
-                // SAFETY: `buf` and `sa` are live for the call.
-                unsafe {
-                    call(
-                        libc::SYS_sendto,
-                        [
-                            fd as u64,
-                            buf.as_ptr() as u64,
-                            buf.len() as u64,
-                            libc::MSG_NOSIGNAL as u64,
-                            &raw const sa as u64,
-                            u64::from(len),
-                        ],
-                    )
-                }
+                // SAFETY: `buf` and `sa` are live for the call; MSG_NOSIGNAL as in `send`.
+                unsafe { call(libc::SYS_sendto, sendto_args(fd, buf, Some((&sa, len)))) }
             })
     }
 
@@ -363,6 +332,22 @@ fn to_raw(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     };
     (st, len as libc::socklen_t)
+}
+
+/// The arguments of a `sendto` of `buf` on `fd` (to `to`, a raw address and its
+/// length, if given), with `MSG_NOSIGNAL`: a closed peer is an error, not SIGPIPE.
+fn sendto_args(fd: RawFd, buf: &[u8], to: Option<(&libc::sockaddr_storage, u32)>) -> [u64; 6] {
+    let (addr, len) = to.map_or((0, 0), |(sa, len)| {
+        (std::ptr::from_ref(sa) as u64, u64::from(len))
+    });
+    [
+        fd as u64,
+        buf.as_ptr() as u64,
+        buf.len() as u64,
+        libc::MSG_NOSIGNAL as u64,
+        addr,
+        len,
+    ]
 }
 
 fn from_raw(st: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<SocketAddr> {
