@@ -117,11 +117,13 @@ pub struct Service {
     pub enters: u64,
     /// `io_uring` or `epoll`.
     pub backend: String,
+    /// Times a caller found its core's request slots all taken and waited.
+    pub slot_waits: u64,
 }
 
 impl Service {
     /// Reads the server's line `service served=N direct=N batched=N enters=N
-    /// backend=NAME`.
+    /// backend=NAME slot_waits=N`.
     pub fn parse(line: &str) -> Option<Service> {
         let rest = line.trim().strip_prefix("service ")?;
         let mut s = Service {
@@ -130,6 +132,7 @@ impl Service {
             batched: 0,
             enters: 0,
             backend: String::new(),
+            slot_waits: 0,
         };
         for kv in rest.split_whitespace() {
             let (k, v) = kv.split_once('=')?;
@@ -139,6 +142,7 @@ impl Service {
                 "batched" => s.batched = v.parse().ok()?,
                 "enters" => s.enters = v.parse().ok()?,
                 "backend" => s.backend = v.to_owned(),
+                "slot_waits" => s.slot_waits = v.parse().ok()?,
                 _ => {}
             }
         }
@@ -452,6 +456,7 @@ pub fn records(outcomes: &[Outcome]) -> Vec<Record> {
                         extra.insert("batched".into(), json!(s.batched));
                         extra.insert("enters".into(), json!(s.enters));
                         extra.insert("backend".into(), json!(s.backend));
+                        extra.insert("slot_waits".into(), json!(s.slot_waits));
                     }
                     if let Some(s) = spindle {
                         extra.insert("rps_vs_spindle".into(), json!(f.rps / s.rps));
@@ -497,7 +502,7 @@ pub fn print_table(outcomes: &[Outcome]) {
                 f.p99_us,
                 f.errors,
                 f.service.as_ref().map_or(String::new(), |s| format!(
-                    "   calls: {} served by the service cores{}, {} direct",
+                    "   calls: {} served by the service cores{}, {} direct, {} waits for a slot",
                     s.served,
                     if s.batched > 0 {
                         format!(
@@ -509,7 +514,8 @@ pub fn print_table(outcomes: &[Outcome]) {
                     } else {
                         format!(" (plain calls, {})", s.backend)
                     },
-                    s.direct
+                    s.direct,
+                    s.slot_waits
                 ))
             ),
             Err(e) => println!(

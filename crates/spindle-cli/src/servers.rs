@@ -121,12 +121,13 @@ fn report_at_eof(handle: spindle::Handle) {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(
                 out,
-                "service served={} direct={} batched={} enters={} backend={}",
+                "service served={} direct={} batched={} enters={} backend={} slot_waits={}",
                 s.served,
                 s.direct_failed,
                 s.batched,
                 s.enters,
-                s.backend.name()
+                s.backend.name(),
+                s.slot_waits
             );
             let _ = out.flush();
         }

@@ -72,6 +72,12 @@ fn calls_that_find_the_slots_full_wait_for_one() {
     let s = spindle::sys::service_stats(&rt).unwrap();
     assert_eq!(s.served, threads * CALLS, "{s:?}");
     assert!(s.slot_waits > 0, "the slots were never full: {s:?}");
+    // A caller that found the slots full slept until one was free: it did not spin
+    // through the core's run queue (each try counts once).
+    assert!(
+        s.slot_waits <= threads * CALLS,
+        "callers spun on the full slots: {s:?}"
+    );
     assert_eq!(s.direct_failed, 0, "{s:?}");
     done.store(true, Ordering::Relaxed);
 }

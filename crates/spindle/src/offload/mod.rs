@@ -29,9 +29,12 @@
 //!   the ring, and the slot is completed from the operation's own completion. The
 //!   caller waits for DONE either way, so nothing it lent is freed while the kernel
 //!   may still use it.
-//! - **Full slots**: a caller that finds every slot of its core taken yields until
-//!   one is free (counted in [`ServiceStats::slot_waits`]): the core runs its other
-//!   threads, and their completions are collected at each yield.
+//! - **Full slots**: a caller that finds every slot of its core taken sleeps in the
+//!   core's queue of slot waiters (counted in [`ServiceStats::slot_waits`]); the core
+//!   wakes one waiter per FREE slot at its schedule points (a ring request's slot is
+//!   freed by the service, which then rings the core). Waiting callers take no CPU:
+//!   where a worker shares its CPU with its service core, a caller that spun there
+//!   would hold the CPU that core needs to free a slot.
 //! - **Failure**: if the service loop panics or is stopped, it cancels what is in the
 //!   ring and waits for it, publishes `dead` after its last slot access and rings
 //!   every worker. Pending calls are woken and run directly by their own threads; new
@@ -75,13 +78,17 @@ pub(crate) struct Region {
     /// the claimer before READY, read by the service when it takes the request).
     pub(crate) pending: [AtomicU64; SLOTS],
     /// Touched only by the worker core's OS thread.
-    pub(super) local: CachePadded<UnsafeCell<WorkerSide>>,
+    pub(crate) local: CachePadded<UnsafeCell<WorkerSide>>,
 }
 
 #[derive(Default)]
-pub(super) struct WorkerSide {
+pub(crate) struct WorkerSide {
     /// Slots published from this core and not collected yet.
     pub(super) inflight: u32,
+    /// Threads of this core that found every slot taken and sleep until one is free
+    /// (their ids, first come first woken): the core wakes one per FREE slot at its
+    /// schedule points, and all of them when it leaves.
+    pub(crate) slot_waiters: std::collections::VecDeque<u64>,
 }
 
 impl Region {
@@ -418,6 +425,7 @@ impl Service {
         let mut plain = 0u64;
         for (c, r) in self.served_by(shared, k) {
             let mut done = 0u32;
+            let mut freed = false;
             for (i, s) in r.slots.iter().enumerate() {
                 let Some((nr, args)) = s.take_ready() else {
                     continue;
@@ -426,21 +434,24 @@ impl Service {
                     let at = r.pending[i].load(Ordering::Relaxed);
                     // The request was read: the slot is free for the core's next call.
                     s.release();
-                    batched += u64::from(take_ring(side, nr & !RING, args, at));
+                    freed = true;
+                    batched += u64::from(take_ring(v, side, nr & !RING, args, at));
                     continue;
                 }
                 // SAFETY: the caller of the offloaded call vouched for the arguments (`sys::syscall`'s contract) and sleeps until DONE, so its buffers stay valid.
                 let res = unsafe { raw_syscall(nr, args) };
+                // Counted before DONE: whoever saw the result sees the count.
+                Server::count(&v.served, 1);
                 s.complete(res);
                 done |= 1 << i;
             }
-            if done != 0 {
+            if done != 0 || freed {
                 plain += u64::from(done.count_ones());
+                // A freed slot is news for the core's slot waiters too.
                 self.notify(shared, c, done);
             }
         }
         total += plain as usize;
-        Server::count(&v.served, plain);
         if let Some(ring) = &mut side.ring {
             ring.submit();
             v.enters.store(ring.enters, Ordering::Relaxed);
@@ -463,16 +474,18 @@ impl Service {
         let mut total = 0;
         let mut readiness = false;
         let in_ring = &mut side.in_ring;
+        let served = &self.servers[k].served;
         ring.reap(|d| match d {
             Done::Request(at, res) => {
                 in_ring.remove(&at);
+                // Counted before DONE: whoever saw the result sees the count.
+                Server::count(served, 1);
                 // SAFETY: `at` was in the ring, so its owner still waits for DONE.
                 unsafe { Pending::complete(at, i64::from(res)) };
                 total += 1;
             }
             Done::Readiness => readiness = true,
         });
-        Server::count(&self.servers[k].served, total as u64);
         if readiness {
             total += self.poller().dispatch(0);
         }
@@ -606,7 +619,11 @@ impl Service {
     fn worker_pending(&self, id: usize) -> bool {
         let r = &self.regions[id];
         // SAFETY: called on core `id`'s OS thread.
-        let mut bits = unsafe { (*r.local.get()).inflight };
+        let w = unsafe { &*r.local.get() };
+        if !w.slot_waiters.is_empty() && r.slots.iter().any(|s| s.state() == slot::FREE) {
+            return true;
+        }
+        let mut bits = w.inflight;
         if bits == 0 {
             return false;
         }
@@ -643,14 +660,35 @@ impl Service {
                 ctx.wake_internal(ThreadId::from_u64(r.waiters[i].load(Ordering::Relaxed)));
             }
         }
+        if !w.slot_waiters.is_empty() {
+            let free = r.slots.iter().filter(|s| s.state() == slot::FREE).count();
+            let all = if dead { usize::MAX } else { free };
+            for _ in 0..all {
+                let Some(t) = w.slot_waiters.pop_front() else {
+                    break;
+                };
+                ctx.wake_internal(ThreadId::from_u64(t));
+            }
+        }
+    }
+
+    /// Wakes every slot waiter of a leaving core: they retry on the core they are
+    /// woken on.
+    fn release_slot_waiters(&self, ctx: &mut CoreCtx<'_>) {
+        let r = &self.regions[ctx.core().id];
+        // SAFETY: called on the core's OS thread.
+        let w = unsafe { &mut *r.local.get() };
+        while let Some(t) = w.slot_waiters.pop_front() {
+            ctx.wake_internal(ThreadId::from_u64(t));
+        }
     }
 }
 
-/// Takes a ring request whose record is at `at` for a server whose state is `side`:
+/// Takes a ring request whose record is at `at` for server `v`, whose state is `side`:
 /// an operation queued in the ring (or run as a plain call if the ring has no
 /// operation for it), or completed as cancelled if its owner already gave up.
 /// Returns whether it queued one.
-fn take_ring(side: &mut ServiceSide, nr: u32, args: [u64; 6], at: u64) -> bool {
+fn take_ring(v: &Server, side: &mut ServiceSide, nr: u32, args: [u64; 6], at: u64) -> bool {
     // SAFETY: a record not taken yet is alive: its owner waits for DONE.
     if unsafe { Pending::cancelled(at) } {
         // SAFETY: as above.
@@ -666,6 +704,7 @@ fn take_ring(side: &mut ServiceSide, nr: u32, args: [u64; 6], at: u64) -> bool {
     }
     // SAFETY: the caller vouched for the arguments (`sys::syscall`'s contract) and waits until DONE.
     let res = unsafe { raw_syscall(nr, args) };
+    Server::count(&v.served, 1);
     // SAFETY: as above: the record is alive until DONE.
     unsafe { Pending::complete(at, res) };
     false
@@ -846,7 +885,8 @@ impl CoreRole for CollectRole {
         let svc = self.service();
         let r = &svc.regions[ctx.core().id];
         // SAFETY: called on the core's OS thread (the role's contract).
-        if unsafe { (*r.local.get()).inflight } != 0 {
+        let w = unsafe { &*r.local.get() };
+        if w.inflight != 0 || !w.slot_waiters.is_empty() {
             svc.collect(ctx);
         }
     }
@@ -859,7 +899,9 @@ impl CoreRole for CollectRole {
     /// call completed while the core was still active (the service rang its doorbell
     /// then, and the core halted before collecting). Calls still in flight are
     /// completed and woken by the service, which sees the core is not active any more.
+    /// Its slot waiters are woken too: they retry on the core they are woken on.
     fn on_leave(&self, ctx: &mut CoreCtx<'_>) {
         self.at_schedule_point(ctx);
+        self.service().release_slot_waiters(ctx);
     }
 }

@@ -61,7 +61,7 @@ pub(crate) unsafe fn in_ring(nr: u32, args: [u64; 6], deadline: Option<Instant>)
     let (posted, server) = loop {
         match post(nr | RING, args, at) {
             Post::Posted(p, k) => break (p, k),
-            Post::Full => crate::sched::wait::yield_now(),
+            Post::Full => crate::sched::wait::block_internal(None),
             Post::Direct => return None,
         }
     };
@@ -154,7 +154,7 @@ enum Post<'a> {
 /// the service. The service frees the slot when it takes the request.
 fn post(nr: u32, args: [u64; 6], at: u64) -> Post<'static> {
     let _guard = crate::sched::guard::PreemptGuard::new();
-    let Some((ctx, _)) = CoreCtx::current() else {
+    let Some((ctx, me)) = CoreCtx::current() else {
         return Post::Direct;
     };
     let core = ctx.core();
@@ -174,6 +174,8 @@ fn post(nr: u32, args: [u64; 6], at: u64) -> Post<'static> {
     let r = &svc.regions[core.id];
     let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
         srv.slot_waits.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the running thread's own TCB.
+        queue_for_slot(r, unsafe { (*me).id() }.as_u64());
         return Post::Full;
     };
     r.pending[i].store(at, Ordering::Relaxed);
@@ -182,15 +184,23 @@ fn post(nr: u32, args: [u64; 6], at: u64) -> Post<'static> {
     Post::Posted(&r.slots[i], k)
 }
 
+/// Queues thread `id` (packed), which found every slot of `r` taken, for the next free one: the
+/// core wakes it at a schedule point once a slot is FREE (the caller then blocks, with
+/// no schedule point before: a wake that comes first leaves a token).
+fn queue_for_slot(r: &Region, id: u64) {
+    // SAFETY: called on the region's core's OS thread, under a preempt guard, with no schedule point since the core was read.
+    unsafe { (*r.local.get()).slot_waiters.push_back(id) };
+}
+
 /// The offloaded path of a plain call; `None` if the call must run directly.
 fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
     loop {
         match try_offload(nr, args) {
             Claim::Done(r) => return r,
             Claim::Full => {
-                // Every slot of this core is taken: let the core run its other threads
-                // (and collect their completions) until one is free.
-                crate::sched::wait::yield_now();
+                // Every slot of this core is taken: sleep in its queue of slot waiters
+                // (a spurious wake only means one more try).
+                crate::sched::wait::block_internal(None);
             }
         }
     }
@@ -230,6 +240,7 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
     let r = &svc.regions[core.id];
     let Some(i) = (0..SLOTS).find(|&i| r.slots[i].try_claim()) else {
         srv.slot_waits.fetch_add(1, Ordering::Relaxed);
+        queue_for_slot(r, id.as_u64());
         return Claim::Full;
     };
     let s = &r.slots[i];
