@@ -133,6 +133,36 @@ fn each_service_core_serves_its_share_of_the_workers() {
 }
 
 #[test]
+fn slot_waiters_of_a_removed_core_go_on_elsewhere() {
+    let done = watchdog("slot waiters of a removed core", 120);
+    let rt = Runtime::builder().cores(2).build().unwrap();
+    let threads = 4 * spindle::sys::SLOTS as u64;
+    let pid = std::process::id();
+    let hs: Vec<_> = rt.block_on(move || {
+        (0..threads)
+            .map(|_| {
+                spindle::spawn_on(1, move || {
+                    for _ in 0..20 * CALLS {
+                        assert_eq!(spindle::sys::getpid(), pid);
+                    }
+                })
+            })
+            .collect()
+    });
+    // Remove the core while most of its threads wait for one of its slots.
+    while spindle::sys::service_stats(&rt).unwrap().slot_waits == 0 {
+        std::thread::yield_now();
+    }
+    rt.handle().remove_core(1).unwrap();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let s = spindle::sys::service_stats(&rt).unwrap();
+    assert_eq!(s.served, threads * 20 * CALLS, "{s:?}");
+    done.store(true, Ordering::Relaxed);
+}
+
+#[test]
 fn a_lone_thread_on_an_idle_core_gets_its_results() {
     // One worker whose only thread waits on the service: the core goes idle and the
     // completion must wake it.
