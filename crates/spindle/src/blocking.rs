@@ -91,7 +91,7 @@ where
     impl<R> Drop for ToTheEnd<'_, R> {
         fn drop(&mut self) {
             while self.0.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
-                block_internal(None);
+                block_internal(None, crate::task::dump::WaitReason::Blocking);
             }
         }
     }
@@ -101,6 +101,6 @@ where
             std::mem::forget(guard);
             return r.unwrap_or_else(|p| resume_unwind(p));
         }
-        block_internal(None);
+        block_internal(None, crate::task::dump::WaitReason::Blocking);
     }
 }

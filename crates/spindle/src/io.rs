@@ -309,7 +309,7 @@ impl Registration {
             }
         }
         let leave = Leave { reg, dir, me };
-        block_internal(deadline);
+        block_internal(deadline, crate::task::dump::WaitReason::Io { fd: reg.fd });
         drop(leave);
         let r = reg.state.ready.lock().unwrap_or_else(|e| e.into_inner());
         if r.seq[dir as usize] == seq && deadline.is_some_and(|d| Instant::now() >= d) {

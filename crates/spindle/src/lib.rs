@@ -68,6 +68,7 @@ pub use preempt::{
     DEFAULT_HANDOFF_TICKS, DEFAULT_SPARE_THREADS, DEFAULT_TICK, DEFAULT_TIME_SLICE,
     DEFAULT_WATCHDOG_SLICES, PREEMPT_SIGNAL,
 };
+pub use runtime::dump::{CoreDump, ThreadDump, ThreadInfo, ThreadState};
 pub use runtime::shutdown::DEFAULT_SHUTDOWN_TIMEOUT;
 pub use runtime::{
     CORES_ENV, CoreInfo, CoreType, DEFAULT_IDLE_SPIN, Handle, IO_URING_ENV, MAIN_STACK_SIZE,
@@ -76,6 +77,7 @@ pub use runtime::{
 pub use sched::CoreStats;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
 pub use task::abandon::ABANDONED;
+pub use task::dump::WaitReason;
 pub use thread::{
     Abandoned, AccessError, Builder, DEFAULT_PRIORITY, JoinHandle, LocalKey, MAX_PRIORITY, Thread,
     ThreadId, current, current_core, migrate_to, panicking, park, park_timeout, preempt_point,

@@ -63,6 +63,19 @@ pub(crate) fn eventfd_kick(fd: i32) {
     unsafe { libc::write(fd, std::ptr::from_ref(&one).cast(), 8) };
 }
 
+/// Milliseconds of the coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`: a vDSO
+/// read of the last tick, a few nanoseconds).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn coarse_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live timespec the call writes.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+}
+
 /// The page size of this machine.
 pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.

@@ -42,6 +42,11 @@ pub(super) struct Ticker {
 }
 
 impl Clock {
+    /// The tick period in nanoseconds.
+    pub(crate) fn tick_ns(&self) -> u64 {
+        self.tick_ns
+    }
+
     pub(crate) fn new(config: Config) -> Clock {
         let tick_ns = u64::try_from(config.tick.as_nanos())
             .unwrap_or(u64::MAX)

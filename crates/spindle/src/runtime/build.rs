@@ -145,6 +145,9 @@ impl RuntimeBuilder {
                 }
             }
         }
+        if self.dump_on_sigquit {
+            super::dump::on_sigquit(&rt.handle.shared);
+        }
         crate::maintenance::start(&rt.handle.shared, super::carriers::assign)
             .map_err(|e| os_error(&e))?;
         // Without a hypercore, the tick (time slices, preemption, watchdog) runs on an

@@ -94,6 +94,7 @@ pub struct RuntimeBuilder {
     pub(super) hypercore: bool,
     pub(super) service_cores: Option<usize>,
     pub(super) io_uring: Option<bool>,
+    pub(super) dump_on_sigquit: bool,
     pub(super) preempt: crate::preempt::config::Config,
     pub(super) shutdown_timeout: Duration,
 }
@@ -110,6 +111,7 @@ impl RuntimeBuilder {
             hypercore: true,
             service_cores: None,
             io_uring: None,
+            dump_on_sigquit: true,
             preempt: crate::preempt::config::Config::default(),
             shutdown_timeout: super::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
         }
@@ -159,6 +161,16 @@ impl RuntimeBuilder {
     /// slices and balancing on that core wait for its next schedule point.
     pub fn hypercore(mut self, on: bool) -> RuntimeBuilder {
         self.hypercore = on;
+        self
+    }
+
+    /// Whether `SIGQUIT` (Ctrl-\\ in a terminal) prints this runtime's thread dump
+    /// ([`Handle::dump`](crate::Handle::dump)) to stderr (default: yes). The process
+    /// goes on running afterwards. The handler is installed once per process, and only
+    /// if the program has not given `SIGQUIT` a disposition of its own (then nothing
+    /// is printed and `SIGQUIT` does what the program said).
+    pub fn dump_on_sigquit(mut self, on: bool) -> RuntimeBuilder {
+        self.dump_on_sigquit = on;
         self
     }
 

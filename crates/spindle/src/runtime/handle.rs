@@ -165,6 +165,31 @@ impl Handle {
         }
     }
 
+    /// Every live thread of this runtime, by core: its state, what it waits on and for
+    /// how long, its stack size and high-water mark (see [`ThreadDump`]). The same
+    /// text is printed to stderr on `SIGQUIT`
+    /// ([`RuntimeBuilder::dump_on_sigquit`](crate::RuntimeBuilder::dump_on_sigquit)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use spindle::{ThreadState, WaitReason};
+    /// let rt = spindle::Runtime::builder().cores(1).build().unwrap();
+    /// let parked = rt.spawn(spindle::park);
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// let dump = rt.handle().dump();
+    /// let t = dump.thread(parked.thread().id()).unwrap();
+    /// assert_eq!(t.state, ThreadState::Waiting(WaitReason::Park));
+    /// println!("{dump}");
+    /// parked.thread().unpark();
+    /// parked.join().unwrap();
+    /// ```
+    ///
+    /// [`ThreadDump`]: crate::ThreadDump
+    pub fn dump(&self) -> crate::ThreadDump {
+        super::dump::take(&self.shared)
+    }
+
     /// The counters of every core of this runtime: spawns kept local, work requests
     /// sent, answered and refused, threads stolen in and out, switches, ... (see
     /// [`RuntimeStats`]).

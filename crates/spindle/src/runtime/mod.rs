@@ -35,6 +35,7 @@ mod build;
 pub(crate) mod carriers;
 mod config;
 mod cores;
+pub(crate) mod dump;
 mod handle;
 pub(crate) mod shutdown;
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::guard::PreemptGuard;
 use super::{After, CoreCtx};
 use crate::task::current::current_tcb;
+use crate::task::dump::WaitReason;
 use crate::task::id::ThreadId;
 use crate::task::slot::{Block, Channel};
 use crate::task::tcb::{State, Tcb};
@@ -36,13 +37,20 @@ pub(crate) fn preempt_for(level: u8) {
 }
 
 /// Sleeps the running thread on `chan` until woken (returns at once if a token is
-/// pending). A thread its runtime abandons at shutdown unwinds from here instead
-/// (`abandon`), unless it is unwinding already.
-pub(crate) fn block(me: *mut Tcb, chan: Channel) {
+/// pending), waiting for `reason` (what the thread dump shows). A thread its runtime
+/// abandons at shutdown unwinds from here instead (`abandon`), unless it is unwinding
+/// already.
+pub(crate) fn block(me: *mut Tcb, chan: Channel, reason: WaitReason) {
     // SAFETY: `me` is the running thread (the caller's own), on its own stack.
     let g = unsafe { PreemptGuard::of(me) };
     // SAFETY: as above.
     let slot = unsafe { (*me).slot() };
+    // SAFETY: `me` runs on its core, which is alive while it runs.
+    let tick = unsafe { crate::sched::Core::of(me) }
+        .clock
+        .now
+        .load(std::sync::atomic::Ordering::Relaxed);
+    slot.info.note_wait(reason, tick);
     let may_unwind = !std::thread::panicking();
     match slot.word.block(chan, may_unwind) {
         Block::MustSleep => {
@@ -105,7 +113,7 @@ impl Waiter {
 /// # Panics
 ///
 /// On an OS thread (callers block OS threads themselves).
-pub(crate) fn block_internal(deadline: Option<Instant>) {
+pub(crate) fn block_internal(deadline: Option<Instant>, reason: WaitReason) {
     let me = current_tcb().expect("block_internal called on an OS thread");
     // SAFETY: `me` is the running thread.
     let _g = unsafe { PreemptGuard::of(me) };
@@ -116,7 +124,7 @@ pub(crate) fn block_internal(deadline: Option<Instant>) {
         // SAFETY: `me` is the running thread.
         unsafe { CoreCtx::of_running(me).add_timer(d, (*me).id(), Channel::Internal) };
     }
-    block(me, Channel::Internal);
+    block(me, Channel::Internal, reason);
 }
 
 /// Blocks the running thread until its park token is available, then consumes it.
@@ -135,7 +143,7 @@ pub(crate) fn block_internal(deadline: Option<Instant>) {
 /// ```
 pub fn park() {
     match current_tcb() {
-        Some(me) => block(me, Channel::Park),
+        Some(me) => block(me, Channel::Park, WaitReason::Park),
         None => std::thread::park(),
     }
 }
@@ -151,7 +159,7 @@ pub fn park_timeout(dur: Duration) {
         // SAFETY: `me` is the running thread.
         unsafe { CoreCtx::of_running(me).add_timer(deadline, (*me).id(), Channel::Park) };
     }
-    block(me, Channel::Park);
+    block(me, Channel::Park, WaitReason::Park);
 }
 
 /// Puts the running thread to sleep for at least `dur`; its core runs other threads
@@ -165,13 +173,20 @@ pub fn sleep(dur: Duration) {
     let Some(deadline) = Instant::now().checked_add(dur) else {
         // Beyond the clock's range: sleep for good, as a very long sleep would.
         loop {
-            block(me, Channel::Internal);
+            block(
+                me,
+                Channel::Internal,
+                WaitReason::Sleep {
+                    until_ms: u64::MAX >> 8,
+                },
+            );
         }
     };
+    let until_ms = crate::os::coarse_ms() + u64::try_from(dur.as_millis()).unwrap_or(u64::MAX >> 9);
     while Instant::now() < deadline {
         // SAFETY: `me` is the running thread.
         unsafe { CoreCtx::of_running(me).add_timer(deadline, (*me).id(), Channel::Internal) };
-        block(me, Channel::Internal);
+        block(me, Channel::Internal, WaitReason::Sleep { until_ms });
     }
 }
 

@@ -79,7 +79,7 @@ impl Barrier {
         let node = r.waiters.push(0, false);
         drop(r);
         // Only the round's leader notifies; a notified node stays notified.
-        node.wait(None);
+        node.wait(None, crate::task::dump::WaitReason::Barrier);
         BarrierWaitResult(false)
     }
 }

@@ -252,7 +252,7 @@ impl<T> Chan<T> {
             armed: true,
         };
         loop {
-            node.wait(wait.deadline());
+            node.wait(wait.deadline(), crate::task::dump::WaitReason::Channel);
             let mut st = lock(&self.state);
             let pos = st
                 .buf
@@ -299,7 +299,7 @@ impl<T> Chan<T> {
                 }
             },
         );
-        let v = node.wait(wait.deadline());
+        let v = node.wait(wait.deadline(), crate::task::dump::WaitReason::Channel);
         leave.done();
         v
     }

@@ -175,6 +175,7 @@ impl Condvar {
             &self.waiters,
             &node,
             deadline,
+            crate::task::dump::WaitReason::Condvar,
             |l| l,
             |_| {},
             |_| self.notify_one(),

@@ -246,7 +246,7 @@ impl<T: ?Sized> Mutex<T> {
                     }
                 },
             );
-            let v = node.wait(None);
+            let v = node.wait(None, crate::task::dump::WaitReason::Mutex);
             leave.done();
             if v == HANDOFF {
                 // The releaser kept LOCKED set for us; the acquire load in `wait`

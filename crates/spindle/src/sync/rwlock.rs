@@ -349,7 +349,7 @@ impl<T: ?Sized> RwLock<T> {
             |q: &mut Queues| self.unpark_if_idle(q),
             |_| release(),
         );
-        let v = node.wait(None);
+        let v = node.wait(None, crate::task::dump::WaitReason::RwLock);
         leave.done();
         debug_assert_eq!(v, HANDOFF);
     }

@@ -189,6 +189,7 @@ impl Semaphore {
             &self.waiters,
             &node,
             deadline,
+            crate::task::dump::WaitReason::Semaphore,
             |l| l,
             |l| {
                 if l.is_empty() {

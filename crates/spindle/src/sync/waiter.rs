@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use crate::loom::{Arc, AtomicU32, Mutex, MutexGuard, Ordering};
 use crate::sched::guard::PreemptGuard;
 use crate::sched::wait::Waiter;
+use crate::task::dump::WaitReason;
 
 /// How a node's owner blocks.
 #[derive(Clone, Copy, Debug)]
@@ -84,7 +85,8 @@ impl Node {
     /// notification value, or 0 if the deadline passed first. A return of 0 is only a
     /// hint: the caller must take the lock and re-read [`Node::notified`] (step 3 of
     /// the module docs).
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> u32 {
+    /// `reason` is what the thread dump shows while it sleeps.
+    pub(crate) fn wait(&self, deadline: Option<Instant>, reason: WaitReason) -> u32 {
         match self.who {
             #[cfg(not(loom))]
             Who::Spindle(_) => loop {
@@ -96,7 +98,7 @@ impl Node {
                     return 0;
                 }
                 // May return spuriously (stale token, timer): re-checked above.
-                crate::sched::wait::block_internal(deadline);
+                crate::sched::wait::block_internal(deadline, reason);
             },
             #[cfg(loom)]
             Who::Spindle(_) => unreachable!("no spindle threads under loom"),
@@ -297,12 +299,13 @@ pub(crate) fn wait_or_remove<S>(
     m: &Mutex<S>,
     node: &Arc<Node>,
     deadline: Option<Instant>,
+    reason: WaitReason,
     list: impl Fn(&mut S) -> &mut WaitList,
     on_removed: impl Fn(&mut S),
     pass_on: impl FnOnce(u32),
 ) -> u32 {
     let leave = LeaveOnUnwind::new(m, node, &list, &on_removed, pass_on);
-    let v = node.wait(deadline);
+    let v = node.wait(deadline, reason);
     leave.done();
     if v != 0 {
         return v;
@@ -416,7 +419,15 @@ mod loom_waiter {
                 })
             };
             // A waiter with a deadline (under loom: gives up after one look).
-            let got = wait_or_remove(&m, &node, Some(Instant::now()), |l| l, |_| {}, |_| {});
+            let got = wait_or_remove(
+                &m,
+                &node,
+                Some(Instant::now()),
+                WaitReason::Mutex,
+                |l| l,
+                |_| {},
+                |_| {},
+            );
             drop(node);
             let delivered = waker.join().unwrap();
             assert_eq!(delivered, got == 7, "notification lost or invented");
@@ -441,7 +452,7 @@ mod loom_waiter {
                     }
                     let node = g.1.push(0, false);
                     drop(g);
-                    node.wait(None)
+                    node.wait(None, WaitReason::Mutex)
                 })
             };
             let mut g = lock(&m);

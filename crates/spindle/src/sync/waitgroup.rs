@@ -99,7 +99,7 @@ impl WaitGroup {
         drop(list);
         // The notification is stored (release) after the last `done`, so its acquire
         // load in `wait` makes every task's work visible.
-        node.wait(None);
+        node.wait(None, crate::task::dump::WaitReason::WaitGroup);
     }
 }
 

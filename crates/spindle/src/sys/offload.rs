@@ -61,12 +61,15 @@ pub(crate) unsafe fn in_ring(nr: u32, args: [u64; 6], deadline: Option<Instant>)
     let (posted, server) = loop {
         match post(nr | RING, args, at) {
             Post::Posted(p, k) => break (p, k),
-            Post::Full => crate::sched::wait::block_internal(None),
+            Post::Full => {
+                crate::sched::wait::block_internal(None, crate::task::dump::WaitReason::RequestSlot)
+            }
             Post::Direct => return None,
         }
     };
     let mut waiting = RingWait {
         pending: &pending,
+        nr,
         server,
         asked: false,
     };
@@ -93,8 +96,10 @@ pub(crate) unsafe fn in_ring(nr: u32, args: [u64; 6], deadline: Option<Instant>)
         }
         match deadline {
             Some(d) if !waiting.asked && Instant::now() >= d => waiting.ask(),
-            Some(d) if !waiting.asked => crate::sched::wait::block_internal(Some(d)),
-            _ => crate::sched::wait::block_internal(None),
+            Some(d) if !waiting.asked => {
+                crate::sched::wait::block_internal(Some(d), waiting.reason())
+            }
+            _ => crate::sched::wait::block_internal(None, waiting.reason()),
         }
     }
 }
@@ -104,12 +109,18 @@ pub(crate) unsafe fn in_ring(nr: u32, args: [u64; 6], deadline: Option<Instant>)
 /// with the caller's buffers before they go.
 struct RingWait<'a> {
     pending: &'a Pending,
+    /// The call's number (for the thread dump).
+    nr: u32,
     /// The server the request was posted to.
     server: usize,
     asked: bool,
 }
 
 impl RingWait<'_> {
+    fn reason(&self) -> crate::task::dump::WaitReason {
+        crate::task::dump::WaitReason::Syscall { nr: self.nr }
+    }
+
     /// Sets the cancel flag, tells the request's server and rings its core.
     fn ask(&mut self) {
         if self.asked {
@@ -135,7 +146,7 @@ impl Drop for RingWait<'_> {
             .offload
             .servers[self.server];
         while self.pending.result().is_none() && !srv.dead.load(Ordering::Acquire) {
-            crate::sched::wait::block_internal(None);
+            crate::sched::wait::block_internal(None, self.reason());
         }
     }
 }
@@ -200,7 +211,10 @@ fn offload(nr: u32, args: [u64; 6]) -> Option<i64> {
             Claim::Full => {
                 // Every slot of this core is taken: sleep in its queue of slot waiters
                 // (a spurious wake only means one more try).
-                crate::sched::wait::block_internal(None);
+                crate::sched::wait::block_internal(
+                    None,
+                    crate::task::dump::WaitReason::RequestSlot,
+                );
             }
         }
     }
@@ -268,7 +282,7 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
         }
     }
     drop(guard);
-    let waiting = Waiting { r, i, srv };
+    let waiting = Waiting { r, i, srv, nr };
     loop {
         // Dead first, then the state: a service that died after completing us has
         // its DONE visible once we saw `dead` (and it completed everything it had in
@@ -286,7 +300,7 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
             srv.direct_failed.fetch_add(1, Ordering::Relaxed);
             return Claim::Done(None);
         }
-        crate::sched::wait::block_internal(None);
+        crate::sched::wait::block_internal(None, crate::task::dump::WaitReason::Syscall { nr });
     }
 }
 
@@ -298,6 +312,8 @@ struct Waiting<'a> {
     r: &'a Region,
     i: usize,
     srv: &'a Server,
+    /// The call's number (for the thread dump).
+    nr: u32,
 }
 
 impl Drop for Waiting<'_> {
@@ -309,7 +325,10 @@ impl Drop for Waiting<'_> {
                 s.release();
                 return;
             }
-            crate::sched::wait::block_internal(None);
+            crate::sched::wait::block_internal(
+                None,
+                crate::task::dump::WaitReason::Syscall { nr: self.nr },
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub(crate) mod abandon;
 pub(crate) mod current;
+pub(crate) mod dump;
 pub(crate) mod id;
 pub(crate) mod locals;
 pub(crate) mod panic_count;

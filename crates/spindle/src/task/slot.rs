@@ -407,6 +407,8 @@ pub(crate) struct Slot {
     pub(crate) result: UnsafeCell<ResultBuf>,
     /// Type-erased drop of the result. Written at spawn, before publication.
     pub(crate) drop_result: UnsafeCell<Option<unsafe fn(*mut ResultBuf)>>,
+    /// What the thread dump reads: name, wait, stack (`task::dump`).
+    pub(crate) info: crate::task::dump::DumpInfo,
 }
 
 impl Slot {
@@ -422,6 +424,7 @@ impl Slot {
             bound: StdAtomicBool::new(false),
             result: UnsafeCell::new(ResultBuf(MaybeUninit::uninit())),
             drop_result: UnsafeCell::new(None),
+            info: crate::task::dump::DumpInfo::new(),
         }
     }
 

@@ -75,7 +75,7 @@ impl<T> JoinHandle<T> {
         let this = ManuallyDrop::new(self);
         let slot = this.thread.slot();
         if slot.word.flags() & F_DONE == 0 {
-            wait_done(slot);
+            wait_done(slot, this.thread.id);
         }
         // SAFETY: F_DONE was observed with acquire: the result is written; the handle is its only reader and the slot cannot be freed before F_HANDLE_GONE.
         let r = unsafe { slot::read_result::<std::thread::Result<T>>(slot.result.get()) };
@@ -89,7 +89,7 @@ impl<T> JoinHandle<T> {
 }
 
 /// Registers the caller as the slot's joiner and sleeps until the thread is done.
-pub(super) fn wait_done(slot: &Slot) {
+pub(super) fn wait_done(slot: &Slot, id: crate::task::id::ThreadId) {
     let me = current_tcb();
     match me {
         // SAFETY: `me` is the running thread.
@@ -115,7 +115,11 @@ pub(super) fn wait_done(slot: &Slot) {
     }
     while slot.word.flags() & F_DONE == 0 {
         match me {
-            Some(t) => block(t, Channel::Internal),
+            Some(t) => block(
+                t,
+                Channel::Internal,
+                crate::task::dump::WaitReason::Join { thread: id },
+            ),
             None => std::thread::park(),
         }
     }

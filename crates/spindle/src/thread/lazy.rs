@@ -82,6 +82,10 @@ pub(super) unsafe fn materialize_as<F>(
         (*tcb).lazy = false;
         store_closure(tcb, std::ptr::read(&raw const (*rec).f));
         *(*tcb).slot().tcb.get() = tcb;
+        (*tcb)
+            .slot()
+            .info
+            .set_stack(tcb as usize + std::mem::size_of::<Tcb>(), class as u8);
         std::alloc::dealloc(rec.cast(), std::alloc::Layout::new::<LazyEmbryo<F>>());
         Ok(tcb)
     }

@@ -241,6 +241,13 @@ pub(super) unsafe fn publish_slot<T>(tcb: *mut Tcb, slot: &Slot, shared: &Shared
     // SAFETY: per the contract the slot is ours.
     unsafe {
         *slot.tcb.get() = tcb;
+        let end = if (*tcb).lazy {
+            0
+        } else {
+            tcb as usize + std::mem::size_of::<Tcb>()
+        };
+        slot.info
+            .publish((*tcb).name.as_ref().map(|n| n.as_str()), end, (*tcb).class);
         slot.level.store((*tcb).level, Ordering::Relaxed);
         slot.bound.store((*tcb).bound.get(), Ordering::Relaxed);
         *slot.drop_result.get() = Some(slot::drop_result::<std::thread::Result<T>>);
