@@ -26,4 +26,5 @@ pub mod scaling;
 pub mod servers;
 pub mod skynet;
 pub mod stats;
+pub mod top;
 pub mod workloads;

@@ -34,6 +34,16 @@ enum Command {
     Tour,
     /// Compare spindle with std threads, corosensei, may, tokio and crossbeam.
     Bench(BenchArgs),
+    /// A live view of a running spindle program started with SPINDLE_STATS=1: per
+    /// core its state, threads, switches, spawns, steals and system calls per second,
+    /// and the threads that ran longest (q quits).
+    Top {
+        /// The program's process id.
+        pid: u32,
+        /// Print one frame as text and exit (for scripts and logs).
+        #[arg(long)]
+        once: bool,
+    },
     /// Print the static table of named threads (#[spindle::thread]) in this binary:
     /// name, variants, required features, argument and return types, and which of
     /// this machine's core types can run each variant.
@@ -133,6 +143,13 @@ fn main() -> ExitCode {
             tour();
             ExitCode::SUCCESS
         }
+        Command::Top { pid, once } => match spindle_cli::top::run(pid, once) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spindle top: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Names => match named::print_names(&mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

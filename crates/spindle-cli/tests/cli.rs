@@ -227,3 +227,44 @@ fn http_bench_says_how_to_get_wrk_when_it_is_missing() {
         assert!(e.contains("apt-get install wrk"), "{e}");
     }
 }
+
+#[test]
+fn top_fails_cleanly_on_a_process_without_a_stats_page() {
+    // PID 1 (init) is no spindle program.
+    let (ok, out, err) = spindle(&["top", "1"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("process 1 has no spindle stats page"), "{err}");
+    assert!(err.contains("SPINDLE_STATS=1"), "{err}");
+}
+
+/// `spindle top PID --once` renders one frame of a live server's page.
+#[test]
+fn top_renders_a_running_programs_cores_and_threads() {
+    use std::io::BufRead;
+    let mut server = Command::new(env!("CARGO_BIN_EXE_spindle"))
+        .args(["bench-child", "serve", "echo", "spindle"])
+        .env("SPINDLE_STATS", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the echo server");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on"), "{line}");
+    let pid = server.id().to_string();
+    let (ok, out, err) = spindle(&["top", &pid, "--once"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(ok, "{err}");
+    let head = format!("spindle top — pid {pid}");
+    for needle in [
+        head.as_str(),
+        "switches/s",
+        "service",
+        "threads that ran longest",
+    ] {
+        assert!(out.contains(needle), "no {needle:?} in:\n{out}");
+    }
+}

@@ -431,6 +431,11 @@ impl fmt::Display for ConfigError {
                 "{var}={value:?} does not say whether to use io_uring: set it to 1 or 0, or \
                  unset it"
             ),
+            ConfigError::Env { var, value } if *var == "SPINDLE_STATS" => write!(
+                f,
+                "{var}={value:?} does not say whether to publish the stats page: set it to 1 \
+                 or 0, or unset it"
+            ),
             ConfigError::Env { var, value } if *var == "SPINDLE_SERVICE_CORES" => write!(
                 f,
                 "{var}={value:?} is not a number of service cores: set it to a whole number \

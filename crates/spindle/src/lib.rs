@@ -47,6 +47,7 @@ pub mod names;
 pub mod net;
 mod offload;
 mod os;
+pub mod page;
 mod pool;
 mod preempt;
 mod registry;

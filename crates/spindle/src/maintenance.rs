@@ -18,6 +18,8 @@
 //!   cores of each worker type and asks the busiest to send threads to the least
 //!   busy one through its exchange slot (`balance`);
 //! - the **stats** sampler (every [`STATS_EVERY`]) keeps a smoothed load per core;
+//! - the **page** writer (every [`PAGE_EVERY`](crate::page::PAGE_EVERY), when the
+//!   stats page is on) rewrites the page `spindle top` reads (`page`);
 //!
 //! The system-call service and the readiness dispatch of `spindle::net` are not
 //! threads: they run at the hypercore's schedule points and in its idle loop (see
@@ -75,6 +77,17 @@ pub(crate) fn start(
             Box::new(|s: &Arc<Shared>| sample(s)),
         ),
     ];
+    if shared.page.is_some() {
+        jobs.push((
+            "spindle-page",
+            crate::page::PAGE_EVERY,
+            Box::new(|s: &Arc<Shared>| {
+                if let Some(p) = &s.page {
+                    p.write(s, &s.offload, s.clock.tick_ns());
+                }
+            }),
+        ));
+    }
     let config = &shared.clock.config;
     if shared.has_service() && config.ticker {
         jobs.push((
@@ -142,9 +155,12 @@ fn every(weak: &Weak<Shared>, period: Duration, work: Work) {
     }
 }
 
-/// The ticker's pass.
+/// The ticker's pass (and the stats page's sample of the running threads).
 fn tick(shared: &Shared) {
     crate::preempt::tick::tick(shared, &shared.clock, std::time::Instant::now());
+    if let Some(p) = &shared.page {
+        p.sample(shared);
+    }
 }
 
 /// Smoothing of the stats sampler: each sample weighs 1/8.

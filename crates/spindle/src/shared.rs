@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     /// an OS thread of its own without one). Declared after `offload`, whose ring
     /// watches its set: dropped after it.
     pub(crate) poller: crate::io::Poller,
+    /// The live stats page, if on (`page`): written by a maintenance thread, sampled
+    /// by the ticker; its file goes with the runtime.
+    pub(crate) page: Option<crate::page::PageWriter>,
     /// The pool of `spindle::blocking`.
     pub(crate) blocking: crate::pool::Pool,
     /// The spare OS threads that carry cores handed off (`spares`), and every

@@ -77,6 +77,9 @@ pub(crate) struct Region {
     /// The [`Pending`] record of each slot's ring request (its address; written by
     /// the claimer before READY, read by the service when it takes the request).
     pub(crate) pending: [AtomicU64; SLOTS],
+    /// Calls of this core its server took (single writer: the server; read by the
+    /// stats page).
+    pub(crate) served: AtomicU64,
     /// Touched only by the worker core's OS thread.
     pub(crate) local: CachePadded<UnsafeCell<WorkerSide>>,
 }
@@ -97,6 +100,7 @@ impl Region {
             slots: std::array::from_fn(|_| ReqSlot::new()),
             waiters: std::array::from_fn(|_| AtomicU64::new(0)),
             pending: std::array::from_fn(|_| AtomicU64::new(0)),
+            served: AtomicU64::new(0),
             local: CachePadded::new(UnsafeCell::new(WorkerSide::default())),
         }
     }
@@ -425,7 +429,7 @@ impl Service {
         let mut plain = 0u64;
         for (c, r) in self.served_by(shared, k) {
             let mut done = 0u32;
-            let mut freed = false;
+            let mut freed = 0u64;
             for (i, s) in r.slots.iter().enumerate() {
                 let Some((nr, args)) = s.take_ready() else {
                     continue;
@@ -434,7 +438,7 @@ impl Service {
                     let at = r.pending[i].load(Ordering::Relaxed);
                     // The request was read: the slot is free for the core's next call.
                     s.release();
-                    freed = true;
+                    freed += 1;
                     batched += u64::from(take_ring(v, side, nr & !RING, args, at));
                     continue;
                 }
@@ -445,8 +449,9 @@ impl Service {
                 s.complete(res);
                 done |= 1 << i;
             }
-            if done != 0 || freed {
+            if done != 0 || freed != 0 {
                 plain += u64::from(done.count_ones());
+                Server::count(&r.served, u64::from(done.count_ones()) + freed);
                 // A freed slot is news for the core's slot waiters too.
                 self.notify(shared, c, done);
             }
@@ -525,6 +530,18 @@ impl Service {
             // the waiters here; a double wake only leaves a spare token.
             wake_waiters(&self.regions[c], mask);
         }
+    }
+
+    /// Requests posted to server `k` and not taken yet (the stats page).
+    pub(crate) fn posted(&self, shared: &CoreSet, k: usize) -> usize {
+        self.served_by(shared, k)
+            .map(|(_, r)| r.slots.iter().filter(|s| s.state() == READY).count())
+            .sum()
+    }
+
+    /// Calls of worker core `core` its server took (the stats page).
+    pub(crate) fn served_for(&self, core: usize) -> u64 {
+        self.regions[core].served.load(Ordering::Relaxed)
     }
 
     /// Whether server `k` has work it has not taken yet: a posted request or a

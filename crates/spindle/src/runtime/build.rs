@@ -54,6 +54,15 @@ impl RuntimeBuilder {
         };
         let hyper = plan.hyper;
         let ring = self.wants_io_uring()?;
+        let page = if self.wants_stats()? {
+            Some(
+                crate::page::PageWriter::create().map_err(|e| ConfigError::Os {
+                    message: format!("cannot create the stats page in /dev/shm: {e}"),
+                })?,
+            )
+        } else {
+            None
+        };
         let poller = crate::io::Poller::new().map_err(|e| ConfigError::Os {
             message: format!("cannot make the readiness poller's epoll set: {e}"),
         })?;
@@ -96,6 +105,7 @@ impl RuntimeBuilder {
                     .collect(),
                 collect_role: crate::offload::CollectRole { service },
                 poller,
+                page,
                 blocking: crate::pool::Pool::default(),
                 spares: crate::spares::Spares::default(),
                 maintenance: Mutex::new(Vec::new()),

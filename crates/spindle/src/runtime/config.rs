@@ -95,6 +95,7 @@ pub struct RuntimeBuilder {
     pub(super) service_cores: Option<usize>,
     pub(super) io_uring: Option<bool>,
     pub(super) dump_on_sigquit: bool,
+    pub(super) stats: Option<bool>,
     pub(super) preempt: crate::preempt::config::Config,
     pub(super) shutdown_timeout: Duration,
 }
@@ -112,6 +113,7 @@ impl RuntimeBuilder {
             service_cores: None,
             io_uring: None,
             dump_on_sigquit: true,
+            stats: None,
             preempt: crate::preempt::config::Config::default(),
             shutdown_timeout: super::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
         }
@@ -162,6 +164,34 @@ impl RuntimeBuilder {
     pub fn hypercore(mut self, on: bool) -> RuntimeBuilder {
         self.hypercore = on;
         self
+    }
+
+    /// Whether the runtime publishes its live stats page for `spindle top PID`
+    /// ([`page`](crate::page)): per core its state, threads, switches, spawns,
+    /// steals and offloaded calls, and the threads that ran most, rewritten every
+    /// 250 ms by a maintenance thread (workers do nothing for it). Default: the
+    /// environment variable [`STATS_ENV`](crate::page::STATS_ENV) (`SPINDLE_STATS`,
+    /// `1` or `0`) if set, else off.
+    pub fn stats(mut self, on: bool) -> RuntimeBuilder {
+        self.stats = Some(on);
+        self
+    }
+
+    /// Whether the runtime publishes its stats page: the builder's word, else
+    /// `SPINDLE_STATS`, else no.
+    pub(super) fn wants_stats(&self) -> Result<bool, ConfigError> {
+        if let Some(on) = self.stats {
+            return Ok(on);
+        }
+        match std::env::var(crate::page::STATS_ENV) {
+            Err(_) => Ok(false),
+            Ok(v) if v == "1" => Ok(true),
+            Ok(v) if v == "0" => Ok(false),
+            Ok(value) => Err(ConfigError::Env {
+                var: crate::page::STATS_ENV,
+                value,
+            }),
+        }
     }
 
     /// Whether `SIGQUIT` (Ctrl-\\ in a terminal) prints this runtime's thread dump

@@ -606,6 +606,19 @@ static TABLE: SlotTable = SlotTable::new();
 
 /// The process-wide slot table.
 #[inline(always)]
+/// The name of live thread `id` (packed), from what it published in its slot, if it
+/// has one (the stats page).
+pub(crate) fn name_of(id: u64) -> Option<String> {
+    let id = ThreadId::from_u64(id);
+    let slot = table().get(id.index)?;
+    if slot.word.generation_now() != id.generation {
+        return None;
+    }
+    let name = slot.info.snapshot().name;
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+    (slot.word.generation_now() == id.generation).then_some(name)?
+}
+
 pub(crate) fn table() -> &'static SlotTable {
     &TABLE
 }
