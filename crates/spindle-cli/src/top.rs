@@ -112,7 +112,7 @@ fn draw(f: &mut Frame<'_>, v: &View) {
             "core",
             "type",
             "state",
-            "threads",
+            "runnable",
             "switches/s",
             "spawns/s",
             "steal in/out",
