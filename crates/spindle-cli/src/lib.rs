@@ -27,4 +27,5 @@ pub mod servers;
 pub mod skynet;
 pub mod stats;
 pub mod top;
+pub mod trace;
 pub mod workloads;

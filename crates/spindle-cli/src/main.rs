@@ -44,6 +44,11 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Read a trace written with SPINDLE_TRACE=FILE.
+    Trace {
+        #[command(subcommand)]
+        what: TraceCommand,
+    },
     /// Print the static table of named threads (#[spindle::thread]) in this binary:
     /// name, variants, required features, argument and return types, and which of
     /// this machine's core types can run each variant.
@@ -53,6 +58,15 @@ enum Command {
     Child {
         #[command(subcommand)]
         what: ChildCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TraceCommand {
+    /// Per thread: run time, runs, migrations, and wait time by reason.
+    Summary {
+        /// The trace file.
+        file: std::path::PathBuf,
     },
 }
 
@@ -147,6 +161,20 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("spindle top: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Trace {
+            what: TraceCommand::Summary { file },
+        } => match spindle_cli::trace::summary(&file) {
+            Ok(t) => {
+                use std::io::Write;
+                // A closed pipe (`| head`) ends the output, not the program.
+                let _ = std::io::stdout().lock().write_all(t.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("spindle trace summary: {e}");
                 ExitCode::FAILURE
             }
         },

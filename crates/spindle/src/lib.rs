@@ -61,6 +61,7 @@ pub mod sys;
 mod task;
 mod thread;
 pub mod topology;
+mod tracefile;
 
 pub use blocking::{BLOCKING_THREADS, blocking};
 pub use error::{ConfigError, CoreError, SpawnError};
@@ -85,6 +86,7 @@ pub use thread::{
     sleep, spawn, spawn_maintenance, spawn_on, try_current, yield_now,
 };
 pub use topology::{DEFAULT_TYPE, SERVICE_TYPE};
+pub use tracefile::TRACE_ENV;
 
 /// Marks `fn main` to run as the main thread of a spindle runtime (see [`run`]).
 ///

@@ -18,6 +18,8 @@
 //!   cores of each worker type and asks the busiest to send threads to the least
 //!   busy one through its exchange slot (`balance`);
 //! - the **stats** sampler (every [`STATS_EVERY`]) keeps a smoothed load per core;
+//! - the **trace** drainer (every 10 ms,
+//!   when tracing) writes the cores' trace rings out (`tracefile`);
 //! - the **page** writer (every [`PAGE_EVERY`](crate::page::PAGE_EVERY), when the
 //!   stats page is on) rewrites the page `spindle top` reads (`page`);
 //!
@@ -77,6 +79,17 @@ pub(crate) fn start(
             Box::new(|s: &Arc<Shared>| sample(s)),
         ),
     ];
+    if shared.trace.is_some() {
+        jobs.push((
+            "spindle-trace",
+            crate::tracefile::DRAIN_EVERY,
+            Box::new(|s: &Arc<Shared>| {
+                if let Some(t) = &s.trace {
+                    t.drain(s);
+                }
+            }),
+        ));
+    }
     if shared.page.is_some() {
         jobs.push((
             "spindle-page",

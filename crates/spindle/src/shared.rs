@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     /// The live stats page, if on (`page`): written by a maintenance thread, sampled
     /// by the ticker; its file goes with the runtime.
     pub(crate) page: Option<crate::page::PageWriter>,
+    /// The trace export, if on (`tracefile`): the cores' rings and the file.
+    pub(crate) trace: Option<crate::tracefile::Trace>,
     /// The pool of `spindle::blocking`.
     pub(crate) blocking: crate::pool::Pool,
     /// The spare OS threads that carry cores handed off (`spares`), and every

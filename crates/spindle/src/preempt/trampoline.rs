@@ -82,6 +82,7 @@ extern "C" fn preempted() {
             // Single writer: the core's OS thread (this handler's and trampoline's).
             k.preemptions
                 .store(k.preemptions.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            Core::of(me).trace(crate::sched::trace::Kind::Preempt, (*me).id_u64(), 0);
             (*me).set_state(State::Runnable);
             Core::of(me).schedule(me, After::Requeue);
         } else {

@@ -54,6 +54,14 @@ impl RuntimeBuilder {
         };
         let hyper = plan.hyper;
         let ring = self.wants_io_uring()?;
+        let trace = match self.trace_path() {
+            Some(p) => Some(
+                crate::tracefile::Trace::create(&p).map_err(|e| ConfigError::Os {
+                    message: format!("cannot create the trace file {}: {e}", p.display()),
+                })?,
+            ),
+            None => None,
+        };
         let page = if self.wants_stats()? {
             Some(
                 crate::page::PageWriter::create().map_err(|e| ConfigError::Os {
@@ -106,6 +114,7 @@ impl RuntimeBuilder {
                 collect_role: crate::offload::CollectRole { service },
                 poller,
                 page,
+                trace,
                 blocking: crate::pool::Pool::default(),
                 spares: crate::spares::Spares::default(),
                 maintenance: Mutex::new(Vec::new()),

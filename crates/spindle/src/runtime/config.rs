@@ -96,6 +96,7 @@ pub struct RuntimeBuilder {
     pub(super) io_uring: Option<bool>,
     pub(super) dump_on_sigquit: bool,
     pub(super) stats: Option<bool>,
+    pub(super) trace: Option<std::path::PathBuf>,
     pub(super) preempt: crate::preempt::config::Config,
     pub(super) shutdown_timeout: Duration,
 }
@@ -114,6 +115,7 @@ impl RuntimeBuilder {
             io_uring: None,
             dump_on_sigquit: true,
             stats: None,
+            trace: None,
             preempt: crate::preempt::config::Config::default(),
             shutdown_timeout: super::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
         }
@@ -175,6 +177,46 @@ impl RuntimeBuilder {
     pub fn stats(mut self, on: bool) -> RuntimeBuilder {
         self.stats = Some(on);
         self
+    }
+
+    /// Records what the scheduler does into `path`, a Chrome trace-event JSON file
+    /// that Perfetto's UI (ui.perfetto.dev) and `chrome://tracing` load: a track per
+    /// core with a slice per run of each thread (and why it ended), and spawns, wakes
+    /// (by whom), migrations, offloaded calls and preemptions. Each core records into
+    /// a ring of its own; a maintenance thread writes them out every 10 ms, and the
+    /// runtime's drop closes the file (a process that exits without dropping its
+    /// runtime leaves it unfinished). Default: the environment variable
+    /// [`TRACE_ENV`](crate::TRACE_ENV) (`SPINDLE_TRACE=out.json`) if set, else no
+    /// trace. Off, a switch pays one relaxed load for it. `spindle trace summary
+    /// FILE` sums a trace up per thread.
+    pub fn trace(mut self, path: impl Into<std::path::PathBuf>) -> RuntimeBuilder {
+        self.trace = Some(path.into());
+        self
+    }
+
+    /// The trace file: the builder's, else `SPINDLE_TRACE`'s (empty: none). The
+    /// environment's path goes to the first runtime of the process; the next ones
+    /// get `NAME-2.EXT`, `NAME-3.EXT`, ... beside it, so that none overwrites another.
+    pub(super) fn trace_path(&self) -> Option<std::path::PathBuf> {
+        static FROM_ENV: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        if let Some(p) = &self.trace {
+            return Some(p.clone());
+        }
+        let p: std::path::PathBuf = std::env::var_os(crate::tracefile::TRACE_ENV)
+            .filter(|v| !v.is_empty())?
+            .into();
+        let n = FROM_ENV.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n == 1 {
+            return Some(p);
+        }
+        let stem = p
+            .file_stem()
+            .map_or_else(Default::default, |s| s.to_string_lossy().into_owned());
+        let name = match p.extension() {
+            Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+            None => format!("{stem}-{n}"),
+        };
+        Some(p.with_file_name(name))
     }
 
     /// Whether the runtime publishes its stats page: the builder's word, else

@@ -77,6 +77,9 @@ impl Handle {
         }
         // SAFETY: no OS thread runs the core (it has not started, or it is retired: its last carrier wrote that after its last touch); the role lives in the runtime, which outlives the core.
         unsafe { core.set_role(role) };
+        if let Some(t) = &shared.trace {
+            t.attach(core);
+        }
         core.halt.store(false, Ordering::Relaxed);
         core.resched.clear();
         core.reopen_inbox();

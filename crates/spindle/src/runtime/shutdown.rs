@@ -80,6 +80,9 @@ pub(crate) fn shut_down(shared: &Shared) {
     let timeout = shared.shutdown_timeout;
     unwind_threads(shared, Instant::now() + timeout, STALL.min(timeout / 4));
     let stuck = stop_cores(shared, Instant::now() + timeout);
+    if let Some(e) = shared.trace.as_ref().and_then(|t| t.finish(shared)) {
+        eprintln!("spindle: the trace file is incomplete: {e}");
+    }
     if stuck.is_empty() {
         claim_reclaim(shared);
         return;

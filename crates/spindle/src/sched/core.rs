@@ -251,6 +251,8 @@ pub(crate) struct Core {
     /// What the core publishes for the tick (schedule points, slice start, running
     /// thread) and the preemption signal's counters.
     pub(crate) clock: CachePadded<CoreClock>,
+    /// This core's trace ring (`trace`), null while the runtime does not trace.
+    pub(crate) trace: std::sync::atomic::AtomicPtr<super::trace::Ring>,
     /// A waker handed this idle core the type's spinning token (`steal`): it spins
     /// for work when it wakes.
     pub(super) spin_token: AtomicBool,
@@ -312,6 +314,7 @@ impl Core {
             carrier: super::carrier::Carrier::default(),
             carrier_home: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             clock: CachePadded::new(CoreClock::default()),
+            trace: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             spin_token: AtomicBool::new(false),
             stats: Mutex::new(CoreStats::default()),
         }

@@ -438,6 +438,12 @@ pub(crate) fn wake(id: ThreadId, chan: Channel) -> bool {
         return false;
     };
     let _g = crate::sched::guard::PreemptGuard::new();
+    if super::trace::ON.load(std::sync::atomic::Ordering::Relaxed) {
+        let by = crate::task::current::current_tcb()
+            // SAFETY: the running thread's TCB.
+            .map_or(0, |t| unsafe { (*t).id_u64() });
+        super::trace::here(super::trace::Kind::Wake, id.as_u64(), by);
+    }
     if slot.word.wake(chan, id.generation) == Wake::MustEnqueue {
         // SAFETY: our CAS cleared BLOCKED, so the thread is alive, asleep, and ours alone to enqueue.
         unsafe { enqueue_woken(slot) };

@@ -57,6 +57,7 @@ pub(crate) mod set;
 pub(crate) mod steal;
 pub(crate) mod switch;
 pub(crate) mod timers;
+pub(crate) mod trace;
 pub(crate) mod wait;
 
 pub(crate) use self::core::Core;

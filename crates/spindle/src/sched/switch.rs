@@ -175,6 +175,9 @@ impl Core {
         // SAFETY: we run on this core's OS thread; `prev` switched out completely (we are on another stack now), so its TCB and block are ours to requeue or free.
         unsafe {
             let prev = (*l).prev;
+            if !self.trace.load(Ordering::Relaxed).is_null() {
+                self.trace_switched(&*l);
+            }
             if prev.is_null() {
                 return;
             }

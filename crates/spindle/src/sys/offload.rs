@@ -22,6 +22,7 @@ use crate::offload::ring::RING;
 use crate::offload::{POLL_SPINS, Pending, Region, SLOTS, Server, cancel, slot};
 use crate::os::raw_syscall;
 use crate::sched::CoreCtx;
+use crate::sched::trace::Kind;
 use crate::shared::Shared;
 
 /// Runs system call `nr`: offloaded to its core's service core when the caller is a spindle
@@ -263,12 +264,14 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
     unsafe { (*r.local.get()).inflight |= 1 << i };
     s.publish(nr, args);
     shared.cores[hyper + k].doorbell.wake_if_sleeping();
+    core.trace(Kind::SyscallBegin, id.as_u64(), u64::from(nr));
     // With nothing else to run on this core, poll the slot for a while, as the idle
     // loop would, but without the two switches; stop as soon as work arrives here.
     // A core that does not spin (it shares its CPU) does not poll either.
     if ctx.runq_len() == 0 && !core.spin.is_zero() {
         for _ in 0..POLL_SPINS {
             if let Some(res) = s.result() {
+                core.trace(Kind::SyscallEnd, id.as_u64(), u64::from(nr));
                 // No schedule point since the publish: we are still on `core`.
                 // SAFETY: as above.
                 unsafe { (*r.local.get()).inflight &= !(1 << i) };
@@ -291,6 +294,7 @@ fn try_offload(nr: u32, args: [u64; 6]) -> Claim {
         if let Some(res) = s.result() {
             std::mem::forget(waiting);
             s.release();
+            crate::sched::trace::here(Kind::SyscallEnd, id.as_u64(), u64::from(nr));
             return Claim::Done(Some(res));
         }
         if dead {

@@ -212,6 +212,11 @@ impl DumpInfo {
             .store(tick << 8 | u64::from(kind), Ordering::Relaxed);
     }
 
+    /// The kind of the thread's last wait (0: none), for the trace.
+    pub(crate) fn wait_kind(&self) -> u8 {
+        self.wait.load(Ordering::Relaxed) as u8
+    }
+
     /// The dump's read (the caller checks the slot's generation around it).
     pub(crate) fn snapshot(&self) -> Snapshot {
         let mut bytes = [0u8; NAME_BYTES];

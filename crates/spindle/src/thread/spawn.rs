@@ -165,6 +165,16 @@ where
         store_closure(tcb, f);
         publish_slot::<T>(tcb, slot, shared);
     }
+    if crate::sched::trace::ON.load(std::sync::atomic::Ordering::Relaxed) {
+        let by = crate::task::current::current_tcb()
+            // SAFETY: the running thread's TCB.
+            .map_or(0, |t| unsafe { (*t).id_u64() });
+        crate::sched::trace::here(
+            crate::sched::trace::Kind::Spawn,
+            crate::task::id::ThreadId::from_parts(index, generation).as_u64(),
+            by,
+        );
+    }
     Ok((tcb, index, generation))
 }
 
