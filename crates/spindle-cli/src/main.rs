@@ -4,8 +4,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,7 +13,6 @@ use spindle_cli::bench::{Options, Report};
 use spindle_cli::family::{self, Family, Selection};
 use spindle_cli::million;
 use spindle_cli::workloads;
-use spindle_cli::workloads::on_spindle::inside;
 use spindle_cli::{child, named, servers, skynet};
 
 #[derive(Parser)]
@@ -30,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// A short tour: spawn, switch, park, join, and how fast (the default).
+    /// A short tour of the runtime on this machine, a figure per line (the default).
     Tour,
     /// Compare spindle with std threads, corosensei, may, tokio and crossbeam.
     Bench(BenchArgs),
@@ -153,8 +151,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Tour) {
         Command::Tour => {
-            workloads::init_peers();
-            tour();
+            spindle_cli::tour::run();
             ExitCode::SUCCESS
         }
         Command::Top { pid, once } => match spindle_cli::top::run(pid, once) {
@@ -234,124 +231,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// ns per item of `d` over `n` items.
-fn per(d: Duration, n: u64) -> f64 {
-    d.as_nanos() as f64 / n.max(1) as f64
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn tour() {
-    let wall = Instant::now();
-    println!("spindle tour: one core, on this OS thread\n");
-    spindle::run(|| {
-        let me = spindle::current();
-        println!(
-            "main thread: name {:?}, id {}, guard pages: {}",
-            me.name().unwrap_or("?"),
-            me.id(),
-            spindle::guard_mode().map_or("unknown", |g| g.as_str())
-        );
-
-        const SPAWNED: u64 = 10_000;
-        for stacks in ["fresh stacks", "pooled stacks"] {
-            let t0 = Instant::now();
-            let handles: Vec<_> = (0..SPAWNED).map(|i| spindle::spawn(move || i)).collect();
-            let spawned = t0.elapsed();
-            let sum: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-            let total = t0.elapsed();
-            assert_eq!(sum, SPAWNED * (SPAWNED - 1) / 2);
-            println!(
-                "spawned {SPAWNED} threads ({stacks}) in {:.2} ms, all joined after {:.2} ms ({:.0} ns per thread)",
-                ms(spawned),
-                ms(total),
-                per(total, SPAWNED)
-            );
-        }
-
-        const EACH: u64 = 100_000;
-        let d = inside::spawn_join(EACH);
-        println!(
-            "spawn + join, one at a time: {:.0} ns each ({EACH} in {:.1} ms)",
-            per(d, EACH),
-            ms(d)
-        );
-
-        const SWITCHES: u64 = 1_000_000;
-        let before = spindle::core_stats().unwrap_or_default().switches;
-        let d = inside::switch(SWITCHES);
-        let counted = spindle::core_stats().unwrap_or_default().switches - before;
-        println!(
-            "yield ping-pong between two threads: {:.1} ns per switch ({counted} switches counted by the core)",
-            per(d, SWITCHES)
-        );
-
-        const TRIPS: u64 = 200_000;
-        let d = inside::park_unpark(TRIPS);
-        println!(
-            "park/unpark round trip (A unparks B and parks, B unparks A and parks): {:.1} ns",
-            per(d, TRIPS)
-        );
-
-        const CALLS: u64 = 1_000_000;
-        let d = inside::current(CALLS);
-        println!("spindle::current(): {:.1} ns per call", per(d, CALLS));
-
-        priorities();
-
-        let asked = Duration::from_millis(2);
-        let t0 = Instant::now();
-        spindle::sleep(asked);
-        println!(
-            "sleep({} ms) returned after {:.2} ms",
-            asked.as_millis(),
-            ms(t0.elapsed())
-        );
-
-        let s = spindle::core_stats().unwrap_or_default();
-        println!(
-            "core stats: {} switches, {} spawned, {} exited, {} idle sleeps",
-            s.switches, s.spawned, s.exited, s.idle_sleeps
-        );
-    });
-    println!("\ntour done in {:.0} ms", ms(wall.elapsed()));
-}
-
-/// Shows the Builder: a more urgent thread runs as soon as it is spawned, a less urgent
-/// one only once the spawner blocks.
-fn priorities() {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let note = |what: String| log.lock().unwrap().push(what);
-    let spawn = |name: &'static str, priority: u8| {
-        let log = Arc::clone(&log);
-        spindle::Builder::new()
-            .name(name)
-            .priority(priority)
-            .stack_size(128 << 10)
-            .spawn(move || {
-                let me = spindle::current();
-                log.lock()
-                    .unwrap()
-                    .push(format!("{} ran", me.name().unwrap_or("?")));
-            })
-            .expect("valid builder")
-    };
-    let low = spawn("background(10)", 10);
-    note("main spawned background(10)".into());
-    let high = spawn("urgent(50)", 50);
-    note("main spawned urgent(50)".into());
-    low.join().unwrap();
-    high.join().unwrap();
-    note("main joined both".into());
-    println!(
-        "priorities (main is {}): {}",
-        spindle::DEFAULT_PRIORITY,
-        log.lock().unwrap().join(" -> ")
-    );
 }
 
 fn progress_bar(total: u64, hidden: bool) -> ProgressBar {

@@ -26,10 +26,18 @@ fn the_tour_runs_and_reports() {
     let (ok, out, err) = spindle(&[]);
     assert!(ok, "tour failed: {err}");
     for needle in [
+        "spindle tour: the default runtime on this machine has",
+        "spawn across the cores",
         "spawn + join",
-        "yield ping-pong",
-        "park/unpark",
-        "guard pages",
+        "fork-join",
+        "priorities: an urgent thread",
+        "time slices",
+        "offloaded getpid",
+        "TCP echo",
+        "named threads",
+        "cores come and go",
+        "locality",
+        "\"napper\" prio 32: waiting on park",
         "tour done",
     ] {
         assert!(out.contains(needle), "tour output lacks {needle:?}:\n{out}");
