@@ -25,7 +25,8 @@ pub struct Selection {
     /// `--scaling` (or `--cores`, `--plot`): the scaling suite alone, at these core
     /// counts.
     pub scaling: Option<Vec<usize>>,
-    /// `--plot`: where to draw the scaling suite's speedups.
+    /// `--plot`: where to draw the peer comparison's bars, or the scaling suite's
+    /// speedups.
     pub plot: Option<std::path::PathBuf>,
     /// `--quick`: smaller sizes where a family has them.
     pub quick: bool,

@@ -12,6 +12,7 @@
 //! fresh `spindle` process: see [`child`] and [`skynet`].
 
 pub mod affinity;
+pub mod bars;
 pub mod bench;
 pub mod blocking;
 pub mod child;

@@ -137,7 +137,8 @@ struct BenchArgs {
     /// Connections of the echo and http loads (default 64).
     #[arg(long, value_name = "C", default_value_t = spindle_cli::netbench::CONNECTIONS)]
     conns: u32,
-    /// Draw the scaling suite's speedups into this SVG file. Implies --scaling.
+    /// Draw into this SVG file: the peer comparison as bars (each runtime's time per
+    /// operation over spindle's), or with --scaling the speedups against cores.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
     /// Run the blocking suite instead: the worst stall a blocking call in one thread
@@ -262,7 +263,7 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
             .then(|| args.threads.unwrap_or(million::DEFAULT_THREADS)),
         skynet: (args.skynet || args.skynet_depth.is_some())
             .then(|| args.skynet_depth.unwrap_or(skynet::DEFAULT_DEPTH)),
-        scaling: (args.scaling || args.cores.is_some() || args.plot.is_some()).then(|| {
+        scaling: (args.scaling || args.cores.is_some()).then(|| {
             args.cores
                 .clone()
                 .filter(|c| !c.is_empty())
@@ -307,6 +308,13 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         })?;
     }
     pb.finish_and_clear();
+    if let (Some(path), None) = (&sel.plot, &sel.scaling) {
+        let records: Vec<_> = picked.iter().flat_map(|f| f.records()).collect();
+        spindle_cli::bars::draw(&records, path)?;
+        if !args.json {
+            println!("\nplot: {}", path.display());
+        }
+    }
     if args.json {
         let results = picked.iter().flat_map(|f| f.records()).collect();
         let json = serde_json::to_string_pretty(&Report { results })
