@@ -12,7 +12,9 @@
 //! ([`Core::trace_switch`]), and the other events one relaxed load of [`ON`].
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
+
+use crate::loom::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::core::CoreLocal;
@@ -214,5 +216,38 @@ pub(crate) fn here(kind: Kind, thread: u64, arg: u64) {
     }
     if let Some((ctx, _)) = super::CoreCtx::current() {
         ctx.core().trace(kind, thread, arg);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// A producer pushes three events into a ring of two while the consumer drains
+    /// twice: every event is received once, in order, or counted as dropped.
+    #[test]
+    fn loom_trace_ring() {
+        loom::model(|| {
+            let ring = Arc::new(Ring::new(2, Instant::now()));
+            let producer = {
+                let ring = ring.clone();
+                thread::spawn(move || {
+                    for i in 1..=3 {
+                        ring.push(Kind::Spawn, i, 0);
+                    }
+                })
+            };
+            let mut got = Vec::new();
+            ring.drain(&mut got);
+            producer.join().unwrap();
+            ring.drain(&mut got);
+            let ids: Vec<u64> = got.iter().map(|e| e.thread).collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
+            let dropped = ring.dropped.load(Ordering::Relaxed);
+            assert_eq!(ids.len() as u64 + dropped, 3, "{ids:?}, {dropped} dropped");
+            assert!(got.iter().all(|e| e.kind == Kind::Spawn));
+        });
     }
 }
