@@ -28,6 +28,5 @@ pub mod servers;
 pub mod skynet;
 pub mod stats;
 pub mod top;
-pub mod tour;
 pub mod trace;
 pub mod workloads;

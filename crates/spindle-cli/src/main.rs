@@ -152,7 +152,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Tour) {
         Command::Tour => {
-            spindle_cli::tour::run();
+            spindle_tour::run();
             ExitCode::SUCCESS
         }
         Command::Top { pid, once } => match spindle_cli::top::run(pid, once) {

@@ -165,15 +165,6 @@ fn picked(n: u64, ty: &'static str) -> (Duration, Option<&'static str>) {
     })
 }
 
-/// The variants spindle picks for `dot` on the core types `big` and `lite`, or `None`
-/// where this machine cannot make them (no avx2 and fma).
-pub fn try_picked_variants() -> Option<(&'static str, &'static str)> {
-    if !std::arch::is_x86_feature_detected!("avx2") || !std::arch::is_x86_feature_detected!("fma") {
-        return None;
-    }
-    Some((picked_variant("big")?, picked_variant("lite")?))
-}
-
 /// The variant spindle picks for `dot` on core type `ty`.
 fn picked_variant(ty: &'static str) -> Option<&'static str> {
     picked(1, ty).1
