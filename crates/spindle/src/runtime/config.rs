@@ -126,18 +126,7 @@ impl RuntimeBuilder {
     /// Whether the service core uses io_uring: the builder's word, else
     /// [`IO_URING_ENV`], else no.
     pub(super) fn wants_io_uring(&self) -> Result<bool, ConfigError> {
-        if let Some(on) = self.io_uring {
-            return Ok(on);
-        }
-        match std::env::var(IO_URING_ENV) {
-            Err(_) => Ok(false),
-            Ok(v) if v == "1" => Ok(true),
-            Ok(v) if v == "0" => Ok(false),
-            Ok(value) => Err(ConfigError::Env {
-                var: IO_URING_ENV,
-                value,
-            }),
-        }
+        switch(self.io_uring, IO_URING_ENV)
     }
 
     /// How long dropping the runtime waits for its threads (default
@@ -222,18 +211,7 @@ impl RuntimeBuilder {
     /// Whether the runtime publishes its stats page: the builder's word, else
     /// `SPINDLE_STATS`, else no.
     pub(super) fn wants_stats(&self) -> Result<bool, ConfigError> {
-        if let Some(on) = self.stats {
-            return Ok(on);
-        }
-        match std::env::var(crate::page::STATS_ENV) {
-            Err(_) => Ok(false),
-            Ok(v) if v == "1" => Ok(true),
-            Ok(v) if v == "0" => Ok(false),
-            Ok(value) => Err(ConfigError::Env {
-                var: crate::page::STATS_ENV,
-                value,
-            }),
-        }
+        switch(self.stats, crate::page::STATS_ENV)
     }
 
     /// Whether `SIGQUIT` (Ctrl-\\ in a terminal) prints this runtime's thread dump
@@ -703,6 +681,20 @@ pub(super) fn route(
     pick(&mut all.clone().filter(near))
         .or_else(|| pick(&mut all.clone()))
         .unwrap_or(0)
+}
+
+/// An on/off setting: the builder's word, else environment variable `var` (`1` or
+/// `0`; anything else is a [`ConfigError::Env`]), else off.
+fn switch(builder: Option<bool>, var: &'static str) -> Result<bool, ConfigError> {
+    if let Some(on) = builder {
+        return Ok(on);
+    }
+    match std::env::var(var) {
+        Err(_) => Ok(false),
+        Ok(v) if v == "1" => Ok(true),
+        Ok(v) if v == "0" => Ok(false),
+        Ok(value) => Err(ConfigError::Env { var, value }),
+    }
 }
 
 /// The count environment variable `var` (value `value`, if set) asks for: a positive
