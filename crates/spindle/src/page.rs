@@ -207,7 +207,12 @@ impl StatsPage {
     /// # Examples
     ///
     /// ```
-    /// let rt = spindle::Runtime::builder().cores(1).stats(true).build().unwrap();
+    /// let rt = spindle::Runtime::builder()
+    ///     .cores(1)
+    ///     .service_cores(1)
+    ///     .stats(true)
+    ///     .build()
+    ///     .unwrap();
     /// std::thread::sleep(spindle::page::PAGE_EVERY * 2);
     /// let page = spindle::page::StatsPage::open(std::process::id()).unwrap();
     /// let snap = page.read().unwrap();

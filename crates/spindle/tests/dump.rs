@@ -137,10 +137,14 @@ fn the_dump_names_each_wait_state() {
         "{text}"
     );
     assert!(
+        // Readiness with plain calls; the read itself in the ring with io_uring.
         matches!(
             by_name("reader-io").state,
             ThreadState::Waiting(WaitReason::Io { .. })
-        ),
+        ) || by_name("reader-io").state
+            == ThreadState::Waiting(WaitReason::Syscall {
+                nr: libc::SYS_recvfrom as u32
+            }),
         "{text}"
     );
     // Grouped by core: the waiters on core 0, the spinner on core 1.

@@ -14,7 +14,12 @@ use spindle::{Builder, Runtime};
 #[test]
 fn a_reader_sees_the_cores_and_the_busiest_thread_while_they_run() {
     let done = watchdog("stats page", 60);
-    let rt = Runtime::builder().cores(2).stats(true).build().unwrap();
+    let rt = Runtime::builder()
+        .cores(2)
+        .service_cores(1)
+        .stats(true)
+        .build()
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let st = stop.clone();
     // Two threads on core 1 that yield to each other: the core switches all along.

@@ -16,7 +16,12 @@ use spindle::sync::Mutex;
 fn a_trace_has_a_track_per_core_and_every_slice_closes() {
     let done = watchdog("trace export", 60);
     let path = std::env::temp_dir().join(format!("spindle-trace-{}.json", std::process::id()));
-    let rt = Runtime::builder().cores(2).trace(&path).build().unwrap();
+    let rt = Runtime::builder()
+        .cores(2)
+        .service_cores(1)
+        .trace(&path)
+        .build()
+        .unwrap();
     rt.block_on(|| {
         let m = Arc::new(Mutex::new(0u64));
         let hs: Vec<_> = (0..8)
