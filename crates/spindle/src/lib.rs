@@ -81,9 +81,10 @@ pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, g
 pub use task::abandon::ABANDONED;
 pub use task::dump::WaitReason;
 pub use thread::{
-    Abandoned, AccessError, Builder, DEFAULT_PRIORITY, JoinHandle, LocalKey, MAX_PRIORITY, Thread,
-    ThreadId, current, current_core, migrate_to, panicking, park, park_timeout, preempt_point,
-    sleep, spawn, spawn_maintenance, spawn_on, try_current, yield_now,
+    Abandoned, AccessError, Builder, DEFAULT_PRIORITY, JoinHandle, LocalKey, MAX_PRIORITY, Scope,
+    ScopedJoinHandle, Thread, ThreadId, current, current_core, migrate_to, panicking, park,
+    park_timeout, preempt_point, scope, sleep, spawn, spawn_maintenance, spawn_on, try_current,
+    yield_now,
 };
 pub use topology::{DEFAULT_TYPE, SERVICE_TYPE};
 pub use tracefile::TRACE_ENV;

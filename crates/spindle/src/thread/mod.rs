@@ -25,6 +25,7 @@ mod entry;
 mod join;
 mod lazy;
 mod local;
+mod scope;
 mod spawn;
 
 pub use self::api::{
@@ -34,6 +35,7 @@ pub use self::builder::Builder;
 pub(crate) use self::builder::SpawnOpts;
 pub use self::join::JoinHandle;
 pub use self::local::{AccessError, LocalKey};
+pub use self::scope::{Scope, ScopedJoinHandle, scope};
 pub(crate) use self::spawn::spawn_unchecked;
 pub use crate::sched::wait::{park, park_timeout, preempt_point, sleep, yield_now};
 pub use crate::task::abandon::Abandoned;
