@@ -56,6 +56,82 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     .into()
 }
 
+/// Runs a test body as the main thread of a fresh spindle runtime. See
+/// `spindle::test` for the arguments.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    let f = parse_macro_input!(item as ItemFn);
+    match expand_test(args.into(), f) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// `#[spindle::test(cores = N, hypercore = false, preemptible = true, service_cores =
+/// N)]`: a `#[test]` whose body runs in `RuntimeBuilder::new()` with those settings.
+fn expand_test(args: proc_macro2::TokenStream, f: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+    let mut settings = Vec::new();
+    let parser = syn::meta::parser(|meta| {
+        let key = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match key.as_str() {
+            "cores" | "service_cores" => {
+                let v: syn::LitInt = meta.value()?.parse()?;
+                let n: usize = v.base10_parse()?;
+                let method = syn::Ident::new(&key, v.span());
+                settings.push(quote!(.#method(#n)));
+                Ok(())
+            }
+            "hypercore" | "preemptible" => {
+                let v: syn::LitBool = meta.value()?.parse()?;
+                let method = syn::Ident::new(&key, v.span());
+                settings.push(quote!(.#method(#v)));
+                Ok(())
+            }
+            _ => Err(meta.error(
+                "#[spindle::test] takes `cores = N`, `service_cores = N`, `hypercore = true|false` and `preemptible = true|false`",
+            )),
+        }
+    });
+    syn::parse::Parser::parse2(parser, args)?;
+    if let Some(a) = &f.sig.asyncness {
+        return Err(syn::Error::new_spanned(
+            a,
+            "#[spindle::test] functions are not async: spindle threads block (use spindle::block_on for a future)",
+        ));
+    }
+    if !f.sig.inputs.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &f.sig.inputs,
+            "#[spindle::test] functions take no arguments",
+        ));
+    }
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = f;
+    let ret = match &sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, t) => quote!(#t),
+    };
+    Ok(quote! {
+        #[::core::prelude::v1::test]
+        #(#attrs)*
+        #vis #sig {
+            ::spindle::Runtime::builder()
+                #(#settings)*
+                .build()
+                .unwrap_or_else(|e| panic!("#[spindle::test]: the runtime did not build: {e}"))
+                .block_on(move || -> #ret #block)
+        }
+    })
+}
+
 /// Registers a `fn(A) -> R` as a variant of a named thread in spindle's static thread
 /// table. See `spindle::thread` for the arguments.
 #[proc_macro_attribute]

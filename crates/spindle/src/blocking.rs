@@ -61,6 +61,20 @@ where
     on_pool(f, true)
 }
 
+/// [`blocking`] for a closure that borrows from the caller's frame (name resolution
+/// of a borrowed address): the caller waits for it to the end, even while unwinding,
+/// so nothing it borrows goes away while it runs.
+pub(crate) fn blocking_scoped<'a, F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'a,
+    R: Send + 'static,
+{
+    let f: Box<dyn FnOnce() -> R + Send + 'a> = Box::new(f);
+    // SAFETY: only the lifetime bound of the trait object changes (same layout). `on_pool` with `to_the_end` returns, or lets its caller unwind, only after the job ran to its end, and the job is dropped by then: nothing `f` borrows is used after `'a`.
+    let f: Box<dyn FnOnce() -> R + Send + 'static> = unsafe { std::mem::transmute(f) };
+    on_pool(f, true)
+}
+
 /// Runs `f` on the pool and sleeps until it is done (see [`blocking`]); `to_the_end`:
 /// also while unwinding.
 fn on_pool<F, R>(f: F, to_the_end: bool) -> R

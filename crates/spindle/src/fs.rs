@@ -20,7 +20,7 @@
 //! ```
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -227,6 +227,45 @@ impl AsFd for File {
 impl AsRawFd for File {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+impl FromRawFd for File {
+    /// Takes the open file `fd`.
+    ///
+    /// # Safety
+    ///
+    /// `fd` is an open descriptor owned by nothing else.
+    unsafe fn from_raw_fd(fd: RawFd) -> File {
+        File {
+            // SAFETY: the caller vouches for `fd` (this function's contract).
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        }
+    }
+}
+
+impl IntoRawFd for File {
+    fn into_raw_fd(self) -> RawFd {
+        self.fd.into_raw_fd()
+    }
+}
+
+impl From<File> for OwnedFd {
+    fn from(f: File) -> OwnedFd {
+        f.fd
+    }
+}
+
+impl From<OwnedFd> for File {
+    fn from(fd: OwnedFd) -> File {
+        File { fd }
+    }
+}
+
+impl From<std::fs::File> for File {
+    /// Takes a `std` file; its calls are offloaded from now on.
+    fn from(f: std::fs::File) -> File {
+        File { fd: f.into() }
     }
 }
 

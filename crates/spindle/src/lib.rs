@@ -78,13 +78,14 @@ pub use runtime::{
 };
 pub use sched::CoreStats;
 pub use stack::{DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
+pub use sync::CancelToken;
 pub use task::abandon::ABANDONED;
 pub use task::dump::WaitReason;
 pub use thread::{
-    Abandoned, AccessError, Builder, DEFAULT_PRIORITY, JoinHandle, LocalKey, MAX_PRIORITY, Scope,
-    ScopedJoinHandle, Thread, ThreadId, current, current_core, migrate_to, panicking, park,
-    park_timeout, preempt_point, scope, sleep, spawn, spawn_maintenance, spawn_on, try_current,
-    yield_now,
+    Abandoned, AccessError, Builder, Cancelled, DEFAULT_PRIORITY, JoinFuture, JoinHandle, JoinSet,
+    LocalKey, MAX_PRIORITY, Scope, ScopedJoinHandle, Thread, ThreadId, block_on, current,
+    current_core, migrate_to, panicking, park, park_timeout, preempt_point, scope, sleep, spawn,
+    spawn_future, spawn_maintenance, spawn_on, try_current, yield_now,
 };
 pub use topology::{DEFAULT_TYPE, SERVICE_TYPE};
 pub use tracefile::TRACE_ENV;
@@ -121,6 +122,30 @@ pub use spindle_macros::main;
 /// });
 /// ```
 pub use spindle_macros::thread;
+
+/// Runs a test as the main thread of a fresh spindle runtime: `#[spindle::test]` in
+/// place of `#[test]`. The runtime is built for this test alone and dropped after it,
+/// so tests stay independent.
+///
+/// Arguments (each optional; the default is the default runtime's):
+///
+/// - `cores = N`: worker cores (`RuntimeBuilder::cores`);
+/// - `service_cores = N`: service cores (`RuntimeBuilder::service_cores`);
+/// - `hypercore = false`: no service core; system calls run on the workers;
+/// - `preemptible = true`: time-slice preemption (`RuntimeBuilder::preemptible`).
+///
+/// The test may return a `Result`, like a `#[test]`; a panic fails it with its
+/// message. Other attributes (`#[should_panic]`, `#[ignore]`) go below it.
+///
+/// ```
+/// #[spindle::test(cores = 2)]
+/// fn two_threads_meet() {
+///     let h = spindle::spawn(|| 40 + 2);
+///     assert_eq!(h.join().unwrap(), 42);
+/// }
+/// # fn main() {}
+/// ```
+pub use spindle_macros::test;
 
 #[doc(hidden)]
 pub mod __private {

@@ -27,18 +27,16 @@ fn run_borrows_from_the_caller() {
     assert_eq!(n, 6);
 }
 
-#[test]
+#[spindle::test]
 fn panic_is_returned_by_join_and_the_core_keeps_running() {
-    spindle::run(|| {
-        let n = std::hint::black_box(7);
-        let h = spindle::spawn(move || -> u32 { panic!("boom {n}") });
-        let err = h.join().unwrap_err();
-        assert_eq!(
-            err.downcast_ref::<String>().map(String::as_str),
-            Some("boom 7")
-        );
-        assert_eq!(spindle::spawn(|| 5).join().unwrap(), 5);
-    });
+    let n = std::hint::black_box(7);
+    let h = spindle::spawn(move || -> u32 { panic!("boom {n}") });
+    let err = h.join().unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<String>().map(String::as_str),
+        Some("boom 7")
+    );
+    assert_eq!(spindle::spawn(|| 5).join().unwrap(), 5);
 }
 
 #[test]
@@ -63,17 +61,15 @@ fn detached_threads_run_to_completion() {
     assert_eq!(n.load(Ordering::Relaxed), 50);
 }
 
-#[test]
+#[spindle::test]
 fn large_closures_and_results_take_the_boxed_path() {
-    spindle::run(|| {
-        let big = [7u8; 4096];
-        let h = spindle::spawn(move || {
-            let mut out = [0u64; 16];
-            out[15] = big.iter().map(|&b| b as u64).sum();
-            out
-        });
-        assert_eq!(h.join().unwrap()[15], 7 * 4096);
+    let big = [7u8; 4096];
+    let h = spindle::spawn(move || {
+        let mut out = [0u64; 16];
+        out[15] = big.iter().map(|&b| b as u64).sum();
+        out
     });
+    assert_eq!(h.join().unwrap()[15], 7 * 4096);
 }
 
 #[test]
@@ -97,56 +93,52 @@ fn results_are_dropped_exactly_once_whether_joined_or_detached() {
     assert_eq!(drops.load(Ordering::Relaxed), 3);
 }
 
-#[test]
+#[spindle::test]
 fn ids_are_unique_among_live_threads_and_generations_advance_on_reuse() {
-    spindle::run(|| {
-        let a = spindle::spawn(|| spindle::current().id());
-        let b = spindle::spawn(|| spindle::current().id());
-        let (ida, idb) = (a.thread().id(), b.thread().id());
-        assert_ne!(ida, idb);
-        assert_eq!(a.join().unwrap(), ida);
-        assert_eq!(b.join().unwrap(), idb);
-        // The freed slot is reused with a new generation.
-        let c = spindle::spawn(|| ());
-        let idc = c.thread().id();
-        assert!(idc.index() == ida.index() || idc.index() == idb.index());
-        assert_ne!(idc, ida);
-        assert_ne!(idc, idb);
-        c.join().unwrap();
-    });
+    let a = spindle::spawn(|| spindle::current().id());
+    let b = spindle::spawn(|| spindle::current().id());
+    let (ida, idb) = (a.thread().id(), b.thread().id());
+    assert_ne!(ida, idb);
+    assert_eq!(a.join().unwrap(), ida);
+    assert_eq!(b.join().unwrap(), idb);
+    // The freed slot is reused with a new generation.
+    let c = spindle::spawn(|| ());
+    let idc = c.thread().id();
+    assert!(idc.index() == ida.index() || idc.index() == idb.index());
+    assert_ne!(idc, ida);
+    assert_ne!(idc, idb);
+    c.join().unwrap();
 }
 
-#[test]
+#[spindle::test]
 fn a_stale_thread_handle_never_unparks_the_slots_next_owner() {
-    spindle::run(|| {
-        let old = spindle::spawn(|| ());
-        let stale = old.thread().clone();
-        old.join().unwrap();
-        let woke = Arc::new(AtomicUsize::new(0));
-        let w = woke.clone();
-        let next = spindle::spawn(move || {
-            spindle::park();
-            w.store(1, Ordering::SeqCst);
-        });
-        assert_eq!(
-            next.thread().id().index(),
-            stale.id().index(),
-            "slot reused"
-        );
-        spindle::yield_now(); // `next` parks
-        stale.unpark(); // stale: must do nothing
-        for _ in 0..10 {
-            spindle::yield_now();
-        }
-        assert_eq!(
-            woke.load(Ordering::SeqCst),
-            0,
-            "stale unpark woke another thread"
-        );
-        next.thread().unpark();
-        next.join().unwrap();
-        assert_eq!(woke.load(Ordering::SeqCst), 1);
+    let old = spindle::spawn(|| ());
+    let stale = old.thread().clone();
+    old.join().unwrap();
+    let woke = Arc::new(AtomicUsize::new(0));
+    let w = woke.clone();
+    let next = spindle::spawn(move || {
+        spindle::park();
+        w.store(1, Ordering::SeqCst);
     });
+    assert_eq!(
+        next.thread().id().index(),
+        stale.id().index(),
+        "slot reused"
+    );
+    spindle::yield_now(); // `next` parks
+    stale.unpark(); // stale: must do nothing
+    for _ in 0..10 {
+        spindle::yield_now();
+    }
+    assert_eq!(
+        woke.load(Ordering::SeqCst),
+        0,
+        "stale unpark woke another thread"
+    );
+    next.thread().unpark();
+    next.join().unwrap();
+    assert_eq!(woke.load(Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -168,28 +160,26 @@ fn names_and_current() {
     });
 }
 
-#[test]
+#[spindle::test]
 fn bad_attributes_are_typed_errors_that_say_what_to_do() {
-    spindle::run(|| {
-        for bad in [0, 1000, 3 << 14, 8 << 10, 16 << 20] {
-            let e = Builder::new().stack_size(bad).spawn(|| ()).unwrap_err();
-            assert_eq!(e, SpawnError::StackSize { requested: bad });
-            assert!(e.to_string().contains("power of two from 16384"), "{e}");
-        }
-        let e = Builder::new().priority(64).spawn(|| ()).unwrap_err();
-        assert_eq!(e, SpawnError::Priority { requested: 64 });
-        assert!(e.to_string().contains("0 (least urgent) to 63"), "{e}");
-        // Nothing was lost: the runtime still spawns.
-        assert_eq!(
-            Builder::new()
-                .stack_size(16 << 10)
-                .spawn(|| 1)
-                .unwrap()
-                .join()
-                .unwrap(),
-            1
-        );
-    });
+    for bad in [0, 1000, 3 << 14, 8 << 10, 16 << 20] {
+        let e = Builder::new().stack_size(bad).spawn(|| ()).unwrap_err();
+        assert_eq!(e, SpawnError::StackSize { requested: bad });
+        assert!(e.to_string().contains("power of two from 16384"), "{e}");
+    }
+    let e = Builder::new().priority(64).spawn(|| ()).unwrap_err();
+    assert_eq!(e, SpawnError::Priority { requested: 64 });
+    assert!(e.to_string().contains("0 (least urgent) to 63"), "{e}");
+    // Nothing was lost: the runtime still spawns.
+    assert_eq!(
+        Builder::new()
+            .stack_size(16 << 10)
+            .spawn(|| 1)
+            .unwrap()
+            .join()
+            .unwrap(),
+        1
+    );
 }
 
 #[test]
@@ -202,13 +192,11 @@ fn spawning_outside_a_runtime_is_an_error_and_plain_spawn_panics() {
     assert!(msg.contains("not inside a spindle runtime"), "{msg}");
 }
 
-#[test]
+#[spindle::test]
 fn nested_run_panics_with_advice() {
-    spindle::run(|| {
-        let p = std::panic::catch_unwind(|| spindle::run(|| ())).unwrap_err();
-        let msg = p.downcast_ref::<&str>().unwrap();
-        assert!(msg.contains("use spindle::spawn"), "{msg}");
-    });
+    let p = std::panic::catch_unwind(|| spindle::run(|| ())).unwrap_err();
+    let msg = p.downcast_ref::<&str>().unwrap();
+    assert!(msg.contains("use spindle::spawn"), "{msg}");
 }
 
 #[test]
@@ -268,25 +256,23 @@ fn threads_left_at_shutdown_are_abandoned_and_their_handles_say_so() {
     assert!(spinner.join().is_err());
 }
 
-#[test]
+#[spindle::test]
 fn join_from_an_os_thread_blocks_that_thread_only() {
-    spindle::run(|| {
-        let h = spindle::spawn(|| {
-            spindle::sleep(Duration::from_millis(20));
-            99
-        });
-        let done = Arc::new(AtomicUsize::new(0));
-        let d = done.clone();
-        let os = std::thread::spawn(move || {
-            let v = h.join().unwrap();
-            d.store(1, Ordering::SeqCst);
-            v
-        });
-        while done.load(Ordering::SeqCst) == 0 {
-            spindle::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(os.join().unwrap(), 99);
+    let h = spindle::spawn(|| {
+        spindle::sleep(Duration::from_millis(20));
+        99
     });
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let os = std::thread::spawn(move || {
+        let v = h.join().unwrap();
+        d.store(1, Ordering::SeqCst);
+        v
+    });
+    while done.load(Ordering::SeqCst) == 0 {
+        spindle::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(os.join().unwrap(), 99);
 }
 
 #[test]

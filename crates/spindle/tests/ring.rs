@@ -155,6 +155,45 @@ fn a_reader_abandoned_at_shutdown_unwinds_after_its_cancellation() {
     done.store(true, Ordering::Relaxed);
 }
 
+/// A reader whose request waits in the ring is cancelled (`JoinHandle::cancel`): it
+/// unwinds once the service core cancelled the read, so the buffer it lent is never
+/// written after its stack frame is gone, and the stream still works.
+#[test]
+fn a_cancelled_reader_unwinds_after_its_read_is_cancelled_in_the_ring() {
+    let done = watchdog("cancelled reader", 60);
+    let rt = ring_runtime(1);
+    let (got, cancels) = rt.block_on(|| {
+        let (ours, mut theirs) = pair();
+        let ours = Arc::new(ours);
+        let reader = {
+            let ours = ours.clone();
+            spindle::spawn(move || {
+                let mut b = [0u8; 64];
+                let _ = (&*ours).read(&mut b);
+                unreachable!("the read returned without data");
+            })
+        };
+        spindle::sleep(Duration::from_millis(20));
+        reader.cancel();
+        let p = reader.join().unwrap_err();
+        assert!(p.is::<spindle::Cancelled>());
+        // The cancelled read must not take the data sent now.
+        theirs.write_all(b"after").unwrap();
+        let mut b = [0u8; 64];
+        let n = (&*ours).read(&mut b).unwrap();
+        let s = spindle::sys::service_stats(&spindle::Handle::current()).unwrap();
+        (b[..n].to_vec(), s)
+    });
+    assert_eq!(got, b"after");
+    if cancels.backend == Backend::IoUring {
+        assert!(
+            cancels.batched > 0,
+            "nothing went through the ring: {cancels:?}"
+        );
+    }
+    done.store(true, Ordering::Relaxed);
+}
+
 #[test]
 fn a_reader_whose_core_is_removed_gets_its_data() {
     let done = watchdog("core removed", 60);

@@ -40,53 +40,49 @@ fn higher_priority_runs_first() {
     assert_eq!(*order.lock().unwrap(), vec![3, 5, 1, 4, 0, 2]);
 }
 
-#[test]
+#[spindle::test(cores = 1)]
 fn a_more_urgent_spawn_runs_before_spawn_returns() {
-    on_one_core(|| {
-        let ran = Arc::new(AtomicBool::new(false));
-        let r = ran.clone();
-        let h = Builder::new()
-            .priority(60)
-            .spawn(move || r.store(true, Ordering::SeqCst))
-            .unwrap();
-        assert!(
-            ran.load(Ordering::SeqCst),
-            "urgent thread did not preempt its spawner"
-        );
-        h.join().unwrap();
-        let r = Arc::new(AtomicBool::new(false));
-        let r2 = r.clone();
-        let h = Builder::new()
-            .priority(10)
-            .spawn(move || r2.store(true, Ordering::SeqCst))
-            .unwrap();
-        assert!(
-            !r.load(Ordering::SeqCst),
-            "a less urgent thread ran before its spawner yielded"
-        );
-        h.join().unwrap();
-    });
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let h = Builder::new()
+        .priority(60)
+        .spawn(move || r.store(true, Ordering::SeqCst))
+        .unwrap();
+    assert!(
+        ran.load(Ordering::SeqCst),
+        "urgent thread did not preempt its spawner"
+    );
+    h.join().unwrap();
+    let r = Arc::new(AtomicBool::new(false));
+    let r2 = r.clone();
+    let h = Builder::new()
+        .priority(10)
+        .spawn(move || r2.store(true, Ordering::SeqCst))
+        .unwrap();
+    assert!(
+        !r.load(Ordering::SeqCst),
+        "a less urgent thread ran before its spawner yielded"
+    );
+    h.join().unwrap();
 }
 
-#[test]
+#[spindle::test(cores = 1)]
 fn a_yielding_urgent_thread_keeps_the_core() {
-    on_one_core(|| {
-        let low_ran = Arc::new(AtomicBool::new(false));
-        let l = low_ran.clone();
-        let low = Builder::new()
-            .priority(1)
-            .spawn(move || l.store(true, Ordering::SeqCst))
-            .unwrap();
-        for _ in 0..100 {
-            spindle::yield_now();
-            assert!(
-                !low_ran.load(Ordering::SeqCst),
-                "yield handed the core to a less urgent thread"
-            );
-        }
-        low.join().unwrap();
-        assert!(low_ran.load(Ordering::SeqCst));
-    });
+    let low_ran = Arc::new(AtomicBool::new(false));
+    let l = low_ran.clone();
+    let low = Builder::new()
+        .priority(1)
+        .spawn(move || l.store(true, Ordering::SeqCst))
+        .unwrap();
+    for _ in 0..100 {
+        spindle::yield_now();
+        assert!(
+            !low_ran.load(Ordering::SeqCst),
+            "yield handed the core to a less urgent thread"
+        );
+    }
+    low.join().unwrap();
+    assert!(low_ran.load(Ordering::SeqCst));
 }
 
 #[test]
@@ -114,76 +110,70 @@ fn equal_priorities_take_turns() {
     );
 }
 
-#[test]
+#[spindle::test(cores = 1)]
 fn park_tokens_follow_std_semantics() {
-    on_one_core(|| {
-        let me = spindle::current();
-        // unpark before park: park returns at once.
-        me.unpark();
-        spindle::park();
-        // Tokens do not accumulate: two unparks, one park consumes, the next times out.
-        me.unpark();
-        me.unpark();
-        spindle::park();
-        let t = Instant::now();
-        spindle::park_timeout(Duration::from_millis(30));
-        assert!(
-            t.elapsed() >= Duration::from_millis(29),
-            "second park returned early"
-        );
-    });
+    let me = spindle::current();
+    // unpark before park: park returns at once.
+    me.unpark();
+    spindle::park();
+    // Tokens do not accumulate: two unparks, one park consumes, the next times out.
+    me.unpark();
+    me.unpark();
+    spindle::park();
+    let t = Instant::now();
+    spindle::park_timeout(Duration::from_millis(30));
+    assert!(
+        t.elapsed() >= Duration::from_millis(29),
+        "second park returned early"
+    );
 }
 
-#[test]
+#[spindle::test(cores = 1)]
 fn unpark_resumes_a_parked_thread() {
-    on_one_core(|| {
-        let stage = Arc::new(AtomicUsize::new(0));
-        let s = stage.clone();
-        let h = spindle::spawn(move || {
-            s.store(1, Ordering::SeqCst);
-            spindle::park();
-            s.store(2, Ordering::SeqCst);
-        });
-        while stage.load(Ordering::SeqCst) != 1 {
-            spindle::yield_now();
-        }
-        for _ in 0..5 {
-            spindle::yield_now();
-        }
-        assert_eq!(
-            stage.load(Ordering::SeqCst),
-            1,
-            "parked thread ran without a token"
-        );
-        h.thread().unpark();
-        h.join().unwrap();
-        assert_eq!(stage.load(Ordering::SeqCst), 2);
+    let stage = Arc::new(AtomicUsize::new(0));
+    let s = stage.clone();
+    let h = spindle::spawn(move || {
+        s.store(1, Ordering::SeqCst);
+        spindle::park();
+        s.store(2, Ordering::SeqCst);
     });
+    while stage.load(Ordering::SeqCst) != 1 {
+        spindle::yield_now();
+    }
+    for _ in 0..5 {
+        spindle::yield_now();
+    }
+    assert_eq!(
+        stage.load(Ordering::SeqCst),
+        1,
+        "parked thread ran without a token"
+    );
+    h.thread().unpark();
+    h.join().unwrap();
+    assert_eq!(stage.load(Ordering::SeqCst), 2);
 }
 
-#[test]
+#[spindle::test(cores = 1)]
 fn sleeping_threads_let_others_run_and_sleep_long_enough() {
-    on_one_core(|| {
-        let counter = Arc::new(AtomicUsize::new(0));
-        let c = counter.clone();
-        let sleeper = spindle::spawn(move || {
-            let t = Instant::now();
-            spindle::sleep(Duration::from_millis(40));
-            (t.elapsed(), c.load(Ordering::SeqCst))
-        });
-        let c = counter.clone();
-        let worker = spindle::spawn(move || {
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_millis(20) {
-                c.fetch_add(1, Ordering::SeqCst);
-                spindle::yield_now();
-            }
-        });
-        let (slept, seen) = sleeper.join().unwrap();
-        worker.join().unwrap();
-        assert!(slept >= Duration::from_millis(40), "slept {slept:?}");
-        assert!(seen > 0, "no other thread ran while one slept");
+    let counter = Arc::new(AtomicUsize::new(0));
+    let c = counter.clone();
+    let sleeper = spindle::spawn(move || {
+        let t = Instant::now();
+        spindle::sleep(Duration::from_millis(40));
+        (t.elapsed(), c.load(Ordering::SeqCst))
     });
+    let c = counter.clone();
+    let worker = spindle::spawn(move || {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(20) {
+            c.fetch_add(1, Ordering::SeqCst);
+            spindle::yield_now();
+        }
+    });
+    let (slept, seen) = sleeper.join().unwrap();
+    worker.join().unwrap();
+    assert!(slept >= Duration::from_millis(40), "slept {slept:?}");
+    assert!(seen > 0, "no other thread ran while one slept");
 }
 
 #[test]
@@ -207,26 +197,24 @@ fn sleepers_wake_in_deadline_order() {
     assert_eq!(*order.lock().unwrap(), vec![10, 20, 30]);
 }
 
-#[test]
+#[spindle::test(cores = 1)]
 fn unpark_from_a_foreign_os_thread_wakes_an_idle_core() {
-    on_one_core(|| {
-        for _ in 0..50 {
-            let h = spindle::spawn(|| {
-                spindle::park();
-                7
-            });
-            spindle::yield_now(); // it parks
-            let t = h.thread().clone();
-            let os = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_micros(200));
-                t.unpark();
-            });
-            // The core goes idle (main blocks in join, the child is parked) until the
-            // foreign unpark arrives through the injection queue.
-            assert_eq!(h.join().unwrap(), 7);
-            os.join().unwrap();
-        }
-    });
+    for _ in 0..50 {
+        let h = spindle::spawn(|| {
+            spindle::park();
+            7
+        });
+        spindle::yield_now(); // it parks
+        let t = h.thread().clone();
+        let os = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_micros(200));
+            t.unpark();
+        });
+        // The core goes idle (main blocks in join, the child is parked) until the
+        // foreign unpark arrives through the injection queue.
+        assert_eq!(h.join().unwrap(), 7);
+        os.join().unwrap();
+    }
 }
 
 #[test]

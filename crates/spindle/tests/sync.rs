@@ -141,25 +141,23 @@ fn mutex_spindle_and_os_threads_contend() {
     });
 }
 
-#[test]
+#[spindle::test]
 fn mutex_poisoned_by_panicking_spindle_thread() {
-    spindle::run(|| {
-        let m = Arc::new(Mutex::new(5));
-        let m2 = m.clone();
-        let r = spindle::spawn(move || {
-            let _g = m2.lock().unwrap();
-            panic!("boom while holding the lock");
-        })
-        .join();
-        assert!(r.is_err());
-        assert!(m.is_poisoned());
-        let e = m.lock().unwrap_err();
-        assert_eq!(**e.get_ref(), 5);
-        drop(e);
-        assert!(matches!(m.try_lock(), Err(TryLockError::Poisoned(_))));
-        let m = Arc::try_unwrap(m).unwrap();
-        assert_eq!(m.into_inner().unwrap_err().into_inner(), 5);
-    });
+    let m = Arc::new(Mutex::new(5));
+    let m2 = m.clone();
+    let r = spindle::spawn(move || {
+        let _g = m2.lock().unwrap();
+        panic!("boom while holding the lock");
+    })
+    .join();
+    assert!(r.is_err());
+    assert!(m.is_poisoned());
+    let e = m.lock().unwrap_err();
+    assert_eq!(**e.get_ref(), 5);
+    drop(e);
+    assert!(matches!(m.try_lock(), Err(TryLockError::Poisoned(_))));
+    let m = Arc::try_unwrap(m).unwrap();
+    assert_eq!(m.into_inner().unwrap_err().into_inner(), 5);
 }
 
 #[test]
@@ -279,22 +277,20 @@ fn condvar_wait_timeout_is_not_early() {
     spindle::run(check);
 }
 
-#[test]
+#[spindle::test]
 fn condvar_wait_timeout_while_sees_condition() {
-    spindle::run(|| {
-        let p = Arc::new((Mutex::new(false), Condvar::new()));
-        let p2 = p.clone();
-        let h = spindle::spawn(move || {
-            *p2.0.lock().unwrap() = true;
-            p2.1.notify_one();
-        });
-        let (g, r) =
-            p.1.wait_timeout_while(p.0.lock().unwrap(), Duration::from_secs(600), |v| !*v)
-                .unwrap();
-        assert!(*g && !r.timed_out());
-        drop(g);
-        h.join().unwrap();
+    let p = Arc::new((Mutex::new(false), Condvar::new()));
+    let p2 = p.clone();
+    let h = spindle::spawn(move || {
+        *p2.0.lock().unwrap() = true;
+        p2.1.notify_one();
     });
+    let (g, r) =
+        p.1.wait_timeout_while(p.0.lock().unwrap(), Duration::from_secs(600), |v| !*v)
+            .unwrap();
+    assert!(*g && !r.timed_out());
+    drop(g);
+    h.join().unwrap();
 }
 
 // ---------------------------------------------------------------- RwLock

@@ -16,6 +16,7 @@
 //! | `cross_core_pingpong` | a round trip of a token between two threads on two CPUs |
 //! | `remote_spawn` | from a spawn aimed at another core to the new thread's first instruction |
 //! | `migration` | one work item moved from one core to the other (many in flight) |
+//! | `select` | a round trip where B waits in a select over two channels (A sends on each in turn) and answers on a third |
 //!
 //! The single-core benches run spindle on a runtime of exactly one worker core. The
 //! peers are used the way their documentation recommends: `may` with one worker
@@ -87,11 +88,13 @@ pub enum Bench {
     SyscallOffload,
     /// `getpid` calls from many threads of one worker core: offloaded vs direct.
     SyscallThroughput,
+    /// A round trip through a select over two channels, on one core.
+    Select,
 }
 
 impl Bench {
     /// Every bench, in report order.
-    pub const ALL: [Bench; 12] = [
+    pub const ALL: [Bench; 13] = [
         Bench::Switch,
         Bench::SpawnJoin,
         Bench::ParkUnpark,
@@ -104,6 +107,7 @@ impl Bench {
         Bench::HypercoreIsolation,
         Bench::SyscallOffload,
         Bench::SyscallThroughput,
+        Bench::Select,
     ];
 
     /// The name used on the command line and in reports.
@@ -121,6 +125,7 @@ impl Bench {
             Bench::HypercoreIsolation => "hypercore_isolation",
             Bench::SyscallOffload => "syscall_offload",
             Bench::SyscallThroughput => "syscall_throughput",
+            Bench::Select => "select",
         }
     }
 
@@ -167,7 +172,8 @@ pub enum Runtime {
     /// direction.
     StdMutex,
     /// Two pinned OS threads moving items through a `crossbeam_deque::Injector` per
-    /// direction.
+    /// direction; in `select`, `crossbeam_channel`'s `select!` between two OS threads
+    /// pinned to one CPU.
     Crossbeam,
 }
 
@@ -558,6 +564,30 @@ pub const ALL: &[Workload] = {
             "one getpid of many: 64 threads on the one worker core of a runtime without hypercore, direct calls",
             on_syscall::throughput_direct,
         ),
+        w(
+            Select,
+            Spindle,
+            "one round trip: A sends on one of two mpsc channels in turn, B takes it in a select! over both and answers on a third; one core",
+            on_spindle::select_pingpong,
+        ),
+        w(
+            Select,
+            SpindleChan,
+            "the same round trip without the select: B receives on the one channel A sends on (the select's own cost is the difference)",
+            on_spindle::select_baseline,
+        ),
+        w(
+            Select,
+            Tokio,
+            "one round trip: tokio::select! over two unbounded mpsc channels, answer on a third; current_thread runtime",
+            on_tokio::select_pingpong,
+        ),
+        pinned(w(
+            Select,
+            Crossbeam,
+            "one round trip: crossbeam_channel::select! over two unbounded channels, answer on a third; two OS threads pinned to one CPU",
+            on_std::select_pingpong,
+        )),
     ]
 };
 

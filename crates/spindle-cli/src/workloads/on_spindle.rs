@@ -47,6 +47,49 @@ pub fn current(n: u64) -> Duration {
     one_core().block_on(|| inside::current(n))
 }
 
+/// `n` round trips through a select: A sends on two channels in turn, B takes each in
+/// a `select!` over both and answers on a third. One core.
+pub fn select_pingpong(n: u64) -> Duration {
+    one_core().block_on(|| select_round_trips(n, true))
+}
+
+/// [`select_pingpong`] without the select: B receives on the one channel A uses.
+pub fn select_baseline(n: u64) -> Duration {
+    one_core().block_on(|| select_round_trips(n, false))
+}
+
+fn select_round_trips(n: u64, select: bool) -> Duration {
+    use spindle::sync::mpsc;
+    let (x_tx, x_rx) = mpsc::channel::<u64>();
+    let (y_tx, y_rx) = mpsc::channel::<u64>();
+    let (z_tx, z_rx) = mpsc::channel::<u64>();
+    let b = spindle::spawn(move || {
+        for _ in 0..n {
+            let v = if select {
+                spindle::select! {
+                    recv(x_rx) -> m => m.unwrap(),
+                    recv(y_rx) -> m => m.unwrap(),
+                }
+            } else {
+                x_rx.recv().unwrap()
+            };
+            z_tx.send(v).unwrap();
+        }
+    });
+    let t0 = Instant::now();
+    for i in 0..n {
+        if select && i % 2 == 1 {
+            y_tx.send(i).unwrap();
+        } else {
+            x_tx.send(i).unwrap();
+        }
+        z_rx.recv().unwrap();
+    }
+    let d = t0.elapsed();
+    b.join().expect("select partner panicked");
+    d
+}
+
 /// [`spawn_join`] on the default runtime: plain `spawn` and `join` with every worker
 /// core present, as user code runs.
 pub fn spawn_join_default(n: u64) -> Duration {

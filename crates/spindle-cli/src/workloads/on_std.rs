@@ -74,6 +74,39 @@ pub fn switch(n: u64) -> Duration {
     scale(d, 2 * k, n)
 }
 
+/// `n` round trips between two OS threads pinned to one CPU: A sends on two
+/// `crossbeam_channel`s in turn, B takes each in a `select!` over both and answers
+/// on a third.
+pub fn select_pingpong(n: u64) -> Duration {
+    use crossbeam_channel::{select, unbounded};
+    let (x_tx, x_rx) = unbounded::<u64>();
+    let (y_tx, y_rx) = unbounded::<u64>();
+    let (z_tx, z_rx) = unbounded::<u64>();
+    pinned_pair(
+        |_| {
+            let t0 = Instant::now();
+            for i in 0..n {
+                if i % 2 == 1 {
+                    y_tx.send(i).expect("B left");
+                } else {
+                    x_tx.send(i).expect("B left");
+                }
+                z_rx.recv().expect("B left");
+            }
+            t0.elapsed()
+        },
+        |_| {
+            for _ in 0..n {
+                let v = select! {
+                    recv(x_rx) -> m => m.expect("A left"),
+                    recv(y_rx) -> m => m.expect("A left"),
+                };
+                z_tx.send(v).expect("A left");
+            }
+        },
+    )
+}
+
 /// `n` times: `std::thread::spawn` an empty thread and join it.
 pub fn spawn_join(n: u64) -> Duration {
     let t0 = Instant::now();

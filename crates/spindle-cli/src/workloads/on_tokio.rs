@@ -118,6 +118,38 @@ async fn notify_round_trips(n: u64) -> Duration {
     t0.elapsed()
 }
 
+/// `n` round trips: A sends on two unbounded channels in turn, B takes each in a
+/// `tokio::select!` over both and answers on a third; `current_thread` runtime.
+pub fn select_pingpong(n: u64) -> Duration {
+    use tokio::sync::mpsc::unbounded_channel;
+    runtime().block_on(async move {
+        let (x_tx, mut x_rx) = unbounded_channel::<u64>();
+        let (y_tx, mut y_rx) = unbounded_channel::<u64>();
+        let (z_tx, mut z_rx) = unbounded_channel::<u64>();
+        let b = tokio::spawn(async move {
+            for _ in 0..n {
+                let v = tokio::select! {
+                    Some(v) = x_rx.recv() => v,
+                    Some(v) = y_rx.recv() => v,
+                };
+                z_tx.send(v).expect("A left");
+            }
+        });
+        let t0 = Instant::now();
+        for i in 0..n {
+            if i % 2 == 1 {
+                y_tx.send(i).expect("B left");
+            } else {
+                x_tx.send(i).expect("B left");
+            }
+            z_rx.recv().await.expect("B left");
+        }
+        let d = t0.elapsed();
+        b.await.expect("select task panicked");
+        d
+    })
+}
+
 /// Calls `tokio::task::try_id()` `n` times inside a task.
 pub fn current(n: u64) -> Duration {
     runtime().block_on(async move {

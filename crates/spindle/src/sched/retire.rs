@@ -50,6 +50,6 @@ pub(crate) fn wake_joiner(joiner: Joiner) {
         Joiner::Spindle(id) => {
             super::handoff::wake(id, Channel::Internal);
         }
-        Joiner::Os(t) => t.unpark(),
+        Joiner::Os(w) => w.wake(),
     }
 }

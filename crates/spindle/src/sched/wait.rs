@@ -38,8 +38,9 @@ pub(crate) fn preempt_for(level: u8) {
 
 /// Sleeps the running thread on `chan` until woken (returns at once if a token is
 /// pending), waiting for `reason` (what the thread dump shows). A thread its runtime
-/// abandons at shutdown unwinds from here instead (`abandon`), unless it is unwinding
-/// already.
+/// abandons at shutdown unwinds from here instead (`abandon`), and so does a cancelled
+/// thread (`cancel`: before it sleeps, or as it resumes if its canceller woke it),
+/// unless it is unwinding already.
 pub(crate) fn block(me: *mut Tcb, chan: Channel, reason: WaitReason) {
     // SAFETY: `me` is the running thread (the caller's own), on its own stack.
     let g = unsafe { PreemptGuard::of(me) };
@@ -55,20 +56,28 @@ pub(crate) fn block(me: *mut Tcb, chan: Channel, reason: WaitReason) {
     match slot.word.block(chan, may_unwind) {
         Block::MustSleep => {
             // SAFETY: we run on `me`'s stack and set the state schedule expects; after it returns we run again and our TCB is ours.
-            let abandoned = unsafe {
+            let (abandoned, cancelled) = unsafe {
                 (*me).set_state(State::Sleeping);
                 crate::sched::Core::of(me).schedule(me, After::Sleep);
-                (*me).abandon.replace(false)
+                ((*me).abandon.replace(false), (*me).cancel.replace(false))
             };
             if abandoned && may_unwind {
                 drop(g);
                 crate::task::abandon::unwind();
+            }
+            if cancelled && may_unwind {
+                drop(g);
+                crate::task::cancel::unwind();
             }
         }
         Block::TokenTaken => {}
         Block::Abandoned => {
             drop(g);
             crate::task::abandon::unwind();
+        }
+        Block::Cancelled => {
+            drop(g);
+            crate::task::cancel::unwind();
         }
     }
 }

@@ -17,6 +17,7 @@ use std::error::Error;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::select::Registrar;
 use super::waiter::{LeaveOnUnwind, Node, Notify, WaitList, deadline_after, lock, wake_all};
 use crate::loom::{Arc, Mutex as Internal};
 
@@ -164,14 +165,20 @@ impl<T> Chan<T> {
                 Some(cap) if cap > 0 && st.buf.len() >= cap => {}
                 // A receiver still in the list was queued when the buffer was empty and
                 // no send has picked it since: it will take the message.
-                Some(0) if !st.recv_waiters.is_empty() => return self.deliver(st, msg),
+                Some(0) if st.recv_waiters.has_live() => {
+                    Chan::deliver(st, msg);
+                    return Ok(());
+                }
                 // No receiver waits: a blocking send queues the message with its node
                 // and waits until it is taken.
                 Some(0) if matches!(wait, Wait::Until(_)) => {
                     return self.rendezvous(st, msg, wait);
                 }
                 Some(0) => {}
-                _ => return self.deliver(st, msg),
+                _ => {
+                    Chan::deliver(st, msg);
+                    return Ok(());
+                }
             }
             // Full (or a rendezvous try_send with nobody waiting).
             if wait.expired() {
@@ -192,18 +199,13 @@ impl<T> Chan<T> {
     }
 
     /// Buffers `msg` and wakes one blocked receiver.
-    fn deliver(
-        &self,
-        mut st: super::waiter::Locked<'_, State<T>>,
-        msg: T,
-    ) -> Result<(), SendFail<T>> {
+    fn deliver(mut st: super::waiter::Locked<'_, State<T>>, msg: T) {
         st.buf.push_back(Entry { msg, sender: None });
         let n = st.recv_waiters.notify_one(CHANGED);
         drop(st);
         if let Some(n) = n {
             n.wake();
         }
-        Ok(())
     }
 
     /// A blocking rendezvous send: queue the message with our node, wait until a
@@ -304,22 +306,29 @@ impl<T> Chan<T> {
         v
     }
 
+    /// Takes the first message, and the waiter to wake for it (after the lock is
+    /// released): its rendezvous sender, or a sender blocked on a full buffer.
+    fn pop(st: &mut State<T>) -> Option<(T, Option<Notify>)> {
+        let e = st.buf.pop_front()?;
+        let n = match e.sender {
+            // A rendezvous sender: its message is taken, let it return.
+            Some(s) => Some(Notify::new(s, CHANGED)),
+            // A buffered message: one slot is free for a blocked sender.
+            None => st.send_waiters.notify_one(CHANGED),
+        };
+        Some((e.msg, n))
+    }
+
     /// Receives a message, waiting at most as `wait` says.
     pub(super) fn recv(&self, wait: Wait) -> Result<T, RecvFail> {
         let mut st = lock(&self.state);
         loop {
-            if let Some(e) = st.buf.pop_front() {
-                let n = match e.sender {
-                    // A rendezvous sender: its message is taken, let it return.
-                    Some(s) => Some(Notify::new(s, CHANGED)),
-                    // A buffered message: one slot is free for a blocked sender.
-                    None => st.send_waiters.notify_one(CHANGED),
-                };
+            if let Some((msg, n)) = Chan::pop(&mut st) {
                 drop(st);
                 if let Some(n) = n {
                     n.wake();
                 }
-                return Ok(e.msg);
+                return Ok(msg);
             }
             if st.senders == 0 {
                 return Err(RecvFail::Disconnected);
@@ -331,7 +340,16 @@ impl<T> Chan<T> {
                 });
             }
             let node = st.recv_waiters.push(0, false);
+            // A select that offers a rendezvous message waits for a receiver to queue.
+            let offer = if self.cap == Some(0) {
+                st.send_waiters.notify_one(CHANGED)
+            } else {
+                None
+            };
             drop(st);
+            if let Some(n) = offer {
+                n.wake();
+            }
             // Unwinding with a wakeup (a message came): another receiver takes it.
             let v = self.wait_in(&node, &wait, |st| &mut st.recv_waiters);
             st = lock(&self.state);
@@ -341,9 +359,115 @@ impl<T> Chan<T> {
         }
     }
 
+    /// A select's receive, if it can complete now: a message, or the disconnection.
+    pub(super) fn select_recv(&self) -> Option<Result<T, RecvError>> {
+        match self.recv(Wait::No) {
+            Ok(v) => Some(Ok(v)),
+            Err(RecvFail::Disconnected) => Some(Err(RecvError)),
+            Err(RecvFail::Empty | RecvFail::Timeout) => None,
+        }
+    }
+
+    /// A select's send, if it can complete now (delivered, or the receivers are
+    /// gone); else the message back. A rendezvous message is delivered only to a
+    /// receiver already waiting.
+    pub(super) fn select_send(&self, msg: T) -> Result<Result<(), SendError<T>>, T> {
+        match self.send(msg, Wait::No) {
+            Ok(()) => Ok(Ok(())),
+            Err(SendFail::Disconnected(v)) => Ok(Err(SendError(v))),
+            Err(SendFail::Full(v) | SendFail::Timeout(v)) => Err(v),
+        }
+    }
+
+    /// A select's receive, under one lock: completes it if it can (a message, or the
+    /// disconnection), else queues a node of the select (`reg`) as a receiver.
+    pub(super) fn select_recv_or_register(
+        &self,
+        reg: &mut Registrar,
+    ) -> Option<Result<T, RecvError>> {
+        let mut st = lock(&self.state);
+        if let Some((msg, n)) = Chan::pop(&mut st) {
+            drop(st);
+            if let Some(n) = n {
+                n.wake();
+            }
+            return Some(Ok(msg));
+        }
+        if st.senders == 0 {
+            return Some(Err(RecvError));
+        }
+        st.recv_waiters.push_node(reg.node());
+        // A select that offers a rendezvous message waits for a receiver to queue.
+        let offer = if self.cap == Some(0) {
+            st.send_waiters.notify_one(CHANGED)
+        } else {
+            None
+        };
+        drop(st);
+        if let Some(n) = offer {
+            n.wake();
+        }
+        None
+    }
+
+    /// A select's send, under one lock: completes it if it can (delivered, or the
+    /// receivers are gone), else queues a node of the select as a sender and hands the
+    /// message back.
+    pub(super) fn select_send_or_register(
+        &self,
+        msg: T,
+        reg: &mut Registrar,
+    ) -> Result<Result<(), SendError<T>>, T> {
+        let mut st = lock(&self.state);
+        if st.receivers == 0 {
+            return Ok(Err(SendError(msg)));
+        }
+        let room = match self.cap {
+            None => true,
+            Some(0) => st.recv_waiters.has_live(),
+            Some(cap) => st.buf.len() < cap,
+        };
+        if room {
+            Chan::deliver(st, msg);
+            return Ok(Ok(()));
+        }
+        st.send_waiters.push_node(reg.node());
+        Err(msg)
+    }
+
+    /// Takes a select's node out of the receive (`recv`) or send list.
+    pub(super) fn unregister(&self, node: &Arc<Node>, recv: bool) {
+        let mut st = lock(&self.state);
+        if recv {
+            st.recv_waiters.remove(node);
+        } else {
+            st.send_waiters.remove(node);
+        }
+    }
+
+    /// A select that was woken for one of its operations and did not act on it gives
+    /// the wakeup to the next waiter of that list.
+    pub(super) fn pass_on(&self, recv: bool) {
+        let mut st = lock(&self.state);
+        let n = if recv {
+            st.recv_waiters.notify_one(CHANGED)
+        } else {
+            st.send_waiters.notify_one(CHANGED)
+        };
+        drop(st);
+        if let Some(n) = n {
+            n.wake();
+        }
+    }
+
     /// Messages in the buffer now (including rendezvous messages whose senders wait).
     pub(super) fn len(&self) -> usize {
         lock(&self.state).buf.len()
+    }
+
+    /// Whether every receiver is gone.
+    pub(super) fn receivers_gone(&self) -> bool {
+        lock(&self.state).receivers == 0
     }
 
     pub(super) fn capacity(&self) -> Option<usize> {

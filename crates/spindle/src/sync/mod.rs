@@ -1,5 +1,7 @@
 //! Fiber-aware synchronisation: [`Mutex`], [`Condvar`], [`RwLock`], channels
-//! ([`mpsc`], [`mpmc`]), [`Semaphore`], [`Barrier`] and [`WaitGroup`].
+//! ([`mpsc`], [`mpmc`], [`oneshot`], [`broadcast`]) and [`select!`](crate::select)
+//! over them ([`Select`] for a set built at run time), [`Semaphore`], [`Barrier`],
+//! [`WaitGroup`] and [`CancelToken`].
 //!
 //! ## Blocking semantics
 //!
@@ -73,13 +75,17 @@
 //! lock/unlock pair around a `VecDeque` operation.
 
 mod barrier;
+pub mod broadcast;
 mod chan;
 mod condvar;
 pub mod mpmc;
 pub mod mpsc;
 mod mutex;
+pub mod oneshot;
 mod rwlock;
+pub mod select;
 mod semaphore;
+mod token;
 mod waiter;
 mod waitgroup;
 
@@ -87,7 +93,11 @@ pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use select::{
+    Select, SelectRecv, SelectSend, SelectTimeoutError, SelectedOperation, TrySelectError,
+};
 pub use semaphore::{Semaphore, SemaphorePermit};
+pub use token::CancelToken;
 pub use waitgroup::WaitGroup;
 
 /// Poisoning types, re-exported from `std::sync` (the same types std's locks use).

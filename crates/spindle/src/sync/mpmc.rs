@@ -90,3 +90,5 @@ impl<T> Clone for Receiver<T> {
 }
 
 iterators!();
+
+super::select::chan_select!(recv: Receiver; send: Sender);

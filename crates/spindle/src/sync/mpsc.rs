@@ -298,3 +298,5 @@ impl<T> Receiver<T> {
 }
 
 iterators!();
+
+super::select::chan_select!(recv: Receiver; send: Sender, SyncSender);

@@ -19,6 +19,16 @@
 //!    notification as if it had come in time). A notification is therefore never
 //!    dropped by a racing timeout.
 //!
+//! A select waits on several lists at once: each of its operations queues its own
+//! node, and the nodes share one [`Group`] whose `chosen` word is 0 until a notifier
+//! claims it. Step 2 for such a node is a CAS of `chosen` from 0 to the node's
+//! operation (its `tag` + 1), made under the node's list lock; a notifier whose CAS
+//! fails found a select that another list (or its own deadline) already decided, drops
+//! the node and notifies the next waiter of its list instead, so no wakeup is spent on
+//! a select that will not act on it. Step 3 for a select is its own CAS of `chosen`
+//! from 0 to [`CLOSED`]: it either closes the group (no notifier will claim it) or
+//! learns which operation won.
+//!
 //! The node is heap-allocated (an `Arc`) rather than on the waiter's stack: the waker
 //! holds its own reference while it wakes, so the waiter may return and go away the
 //! moment it sees `state != 0`; and a spindle thread that is abandoned by its runtime
@@ -53,25 +63,106 @@ pub(crate) struct Node {
     /// under the owning primitive's internal lock.
     state: AtomicU32,
     who: Who,
-    /// Immutable per-wait data for the waker (e.g. "hand the mutex over to me").
+    /// Immutable per-wait data for the waker (e.g. "hand the mutex over to me"; for a
+    /// select's node, the index of its operation).
     tag: u32,
+    /// The select this node is one operation of: claimed by CAS before `state` is set.
+    group: Option<Arc<Group>>,
+}
+
+/// `Group::chosen` once the select closed it itself (timeout, unwind, or an operation
+/// found ready while it registered): no notifier may claim it any more.
+pub(crate) const CLOSED: u32 = u32::MAX;
+
+/// The decision of one blocked select, shared by the nodes of its operations.
+#[derive(Debug)]
+pub(crate) struct Group {
+    /// 0 while open; `op + 1` once a notifier claimed operation `op`; [`CLOSED`] once
+    /// the select closed it. Leaves 0 exactly once, by CAS (the claim's, or `close`'s).
+    chosen: AtomicU32,
+    who: Who,
+}
+
+impl Group {
+    /// An open group for the calling thread.
+    pub(crate) fn new() -> Arc<Group> {
+        Arc::new(Group {
+            chosen: AtomicU32::new(0),
+            who: Who::current(),
+        })
+    }
+
+    /// A node for operation `op` of this select, to queue in that operation's list.
+    pub(crate) fn node(group: &Arc<Group>, op: u32) -> Arc<Node> {
+        Arc::new(Node {
+            state: AtomicU32::new(0),
+            who: group.who,
+            tag: op,
+            group: Some(group.clone()),
+        })
+    }
+
+    /// Blocks until a notifier claims the group, or `deadline` passes; returns the
+    /// claimed `op + 1`, or 0 (a hint only: [`Group::close`] decides).
+    pub(crate) fn wait(&self, deadline: Option<Instant>, reason: WaitReason) -> u32 {
+        wait_word(&self.chosen, self.who, deadline, reason)
+    }
+
+    /// Closes the group unless a notifier claimed it first. `Ok` if closed (no
+    /// notification was or will be made for it); `Err(op)` if operation `op` was
+    /// claimed, whose notifier spent a wakeup on this select. AcqRel: pairs with the
+    /// claim's CAS, so what the notifier wrote before is visible.
+    pub(crate) fn close(&self) -> Result<(), u32> {
+        match self
+            .chosen
+            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(v) => Err(v - 1),
+        }
+    }
+}
+
+impl Who {
+    fn current() -> Who {
+        #[cfg(not(loom))]
+        return match Waiter::current() {
+            Some(w) => Who::Spindle(w),
+            None => Who::Os,
+        };
+        #[cfg(loom)]
+        Who::Os
+    }
 }
 
 impl Node {
     /// A node for the calling thread (spindle or OS), waiting, carrying `tag`.
     pub(crate) fn new(tag: u32) -> Arc<Node> {
-        #[cfg(not(loom))]
-        let who = match Waiter::current() {
-            Some(w) => Who::Spindle(w),
-            None => Who::Os,
-        };
-        #[cfg(loom)]
-        let who = Who::Os;
         Arc::new(Node {
             state: AtomicU32::new(0),
-            who,
+            who: Who::current(),
             tag,
+            group: None,
         })
+    }
+
+    /// Makes this node the one a notifier acts on (step 2), with the list's lock held:
+    /// a plain node always; a select's node only if its CAS claims the group. False:
+    /// the select was decided elsewhere, and the caller moves on to the next node.
+    fn claim(&self, value: u32) -> bool {
+        if let Some(g) = &self.group {
+            // AcqRel: publishes the notifier's state change to the select, which reads
+            // `chosen` with acquire (or fails its own `close` CAS on it).
+            if g.chosen
+                .compare_exchange(0, self.tag + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                return false;
+            }
+        }
+        debug_assert_eq!(self.state.load(Ordering::Relaxed), 0, "node notified twice");
+        self.state.store(value, Ordering::Release);
+        true
     }
 
     /// The notification value, 0 if not notified yet (acquire: pairs with the release
@@ -87,64 +178,74 @@ impl Node {
     /// the module docs).
     /// `reason` is what the thread dump shows while it sleeps.
     pub(crate) fn wait(&self, deadline: Option<Instant>, reason: WaitReason) -> u32 {
-        match self.who {
-            #[cfg(not(loom))]
-            Who::Spindle(_) => loop {
-                let v = self.notified();
-                if v != 0 {
-                    return v;
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return 0;
-                }
-                // May return spuriously (stale token, timer): re-checked above.
-                crate::sched::wait::block_internal(deadline, reason);
+        wait_word(&self.state, self.who, deadline, reason)
+    }
+}
+
+/// Blocks `who` (the caller) until `word` is non-zero or `deadline` passes; returns
+/// the word, 0 on the deadline.
+fn wait_word(word: &AtomicU32, who: Who, deadline: Option<Instant>, reason: WaitReason) -> u32 {
+    match who {
+        #[cfg(not(loom))]
+        Who::Spindle(_) => loop {
+            // Acquire: pairs with the notifier's release store or claiming CAS.
+            let v = word.load(Ordering::Acquire);
+            if v != 0 {
+                return v;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return 0;
+            }
+            // May return spuriously (stale token, timer): re-checked above.
+            crate::sched::wait::block_internal(deadline, reason);
+        },
+        #[cfg(loom)]
+        Who::Spindle(_) => {
+            let _ = reason;
+            unreachable!("no spindle threads under loom")
+        }
+        Who::Os => wait_os(word, deadline),
+    }
+}
+
+#[cfg(not(loom))]
+fn wait_os(word: &AtomicU32, deadline: Option<Instant>) -> u32 {
+    for _ in 0..OS_SPIN {
+        let v = word.load(Ordering::Acquire);
+        if v != 0 {
+            return v;
+        }
+        std::hint::spin_loop();
+    }
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if v != 0 {
+            return v;
+        }
+        let timeout = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if left > Duration::ZERO => Some(left),
+                _ => return 0,
             },
-            #[cfg(loom)]
-            Who::Spindle(_) => unreachable!("no spindle threads under loom"),
-            Who::Os => self.wait_os(deadline),
-        }
+        };
+        // Sleeps only while the word is still 0: a notification stored before this
+        // call makes it return at once (no lost wakeup).
+        crate::os::futex_wait(word, 0, timeout);
     }
+}
 
-    #[cfg(not(loom))]
-    fn wait_os(&self, deadline: Option<Instant>) -> u32 {
-        for _ in 0..OS_SPIN {
-            let v = self.notified();
-            if v != 0 {
-                return v;
-            }
-            std::hint::spin_loop();
+/// Under loom: a deadline means "check once, then give up" (the model explores
+/// notifications landing before and after); no deadline means spin with yields.
+#[cfg(loom)]
+fn wait_os(word: &AtomicU32, deadline: Option<Instant>) -> u32 {
+    let _ = (OS_SPIN, Duration::ZERO);
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if v != 0 || deadline.is_some() {
+            return v;
         }
-        loop {
-            let v = self.notified();
-            if v != 0 {
-                return v;
-            }
-            let timeout = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if left > Duration::ZERO => Some(left),
-                    _ => return 0,
-                },
-            };
-            // Sleeps only while the state is still 0: a notification stored before
-            // this call makes it return at once (no lost wakeup).
-            crate::os::futex_wait(&self.state, 0, timeout);
-        }
-    }
-
-    /// Under loom: a deadline means "check once, then give up" (the model explores
-    /// notifications landing before and after); no deadline means spin with yields.
-    #[cfg(loom)]
-    fn wait_os(&self, deadline: Option<Instant>) -> u32 {
-        let _ = (OS_SPIN, Duration::ZERO);
-        loop {
-            let v = self.notified();
-            if v != 0 || deadline.is_some() {
-                return v;
-            }
-            loom::thread::yield_now();
-        }
+        loom::thread::yield_now();
     }
 }
 
@@ -156,12 +257,21 @@ pub(crate) struct Notify(Arc<Node>);
 impl Notify {
     /// Publishes notification `value` (≠ 0) to `node`. Call with the primitive's
     /// internal lock held, after the node was taken out of its list.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, on a select's node (those are claimed through
+    /// [`WaitList::notify_one`], which may skip them).
     pub(crate) fn new(node: Arc<Node>, value: u32) -> Notify {
         debug_assert!(value != 0);
-        debug_assert_eq!(node.state.load(Ordering::Relaxed), 0, "node notified twice");
-        // Release: the waiter's acquire load of `state` sees everything written
-        // before, e.g. the data of a mutex handed over.
-        node.state.store(value, Ordering::Release);
+        debug_assert!(
+            node.group.is_none(),
+            "a select's node is claimed, not notified"
+        );
+        // Release (in `claim`): the waiter's acquire load of `state` sees everything
+        // written before, e.g. the data of a mutex handed over.
+        let claimed = node.claim(value);
+        debug_assert!(claimed);
         Notify(node)
     }
 
@@ -174,8 +284,12 @@ impl Notify {
             Who::Spindle(w) => w.wake(),
             #[cfg(loom)]
             Who::Spindle(_) => unreachable!("no spindle threads under loom"),
+            // An OS thread sleeps on its select's word, or on its node's.
             #[cfg(not(loom))]
-            Who::Os => crate::os::futex_wake(&self.0.state, 1),
+            Who::Os => match &self.0.group {
+                Some(g) => crate::os::futex_wake(&g.chosen, 1),
+                None => crate::os::futex_wake(&self.0.state, 1),
+            },
             #[cfg(loom)]
             Who::Os => {}
         }
@@ -218,9 +332,34 @@ impl WaitList {
         n
     }
 
-    /// Takes the first node and notifies it with `value`.
+    /// Pushes a select's node (from [`Group::node`]) at the back.
+    pub(crate) fn push_node(&mut self, node: Arc<Node>) {
+        self.0.push_back(node);
+    }
+
+    /// Takes the first node that accepts the notification `value` (a select decided
+    /// elsewhere does not, and is dropped) and notifies it.
     pub(crate) fn notify_one(&mut self, value: u32) -> Option<Notify> {
-        self.0.pop_front().map(|n| Notify::new(n, value))
+        while let Some(n) = self.0.pop_front() {
+            if n.claim(value) {
+                return Some(Notify(n));
+            }
+        }
+        None
+    }
+
+    /// Whether a waiter that would accept a notification is queued: drops the
+    /// selects at the front that were decided elsewhere, then looks.
+    pub(crate) fn has_live(&mut self) -> bool {
+        while let Some(n) = self.0.front() {
+            match &n.group {
+                Some(g) if g.chosen.load(Ordering::Acquire) != 0 => {
+                    self.0.pop_front();
+                }
+                _ => return true,
+            }
+        }
+        false
     }
 
     /// The tag of the first node, if any.
@@ -230,7 +369,11 @@ impl WaitList {
 
     /// Takes every node and notifies each with `value`.
     pub(crate) fn notify_all(&mut self, value: u32) -> Vec<Notify> {
-        self.0.drain(..).map(|n| Notify::new(n, value)).collect()
+        self.0
+            .drain(..)
+            .filter(|n| n.claim(value))
+            .map(Notify)
+            .collect()
     }
 
     /// Removes `node` (a waiter that timed out); false if it is not in the list.

@@ -66,6 +66,17 @@ pub enum WaitReason {
     },
     /// A call run on the blocking pool ([`blocking`](crate::blocking)).
     Blocking,
+    /// A [`select!`](crate::select) or [`sync::Select`](crate::sync::Select) over
+    /// this many operations.
+    Select {
+        /// The number of operations.
+        ops: u32,
+    },
+    /// A [`CancelToken`](crate::CancelToken) or a
+    /// [`broadcast`](crate::sync::broadcast) receive.
+    Signal,
+    /// A future's wakeup in [`block_on`](crate::block_on).
+    Future,
 }
 
 impl WaitReason {
@@ -85,6 +96,9 @@ impl WaitReason {
             WaitReason::RequestSlot => (12, 0),
             WaitReason::Io { fd } => (13, fd as u64),
             WaitReason::Blocking => (14, 0),
+            WaitReason::Select { ops } => (15, u64::from(ops)),
+            WaitReason::Signal => (16, 0),
+            WaitReason::Future => (17, 0),
         }
     }
 
@@ -106,6 +120,9 @@ impl WaitReason {
             12 => WaitReason::RequestSlot,
             13 => WaitReason::Io { fd: arg as i32 },
             14 => WaitReason::Blocking,
+            15 => WaitReason::Select { ops: arg as u32 },
+            16 => WaitReason::Signal,
+            17 => WaitReason::Future,
             _ => return None,
         })
     }
@@ -131,6 +148,9 @@ impl std::fmt::Display for WaitReason {
             WaitReason::RequestSlot => f.write_str("a free request slot"),
             WaitReason::Io { fd } => write!(f, "readiness of fd {fd}"),
             WaitReason::Blocking => f.write_str("blocking pool"),
+            WaitReason::Select { ops } => write!(f, "select over {ops} operations"),
+            WaitReason::Signal => f.write_str("a cancel token or a broadcast"),
+            WaitReason::Future => f.write_str("a future (block_on)"),
         }
     }
 }

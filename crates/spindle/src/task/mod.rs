@@ -4,6 +4,7 @@
 //! values of `spindle::local!` keys).
 
 pub(crate) mod abandon;
+pub(crate) mod cancel;
 pub(crate) mod current;
 pub(crate) mod dump;
 pub(crate) mod id;

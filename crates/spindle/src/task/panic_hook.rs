@@ -55,6 +55,10 @@ pub(crate) fn install(core_id_of: CoreIdOf) {
 
 /// The wrapper (see the module docs).
 fn report(info: &PanicHookInfo<'_>, prev: &Hook) {
+    // A cancellation raised as a panic (`panic_any(Cancelled)`) is not one to report.
+    if info.payload().is::<crate::task::cancel::Cancelled>() {
+        return;
+    }
     let Some(me) = crate::task::current::current_tcb() else {
         return prev(info);
     };

@@ -22,8 +22,8 @@
 //! it will not touch the slot again), and the handle, until it is joined or dropped.
 //! Whoever of the two lets go second frees the slot.
 //!
-//! 1. A joiner records who it is — a spindle thread's id in the `joiner` word, or an
-//!    OS thread's handle under the `os_joiner` lock — then `fetch_or(F_JOINER)`
+//! 1. A joiner records who it is — a spindle thread's id in the `joiner` word, or the
+//!    waker of an OS thread or a future under the `os_joiner` lock — then `fetch_or(F_JOINER)`
 //!    (release: publishes the record). If that returns `F_DONE`, the thread finished
 //!    without seeing the joiner: the joiner clears its record and does not sleep.
 //! 2. The exiting thread writes its result, then [`Slot::finish`]: it loads the word,
@@ -92,6 +92,10 @@ pub(crate) const F_LIVE: u32 = 1 << 9;
 /// instead of sleeping (see `thread::block`). Set by the shutdown's scan, never
 /// cleared while the slot lives.
 pub(crate) const F_ABANDON: u32 = 1 << 10;
+/// The thread is cancelled (`Thread::cancel`): its next block unwinds with
+/// `Cancelled` instead of sleeping, and so does every later one. Set by any thread,
+/// never cleared while the slot lives.
+pub(crate) const F_CANCEL: u32 = 1 << 11;
 
 /// A wait channel of a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,8 +122,8 @@ pub(crate) enum Joiner {
     None,
     /// A spindle thread.
     Spindle(ThreadId),
-    /// An OS thread.
-    Os(std::thread::Thread),
+    /// An OS thread (a waker that unparks it), or a future awaiting the handle.
+    Os(std::task::Waker),
 }
 
 /// Outcome of [`SlotWord::block`].
@@ -131,6 +135,8 @@ pub(crate) enum Block {
     MustSleep,
     /// The thread is abandoned (`F_ABANDON`) and may unwind: nothing was changed.
     Abandoned,
+    /// The thread is cancelled (`F_CANCEL`) and may unwind: nothing was changed.
+    Cancelled,
 }
 
 /// Outcome of [`SlotWord::wake`].
@@ -211,6 +217,17 @@ impl SlotWord {
     /// Sets `F_ABANDON` if the slot still holds thread `generation`, alive and not
     /// done; returns whether it did (the shutdown's scan).
     pub(crate) fn abandon(&self, generation: u32) -> bool {
+        self.mark(generation, F_ABANDON)
+    }
+
+    /// Sets `F_CANCEL` if the slot still holds thread `generation`, alive and not
+    /// done; returns whether it did (`Thread::cancel`).
+    pub(crate) fn cancel(&self, generation: u32) -> bool {
+        self.mark(generation, F_CANCEL)
+    }
+
+    /// Sets `bit` (an unwind request) on a live thread `generation` not done yet.
+    fn mark(&self, generation: u32, bit: u32) -> bool {
         let mut w = self.0.load(Ordering::Relaxed);
         loop {
             let f = flags_of(w);
@@ -221,7 +238,7 @@ impl SlotWord {
             // of `block`.
             match self.0.compare_exchange_weak(
                 w,
-                w | F_ABANDON as u64,
+                w | bit as u64,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
@@ -239,8 +256,9 @@ impl SlotWord {
         self.0.store(pack(g, 0), Ordering::Release);
     }
 
-    /// The owner thread asks to sleep on `chan`. If it is abandoned and `may_unwind`
-    /// (it is not unwinding already), nothing changes and it must unwind instead.
+    /// The owner thread asks to sleep on `chan`. If it is abandoned or cancelled and
+    /// `may_unwind` (it is not unwinding already), nothing changes and it must unwind
+    /// instead.
     #[inline]
     pub(crate) fn block(&self, chan: Channel, may_unwind: bool) -> Block {
         let (blocked, token) = chan.bits();
@@ -249,6 +267,9 @@ impl SlotWord {
             let f = flags_of(w);
             if may_unwind && f & F_ABANDON != 0 {
                 return Block::Abandoned;
+            }
+            if may_unwind && f & F_CANCEL != 0 {
+                return Block::Cancelled;
             }
             debug_assert!(
                 f & blocked == 0,
@@ -388,8 +409,9 @@ pub(crate) struct Slot {
     /// Written by the joiner before it sets `F_JOINER`; read by the exiter after it
     /// saw `F_JOINER`.
     pub(crate) joiner: AtomicU64,
-    /// An OS thread joining this one. Lock held only to store or take it.
-    pub(crate) os_joiner: Mutex<Option<std::thread::Thread>>,
+    /// The waker of a joiner that is no spindle thread: an OS thread in `join`, or a
+    /// future awaiting the handle. Lock held only to store or take it.
+    pub(crate) os_joiner: Mutex<Option<std::task::Waker>>,
     /// Runtime that owns the thread (its `Shared` address), for the shutdown scan.
     pub(crate) owner: StdAtomicUsize,
     /// The core the thread lives on, kept equal to its TCB's `core` by
@@ -678,6 +700,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_thread_unwinds_at_every_block_unless_it_is_unwinding() {
+        let w = SlotWord::new();
+        w.activate();
+        let g = w.generation();
+        assert!(w.cancel(g));
+        // The flag stays: every later block unwinds, a token taken or not.
+        w.set(F_WAKE_TOKEN);
+        assert_eq!(w.block(Channel::Internal, true), Block::Cancelled);
+        assert_eq!(w.block(Channel::Park, true), Block::Cancelled);
+        assert_eq!(
+            w.flags() & (F_PARKED | F_BLOCKED),
+            0,
+            "a cancelled block changes nothing"
+        );
+        // A thread already unwinding sleeps as usual (its token taken first).
+        assert_eq!(w.block(Channel::Internal, false), Block::TokenTaken);
+        assert_eq!(w.block(Channel::Park, false), Block::MustSleep);
+        // A stale or finished id is not cancelled.
+        assert!(!w.cancel(g.wrapping_add(1)));
+        w.set(F_DONE);
+        assert!(!w.cancel(g));
+    }
+
+    #[test]
     fn channels_are_independent() {
         let w = SlotWord::new();
         w.activate();
@@ -888,29 +934,31 @@ mod loom_slot {
         });
     }
 
-    /// The shutdown's abandon against a thread going to sleep: the thread either sees
-    /// `F_ABANDON` when it blocks (and unwinds without sleeping), or it sleeps and the
-    /// shutdown's `cancel_block` wins and wakes it — never neither (it would sleep for
-    /// ever), never both (it would be enqueued while running).
-    #[test]
-    fn loom_abandon_vs_block() {
-        loom::model(|| {
+    /// An unwind request against a thread going to sleep — the shutdown's abandon, or
+    /// a cancel: the thread either sees the flag when it blocks (and unwinds without
+    /// sleeping), or it sleeps and the requester's `cancel_block` wins and wakes it —
+    /// never neither (it would sleep for ever), never both (it would be enqueued while
+    /// running).
+    fn unwind_request_vs_block(cancel: bool) {
+        loom::model(move || {
             let w = Arc::new(SlotWord::new());
             w.activate();
             let g = w.generation();
             let kicked = Arc::new(AtomicU32::new(0));
-            let shutdown = {
+            let requester = {
                 let (w, kicked) = (w.clone(), kicked.clone());
                 thread::spawn(move || {
-                    if w.abandon(g) && w.cancel_block(Channel::Internal, g) {
+                    let marked = if cancel { w.cancel(g) } else { w.abandon(g) };
+                    if marked && w.cancel_block(Channel::Internal, g) {
                         kicked.store(1, Ordering::Release);
                     }
                 })
             };
             match w.block(Channel::Internal, true) {
-                Block::Abandoned => {}
+                Block::Abandoned => assert!(!cancel),
+                Block::Cancelled => assert!(cancel),
                 Block::MustSleep => {
-                    // Asleep until the shutdown, having cleared BLOCKED, makes it
+                    // Asleep until the requester, having cleared BLOCKED, makes it
                     // runnable (`kicked`); loom fails the model if that never happens.
                     while kicked.load(Ordering::Acquire) == 0 {
                         thread::yield_now();
@@ -919,8 +967,18 @@ mod loom_slot {
                 }
                 Block::TokenTaken => panic!("no token was ever set"),
             }
-            shutdown.join().unwrap();
-            assert_ne!(w.flags() & F_ABANDON, 0);
+            requester.join().unwrap();
+            assert_ne!(w.flags() & if cancel { F_CANCEL } else { F_ABANDON }, 0);
         });
+    }
+
+    #[test]
+    fn loom_abandon_vs_block() {
+        unwind_request_vs_block(false);
+    }
+
+    #[test]
+    fn loom_cancel_vs_block() {
+        unwind_request_vs_block(true);
     }
 }

@@ -79,6 +79,10 @@ pub(crate) struct Tcb {
     /// (`task::abandon`). Written by the waker that won the wake, before it hands
     /// the thread to its core.
     pub(crate) abandon: Cell<bool>,
+    /// Set by a canceller that woke the thread (`Thread::cancel`): it unwinds with
+    /// `Cancelled` as it resumes (`task::cancel`). Written by the waker that won the
+    /// wake, before it hands the thread to its core.
+    pub(crate) cancel: Cell<bool>,
     /// The thread is on a CPU: set by the core that prepares it to run
     /// (`Core::prepare`; debug builds assert it was clear), cleared with release by the
     /// next context's `finish_switch` once the thread's context is saved. A waker runs
@@ -257,6 +261,7 @@ impl Tcb {
             next: Cell::new(std::ptr::null_mut()),
             panic_depth: Cell::new(0),
             abandon: Cell::new(false),
+            cancel: Cell::new(false),
             user_base: Cell::new(0),
             core: Cell::new(std::ptr::null()),
             slot: p.slot,

@@ -77,6 +77,42 @@ impl Thread {
     }
 }
 
+impl Thread {
+    /// Cancels the thread: it unwinds from its next blocking point with the payload
+    /// [`Cancelled`](crate::Cancelled), or at once if it is blocked now. Its
+    /// destructors run, and its [`join`](crate::JoinHandle::join) returns `Err` with
+    /// that payload.
+    ///
+    /// Blocking points are the waits of spindle: [`park`](crate::park),
+    /// [`sleep`](crate::sleep), the `sync` types (locks, condvars, channels, `select!`,
+    /// semaphores, barriers, wait groups, cancel tokens), joins, offloaded system calls
+    /// and socket waits (a call in a service core's hands is cancelled there, or
+    /// waited for if it cannot be), and [`blocking`](crate::blocking) (which returns
+    /// only once its closure does). Code that never blocks is not interrupted.
+    ///
+    /// Cancelling a finished thread does nothing; cancelling the running thread makes
+    /// its next blocking point unwind. A thread that is unwinding already (its
+    /// destructors block) waits normally. A thread not started yet never runs its
+    /// closure.
+    pub fn cancel(&self) {
+        let _g = PreemptGuard::new();
+        let slot = self.slot();
+        let generation = self.id.generation;
+        if !slot.word.cancel(generation) {
+            return;
+        }
+        for chan in [Channel::Internal, Channel::Park] {
+            if slot.word.cancel_block(chan, generation) {
+                // SAFETY: our CAS cleared its blocked bit: the thread is alive and asleep, its TCB valid and ours to mark before we hand it to its core.
+                unsafe { (**slot.tcb.get()).cancel.set(true) };
+                // SAFETY: as above: making it runnable is ours to do; it unwinds as it resumes.
+                unsafe { enqueue_woken(slot) };
+                return;
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Thread {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Thread")

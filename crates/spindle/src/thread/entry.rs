@@ -94,6 +94,12 @@ pub(super) unsafe extern "C" fn thread_entry<F: FnOnce() -> T, T>(arg: usize) ->
         // Frames below this point are the thread's own (`preempt::code`).
         // SAFETY: our own TCB, while we run.
         unsafe { (*me).user_base.set(arch::stack_pointer()) };
+        // A thread cancelled before it started never runs its closure.
+        // SAFETY: our own TCB and slot, while we run.
+        if unsafe { (*me).slot() }.word.flags() & crate::task::slot::F_CANCEL != 0 {
+            drop(f);
+            crate::task::cancel::unwind();
+        }
         f()
     }))
     .map_err(|p| {

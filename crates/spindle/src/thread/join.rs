@@ -38,6 +38,27 @@ impl<T> JoinHandle<T> {
         self.variant
     }
 
+    /// Cancels the thread: it unwinds from its next blocking point, or at once if it
+    /// is blocked, and [`join`](Self::join) returns `Err` whose payload downcasts to
+    /// [`Cancelled`](crate::Cancelled). See [`Thread::cancel`] for the blocking
+    /// points. Cancelling a finished thread does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use spindle::sync::mpsc;
+    ///
+    /// spindle::run(|| {
+    ///     let (_tx, rx) = mpsc::channel::<u32>();
+    ///     let h = spindle::spawn(move || rx.recv());
+    ///     h.cancel();
+    ///     assert!(h.join().unwrap_err().is::<spindle::Cancelled>());
+    /// });
+    /// ```
+    pub fn cancel(&self) {
+        self.thread.cancel();
+    }
+
     /// Whether the thread has finished (its result is ready).
     pub fn is_finished(&self) -> bool {
         self.thread.slot().word.flags() & F_DONE != 0
@@ -72,11 +93,13 @@ impl<T> JoinHandle<T> {
             }
         }
         let _g = PreemptGuard::new();
-        let this = ManuallyDrop::new(self);
-        let slot = this.thread.slot();
+        let slot = self.thread.slot();
         if slot.word.flags() & F_DONE == 0 {
-            wait_done(slot, this.thread.id);
+            // A joiner that unwinds out of the wait (cancelled, or abandoned) drops
+            // the handle: the thread is detached.
+            wait_done(slot, self.thread.id);
         }
+        let this = ManuallyDrop::new(self);
         // SAFETY: F_DONE was observed with acquire: the result is written; the handle is its only reader and the slot cannot be freed before F_HANDLE_GONE.
         let r = unsafe { slot::read_result::<std::thread::Result<T>>(slot.result.get()) };
         // SAFETY: the thread is done and we took its result: we are the last owner.
@@ -99,7 +122,9 @@ pub(super) fn wait_done(slot: &Slot, id: crate::task::id::ThreadId) {
                 .store((*t).id().as_present_word(), Ordering::Relaxed);
         },
         None => {
-            *slot.os_joiner.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current())
+            *slot.os_joiner.lock().unwrap_or_else(|e| e.into_inner()) = Some(
+                std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current()))),
+            )
         }
     }
     if slot.word.set(F_JOINER) & F_DONE != 0 {
@@ -122,6 +147,15 @@ pub(super) fn wait_done(slot: &Slot, id: crate::task::id::ThreadId) {
             ),
             None => std::thread::park(),
         }
+    }
+}
+
+/// Wakes an OS thread by unparking it: the joiner record of an OS thread in `join`.
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
     }
 }
 

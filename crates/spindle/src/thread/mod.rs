@@ -22,7 +22,9 @@
 mod api;
 mod builder;
 mod entry;
+mod future;
 mod join;
+mod joinset;
 mod lazy;
 mod local;
 mod scope;
@@ -33,12 +35,15 @@ pub use self::api::{
 };
 pub use self::builder::Builder;
 pub(crate) use self::builder::SpawnOpts;
+pub use self::future::{JoinFuture, block_on, spawn_future};
 pub use self::join::JoinHandle;
+pub use self::joinset::JoinSet;
 pub use self::local::{AccessError, LocalKey};
 pub use self::scope::{Scope, ScopedJoinHandle, scope};
 pub(crate) use self::spawn::spawn_unchecked;
 pub use crate::sched::wait::{park, park_timeout, preempt_point, sleep, yield_now};
 pub use crate::task::abandon::Abandoned;
+pub use crate::task::cancel::Cancelled;
 pub use crate::task::id::ThreadId;
 pub use crate::task::panic_count::panicking;
 pub use crate::task::priority::{DEFAULT_PRIORITY, MAX_PRIORITY};
