@@ -84,6 +84,19 @@ fn the_dump_names_each_wait_state() {
         hs.push(on_core0("pooled", move || {
             spindle::blocking(move || pool_wait.recv().ok());
         }));
+        let token = spindle::CancelToken::new();
+        let t = token.clone();
+        hs.push(on_core0("selector", move || {
+            let (_keep, idle) = spindle::sync::mpsc::channel::<u8>();
+            spindle::select! {
+                recv(idle) -> _ => {},
+                recv(t) -> () => {},
+            }
+        }));
+        hs.push(on_core0("token", move || token.wait()));
+        hs.push(on_core0("future", || {
+            spindle::block_on(std::future::pending::<()>());
+        }));
         let st = stop.clone();
         hs.push(
             Builder::new()
@@ -124,6 +137,12 @@ fn the_dump_names_each_wait_state() {
         ("barrier", ThreadState::Waiting(WaitReason::Barrier)),
         ("grouped", ThreadState::Waiting(WaitReason::WaitGroup)),
         ("pooled", ThreadState::Waiting(WaitReason::Blocking)),
+        (
+            "selector",
+            ThreadState::Waiting(WaitReason::Select { ops: 2 }),
+        ),
+        ("token", ThreadState::Waiting(WaitReason::Signal)),
+        ("future", ThreadState::Waiting(WaitReason::Future)),
         ("spinner", ThreadState::Running),
     ];
     for (name, state) in want {

@@ -254,3 +254,27 @@ fn host_names_resolve() {
     let e = TcpStream::connect("no-such-host.invalid:80").unwrap_err();
     assert!(!e.to_string().is_empty());
 }
+
+/// More connects than the listener's backlog holds: the ones that find it full
+/// (`EAGAIN` on a Unix socket: nothing in progress) wait and try again, and connect
+/// once the listener accepts.
+#[spindle::test(cores = 2)]
+fn unix_connects_beyond_the_backlog_wait_for_room() {
+    with_watchdog("unix backlog", 60, || {
+        const N: usize = 1100;
+        let path = sock_path("backlog");
+        let listener = UnixListener::bind(&path).unwrap();
+        let p = path.clone();
+        let connector = spindle::spawn(move || {
+            (0..N)
+                .map(|i| UnixStream::connect(&p).unwrap_or_else(|e| panic!("connect {i}: {e}")))
+                .collect::<Vec<_>>()
+        });
+        // Accept only once the connector has filled the backlog (1,024) and waits.
+        spindle::sleep(Duration::from_millis(300));
+        let accepted: Vec<_> = (0..N).map(|_| listener.accept().unwrap().0).collect();
+        let streams = connector.join().unwrap();
+        assert_eq!((accepted.len(), streams.len()), (N, N));
+        std::fs::remove_file(&path).unwrap();
+    });
+}

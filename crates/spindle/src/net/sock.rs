@@ -267,26 +267,29 @@ impl Sock {
     /// Starts a connect to `addr`; waits for it (bounded by `deadline`).
     pub(super) fn connect(&self, addr: &SockAddr, deadline: Option<Instant>) -> io::Result<()> {
         let fd = self.raw();
-        // SAFETY: the address is live for the call.
-        match unsafe {
-            call(
-                libc::SYS_connect,
-                [
-                    fd as u64,
-                    addr.as_ptr() as u64,
-                    u64::from(addr.len()),
-                    0,
-                    0,
-                    0,
-                ],
-            )
-        } {
-            Ok(_) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            // A Unix socket whose listener's backlog is full: wait, as for a TCP
-            // connect in progress.
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
-            Err(e) => return Err(e),
+        let args = [
+            fd as u64,
+            addr.as_ptr() as u64,
+            u64::from(addr.len()),
+            0,
+            0,
+            0,
+        ];
+        loop {
+            // SAFETY: the address is live for the call.
+            match unsafe { call(libc::SYS_connect, args) } {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => break,
+                // A Unix listener whose backlog is full: nothing is in progress, so
+                // try again a little later (a blocking connect would wait for room).
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    crate::sched::wait::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.src
             .io(fd, Dir::Write, deadline, || match self.socket.peer_addr() {

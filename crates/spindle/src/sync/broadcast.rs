@@ -346,13 +346,10 @@ impl<T: Clone> super::select::SelectRecv for Receiver<T> {
             Look::Lagged(n) => Some(Err(RecvError::Lagged(n))),
             Look::Closed => Some(Err(RecvError::Closed)),
             Look::Empty => {
-                st.waiters.push_node(reg.node());
+                reg.enqueue(&mut st.waiters);
                 None
             }
         }
-    }
-    fn select_unregister(&self, reg: &super::select::Registration) {
-        lock(&self.shared.state).waiters.remove(&reg.0);
     }
     fn select_pass_on(&self) {
         // A send wakes every waiter: nobody else needed this one's wakeup.

@@ -396,7 +396,7 @@ impl<T> Chan<T> {
         if st.senders == 0 {
             return Some(Err(RecvError));
         }
-        st.recv_waiters.push_node(reg.node());
+        reg.enqueue(&mut st.recv_waiters);
         // A select that offers a rendezvous message waits for a receiver to queue.
         let offer = if self.cap == Some(0) {
             st.send_waiters.notify_one(CHANGED)
@@ -431,18 +431,8 @@ impl<T> Chan<T> {
             Chan::deliver(st, msg);
             return Ok(Ok(()));
         }
-        st.send_waiters.push_node(reg.node());
+        reg.enqueue(&mut st.send_waiters);
         Err(msg)
-    }
-
-    /// Takes a select's node out of the receive (`recv`) or send list.
-    pub(super) fn unregister(&self, node: &Arc<Node>, recv: bool) {
-        let mut st = lock(&self.state);
-        if recv {
-            st.recv_waiters.remove(node);
-        } else {
-            st.send_waiters.remove(node);
-        }
     }
 
     /// A select that was woken for one of its operations and did not act on it gives

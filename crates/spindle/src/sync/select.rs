@@ -7,15 +7,15 @@
 //!
 //! 1. **Try or register**, operation by operation, starting at a rotating index (so
 //!    no operation starves another): under the operation's channel lock, complete it
-//!    if it can (a message taken or delivered, or a disconnection seen), else queue a
-//!    node of one fresh `Group` (`sync::waiter`) in that operation's wait list. The
+//!    if it can (a message taken or delivered, or a disconnection seen), else queue an
+//!    entry of one fresh `Group` (`sync::waiter`) in that operation's wait list. The
 //!    first operation that completes is the select's result; the round then closes
-//!    the group and takes its other nodes out.
+//!    the group.
 //! 2. **Wait** on the group until a notifier claims it or the deadline passes.
 //! 3. **Close** the group (`Group::close`, a CAS from 0): it tells whether a notifier
-//!    claimed operation `k` first (a notifier claims only a node it took out of its
-//!    list). Every other node is then taken out of its list; a notifier that finds one
-//!    of them first fails its claim and moves on to the next waiter of its list.
+//!    claimed operation `k` first. The group's other entries stay in their lists,
+//!    decided: a notifier that finds one fails its claim and moves on to the next
+//!    waiter of its list, and the lists sweep them out (`sync::waiter`).
 //! 4. **Complete `k`** if it was claimed and can complete; else the next round.
 //!
 //! **No wakeup is lost.** A notifier that claims operation `k` spends its one wakeup on
@@ -34,61 +34,38 @@
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use super::waiter::{Group, Node, deadline_after};
+use super::waiter::{Group, WaitList, deadline_after};
 use crate::loom::Arc;
 use crate::task::dump::WaitReason;
 
-/// A select's node for one operation, as the operation's channel queues it.
-#[doc(hidden)]
-pub struct Registration(pub(super) Arc<Node>);
-
-/// Makes the nodes of one round of a select, the first time an operation cannot
-/// complete at once, and keeps them to take them out again.
+/// Makes the group of one round of a select, the first time an operation cannot
+/// complete at once, and queues operations in their channels' lists.
 #[doc(hidden)]
 pub struct Registrar {
     group: Option<Arc<Group>>,
     /// The operation being tried.
     op: u32,
-    /// The nodes queued this round, by operation.
-    queued: Vec<(usize, Registration)>,
 }
 
 impl Registrar {
     fn new() -> Registrar {
-        Registrar {
-            group: None,
-            op: 0,
-            queued: Vec::new(),
-        }
+        Registrar { group: None, op: 0 }
     }
 
-    /// A node for the operation being tried, for its channel to queue (called under
-    /// the channel's lock, once per operation and round).
-    pub(super) fn node(&mut self) -> Arc<Node> {
+    /// Queues the operation being tried in `list` (under the channel's lock).
+    pub(super) fn enqueue(&mut self, list: &mut WaitList) {
         let g = self.group.get_or_insert_with(Group::new);
-        let n = Group::node(g, self.op);
-        self.queued
-            .push((self.op as usize, Registration(n.clone())));
-        n
+        list.push_select(g, self.op);
     }
 
     /// Closes the round's group (see `Group::close`): the operation a notifier
-    /// claimed, if one did.
+    /// claimed, if one did. The group's other entries stay in their lists, decided:
+    /// the lists drop them (see `sync::waiter`).
     fn close(&self) -> Option<usize> {
         self.group
             .as_ref()
             .and_then(|g| g.close().err())
             .map(|k| k as usize)
-    }
-
-    /// Takes every queued node out of its list, but `claimed`'s (its notifier took it
-    /// out).
-    fn unregister(&self, arms: &[&mut dyn Arm], claimed: Option<usize>) {
-        for (i, reg) in &self.queued {
-            if claimed != Some(*i) {
-                arms[*i].unregister(reg);
-            }
-        }
     }
 }
 
@@ -110,8 +87,6 @@ pub trait SelectRecv: sealed::Sealed {
     #[doc(hidden)]
     fn select_try_or_register(&self, reg: &mut Registrar) -> Option<Self::Output>;
     #[doc(hidden)]
-    fn select_unregister(&self, reg: &Registration);
-    #[doc(hidden)]
     fn select_pass_on(&self);
 }
 
@@ -131,8 +106,6 @@ pub trait SelectSend: sealed::Sealed {
         reg: &mut Registrar,
     ) -> Result<Self::Output, Self::Msg>;
     #[doc(hidden)]
-    fn select_unregister(&self, reg: &Registration);
-    #[doc(hidden)]
     fn select_pass_on(&self);
 }
 
@@ -143,7 +116,6 @@ pub trait Arm {
     fn attempt(&mut self) -> bool;
     /// Completes the operation if it can, else queues a node from `reg`.
     fn attempt_or_register(&mut self, reg: &mut Registrar) -> bool;
-    fn unregister(&self, reg: &Registration);
     fn pass_on(&self);
     /// The selected object's address, whether the arm receives, and the object's
     /// type, to check a [`SelectedOperation`] is completed with the object it was
@@ -181,9 +153,6 @@ impl<R: SelectRecv + ?Sized> Arm for RecvArm<'_, R> {
     fn attempt_or_register(&mut self, reg: &mut Registrar) -> bool {
         self.out = self.src.select_try_or_register(reg);
         self.out.is_some()
-    }
-    fn unregister(&self, reg: &Registration) {
-        self.src.select_unregister(reg);
     }
     fn pass_on(&self) {
         self.src.select_pass_on();
@@ -249,9 +218,6 @@ impl<S: SelectSend + ?Sized> Arm for SendArm<'_, S> {
     }
     fn attempt_or_register(&mut self, reg: &mut Registrar) -> bool {
         self.offer(|d, m| d.select_try_or_register(m, reg))
-    }
-    fn unregister(&self, reg: &Registration) {
-        self.dst.select_unregister(reg);
     }
     fn pass_on(&self) {
         self.dst.select_pass_on();
@@ -319,7 +285,6 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> Option<usize> {
         }
         if let Some(i) = done {
             let claimed = reg.close();
-            reg.unregister(arms, claimed);
             // A notifier claimed another operation of ours meanwhile: its wakeup is
             // not ours to keep.
             if let Some(k) = claimed
@@ -347,7 +312,6 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> Option<usize> {
         last_round = cfg!(loom) && deadline.is_some();
         // Step 3.
         let claimed = reg.close();
-        reg.unregister(arms, claimed);
         // Step 4.
         if let Some(k) = claimed
             && arms[k].attempt()
@@ -364,8 +328,8 @@ fn try_all(arms: &mut [&mut dyn Arm], start: usize) -> Option<usize> {
 }
 
 /// Leaves a select's wait cleanly when its thread unwinds out of it (a cancel or a
-/// shutdown): closes the group, takes every node out, and hands a wakeup claimed for
-/// it to the next waiter of that operation.
+/// shutdown): closes the group (its entries are then dropped by their lists) and hands
+/// a wakeup claimed for it to the next waiter of that operation.
 struct LeaveOnUnwind<'a, 'b> {
     arms: &'a [&'b mut dyn Arm],
     reg: &'a Registrar,
@@ -378,7 +342,6 @@ impl Drop for LeaveOnUnwind<'_, '_> {
             return;
         }
         let claimed = self.reg.close();
-        self.reg.unregister(self.arms, claimed);
         if let Some(k) = claimed {
             self.arms[k].pass_on();
         }
@@ -612,9 +575,6 @@ macro_rules! chan_select {
                 ) -> Option<Self::Output> {
                     self.chan.select_recv_or_register(reg)
                 }
-                fn select_unregister(&self, reg: &$crate::sync::select::Registration) {
-                    self.chan.unregister(&reg.0, true);
-                }
                 fn select_pass_on(&self) {
                     self.chan.pass_on(true);
                 }
@@ -634,9 +594,6 @@ macro_rules! chan_select {
                     reg: &mut $crate::sync::select::Registrar,
                 ) -> Result<Self::Output, T> {
                     self.chan.select_send_or_register(msg, reg)
-                }
-                fn select_unregister(&self, reg: &$crate::sync::select::Registration) {
-                    self.chan.unregister(&reg.0, false);
                 }
                 fn select_pass_on(&self) {
                     self.chan.pass_on(false);

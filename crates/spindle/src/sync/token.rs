@@ -153,11 +153,8 @@ impl super::select::SelectRecv for CancelToken {
         if self.is_cancelled() {
             return Some(());
         }
-        w.push_node(reg.node());
+        reg.enqueue(&mut w);
         None
-    }
-    fn select_unregister(&self, reg: &super::select::Registration) {
-        lock(&self.inner.waiters).remove(&reg.0);
     }
     fn select_pass_on(&self) {
         // A cancel wakes every waiter: nobody else needed this one's wakeup.

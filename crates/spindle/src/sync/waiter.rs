@@ -19,15 +19,19 @@
 //!    notification as if it had come in time). A notification is therefore never
 //!    dropped by a racing timeout.
 //!
-//! A select waits on several lists at once: each of its operations queues its own
-//! node, and the nodes share one [`Group`] whose `chosen` word is 0 until a notifier
-//! claims it. Step 2 for such a node is a CAS of `chosen` from 0 to the node's
-//! operation (its `tag` + 1), made under the node's list lock; a notifier whose CAS
-//! fails found a select that another list (or its own deadline) already decided, drops
-//! the node and notifies the next waiter of its list instead, so no wakeup is spent on
-//! a select that will not act on it. Step 3 for a select is its own CAS of `chosen`
-//! from 0 to [`CLOSED`]: it either closes the group (no notifier will claim it) or
-//! learns which operation won.
+//! A select waits on several lists at once: each of its operations queues an entry
+//! naming the select's one [`Group`] and the operation, and the group's `chosen` word
+//! is 0 until a notifier claims it. Step 2 for such an entry is a CAS of `chosen` from
+//! 0 to the operation + 1, made under the entry's list lock; a notifier whose CAS fails
+//! found a select that another list (or its own deadline) already decided, drops the
+//! entry and notifies the next waiter of its list instead, so no wakeup is spent on a
+//! select that will not act on it. Step 3 for a select is its own CAS of `chosen` from
+//! 0 to [`CLOSED`]: it either closes the group (no notifier will claim it) or learns
+//! which operation won. The entries of a decided select are not taken out one by one
+//! (that would lock every list of the select again): any notifier drops them, a list
+//! drops those at its front when a select queues, and sweeps them all whenever it has
+//! doubled since its last sweep, so a list holds at most twice its live waiters, plus
+//! a few.
 //!
 //! The node is heap-allocated (an `Arc`) rather than on the waiter's stack: the waker
 //! holds its own reference while it wakes, so the waiter may return and go away the
@@ -63,18 +67,15 @@ pub(crate) struct Node {
     /// under the owning primitive's internal lock.
     state: AtomicU32,
     who: Who,
-    /// Immutable per-wait data for the waker (e.g. "hand the mutex over to me"; for a
-    /// select's node, the index of its operation).
+    /// Immutable per-wait data for the waker (e.g. "hand the mutex over to me").
     tag: u32,
-    /// The select this node is one operation of: claimed by CAS before `state` is set.
-    group: Option<Arc<Group>>,
 }
 
 /// `Group::chosen` once the select closed it itself (timeout, unwind, or an operation
 /// found ready while it registered): no notifier may claim it any more.
 pub(crate) const CLOSED: u32 = u32::MAX;
 
-/// The decision of one blocked select, shared by the nodes of its operations.
+/// The decision of one blocked select, named by the list entries of its operations.
 #[derive(Debug)]
 pub(crate) struct Group {
     /// 0 while open; `op + 1` once a notifier claimed operation `op`; [`CLOSED`] once
@@ -92,14 +93,19 @@ impl Group {
         })
     }
 
-    /// A node for operation `op` of this select, to queue in that operation's list.
-    pub(crate) fn node(group: &Arc<Group>, op: u32) -> Arc<Node> {
-        Arc::new(Node {
-            state: AtomicU32::new(0),
-            who: group.who,
-            tag: op,
-            group: Some(group.clone()),
-        })
+    /// Makes operation `op` the one this select acts on (step 2), with its list's
+    /// lock held; false if the select was decided already (another operation, or the
+    /// select itself, closed it). AcqRel: publishes the notifier's state change to
+    /// the select, which reads `chosen` with acquire (or fails its `close` CAS on it).
+    fn claim(&self, op: u32) -> bool {
+        self.chosen
+            .compare_exchange(0, op + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Whether the select was decided (claimed or closed).
+    fn decided(&self) -> bool {
+        self.chosen.load(Ordering::Acquire) != 0
     }
 
     /// Blocks until a notifier claims the group, or `deadline` passes; returns the
@@ -142,27 +148,15 @@ impl Node {
             state: AtomicU32::new(0),
             who: Who::current(),
             tag,
-            group: None,
         })
     }
 
-    /// Makes this node the one a notifier acts on (step 2), with the list's lock held:
-    /// a plain node always; a select's node only if its CAS claims the group. False:
-    /// the select was decided elsewhere, and the caller moves on to the next node.
-    fn claim(&self, value: u32) -> bool {
-        if let Some(g) = &self.group {
-            // AcqRel: publishes the notifier's state change to the select, which reads
-            // `chosen` with acquire (or fails its own `close` CAS on it).
-            if g.chosen
-                .compare_exchange(0, self.tag + 1, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                return false;
-            }
-        }
+    /// Stores the notification `value` (step 2), with the list's lock held.
+    fn claim(&self, value: u32) {
         debug_assert_eq!(self.state.load(Ordering::Relaxed), 0, "node notified twice");
+        // Release: the waiter's acquire load of `state` sees everything written
+        // before, e.g. the data of a mutex handed over.
         self.state.store(value, Ordering::Release);
-        true
     }
 
     /// The notification value, 0 if not notified yet (acquire: pairs with the release
@@ -252,46 +246,42 @@ fn wait_os(word: &AtomicU32, deadline: Option<Instant>) -> u32 {
 /// A notification that has been published (under the lock) and must still be
 /// delivered with [`Notify::wake`] (after the lock is released).
 #[must_use = "a notified waiter must be woken"]
-pub(crate) struct Notify(Arc<Node>);
+pub(crate) enum Notify {
+    /// A node's waiter.
+    One(Arc<Node>),
+    /// A select, claimed for one of its operations.
+    Select(Arc<Group>),
+}
 
 impl Notify {
     /// Publishes notification `value` (≠ 0) to `node`. Call with the primitive's
     /// internal lock held, after the node was taken out of its list.
-    ///
-    /// # Panics
-    ///
-    /// In debug builds, on a select's node (those are claimed through
-    /// [`WaitList::notify_one`], which may skip them).
     pub(crate) fn new(node: Arc<Node>, value: u32) -> Notify {
         debug_assert!(value != 0);
-        debug_assert!(
-            node.group.is_none(),
-            "a select's node is claimed, not notified"
-        );
-        // Release (in `claim`): the waiter's acquire load of `state` sees everything
-        // written before, e.g. the data of a mutex handed over.
-        let claimed = node.claim(value);
-        debug_assert!(claimed);
-        Notify(node)
+        node.claim(value);
+        Notify::One(node)
     }
 
     /// Wakes the waiter. Safe to call after the waiter has returned: we hold our own
-    /// reference to the node, and a waiter id that went stale only leaves a token
-    /// (spindle waits tolerate spurious returns) or does nothing.
+    /// reference to its node or group, and a waiter id that went stale only leaves a
+    /// token (spindle waits tolerate spurious returns) or does nothing.
     pub(crate) fn wake(self) {
-        match self.0.who {
+        let (who, word) = match &self {
+            Notify::One(n) => (n.who, &n.state),
+            Notify::Select(g) => (g.who, &g.chosen),
+        };
+        match who {
             #[cfg(not(loom))]
             Who::Spindle(w) => w.wake(),
             #[cfg(loom)]
             Who::Spindle(_) => unreachable!("no spindle threads under loom"),
-            // An OS thread sleeps on its select's word, or on its node's.
+            // An OS thread sleeps on its node's word, or its select's.
             #[cfg(not(loom))]
-            Who::Os => match &self.0.group {
-                Some(g) => crate::os::futex_wake(&g.chosen, 1),
-                None => crate::os::futex_wake(&self.0.state, 1),
-            },
+            Who::Os => crate::os::futex_wake(word, 1),
             #[cfg(loom)]
-            Who::Os => {}
+            Who::Os => {
+                let _ = word;
+            }
         }
     }
 }
@@ -303,13 +293,25 @@ pub(crate) fn wake_all(list: impl IntoIterator<Item = Notify>) {
     }
 }
 
-/// A FIFO of waiting nodes. Lives inside a primitive's internal lock.
+/// One waiter in a [`WaitList`].
+#[derive(Debug)]
+enum Entry {
+    /// A node's waiter.
+    One(Arc<Node>),
+    /// Operation `op` of a select.
+    Select(Arc<Group>, u32),
+}
+
+/// A FIFO of waiting nodes and selects. Lives inside a primitive's internal lock.
 #[derive(Debug, Default)]
-pub(crate) struct WaitList(VecDeque<Arc<Node>>);
+pub(crate) struct WaitList(VecDeque<Entry>, usize);
+
+/// The length at which a list first sweeps out the entries of decided selects.
+const SWEEP_AT: usize = 16;
 
 impl WaitList {
     pub(crate) const fn new() -> WaitList {
-        WaitList(VecDeque::new())
+        WaitList(VecDeque::new(), SWEEP_AT)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -325,35 +327,51 @@ impl WaitList {
     pub(crate) fn push(&mut self, tag: u32, front: bool) -> Arc<Node> {
         let n = Node::new(tag);
         if front {
-            self.0.push_front(n.clone());
+            self.0.push_front(Entry::One(n.clone()));
         } else {
-            self.0.push_back(n.clone());
+            self.0.push_back(Entry::One(n.clone()));
         }
         n
     }
 
-    /// Pushes a select's node (from [`Group::node`]) at the back.
-    pub(crate) fn push_node(&mut self, node: Arc<Node>) {
-        self.0.push_back(node);
+    /// Queues operation `op` of the select `group` at the back, after dropping the
+    /// decided selects at the front, and all of them if the list doubled since its
+    /// last sweep.
+    pub(crate) fn push_select(&mut self, group: &Arc<Group>, op: u32) {
+        self.has_live();
+        if self.0.len() >= self.1 {
+            self.0
+                .retain(|e| !matches!(e, Entry::Select(g, _) if g.decided()));
+            self.1 = (2 * self.0.len()).max(SWEEP_AT);
+        }
+        self.0.push_back(Entry::Select(group.clone(), op));
     }
 
-    /// Takes the first node that accepts the notification `value` (a select decided
+    /// Takes the first waiter that accepts the notification `value` (a select decided
     /// elsewhere does not, and is dropped) and notifies it.
     pub(crate) fn notify_one(&mut self, value: u32) -> Option<Notify> {
-        while let Some(n) = self.0.pop_front() {
-            if n.claim(value) {
-                return Some(Notify(n));
+        while let Some(e) = self.0.pop_front() {
+            if let Some(n) = WaitList::claim(e, value) {
+                return Some(n);
             }
         }
         None
     }
 
+    /// Notifies the waiter of `e` (taken out of the list), if it accepts.
+    fn claim(e: Entry, value: u32) -> Option<Notify> {
+        match e {
+            Entry::One(n) => Some(Notify::new(n, value)),
+            Entry::Select(g, op) => g.claim(op).then_some(Notify::Select(g)),
+        }
+    }
+
     /// Whether a waiter that would accept a notification is queued: drops the
     /// selects at the front that were decided elsewhere, then looks.
     pub(crate) fn has_live(&mut self) -> bool {
-        while let Some(n) = self.0.front() {
-            match &n.group {
-                Some(g) if g.chosen.load(Ordering::Acquire) != 0 => {
+        while let Some(e) = self.0.front() {
+            match e {
+                Entry::Select(g, _) if g.decided() => {
                     self.0.pop_front();
                 }
                 _ => return true,
@@ -362,24 +380,30 @@ impl WaitList {
         false
     }
 
-    /// The tag of the first node, if any.
+    /// The tag of the first node, if the first waiter is one (not a select).
     pub(crate) fn front_tag(&self) -> Option<u32> {
-        self.0.front().map(|n| n.tag)
+        match self.0.front()? {
+            Entry::One(n) => Some(n.tag),
+            Entry::Select(..) => None,
+        }
     }
 
-    /// Takes every node and notifies each with `value`.
+    /// Takes every waiter and notifies each that accepts with `value`.
     pub(crate) fn notify_all(&mut self, value: u32) -> Vec<Notify> {
         self.0
             .drain(..)
-            .filter(|n| n.claim(value))
-            .map(Notify)
+            .filter_map(|e| WaitList::claim(e, value))
             .collect()
     }
 
     /// Removes `node` (a waiter that timed out); false if it is not in the list.
     /// O(n) in the number of waiters; only timeouts pay it.
     pub(crate) fn remove(&mut self, node: &Arc<Node>) -> bool {
-        match self.0.iter().position(|n| Arc::ptr_eq(n, node)) {
+        self.remove_where(|e| matches!(e, Entry::One(n) if Arc::ptr_eq(n, node)))
+    }
+
+    fn remove_where(&mut self, f: impl Fn(&Entry) -> bool) -> bool {
+        match self.0.iter().position(f) {
             Some(i) => {
                 self.0.remove(i);
                 true
@@ -534,6 +558,39 @@ where
             drop(g);
             pass_on(v);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A select that leaves its entries behind, round after round, behind a waiter
+    /// that never leaves: the list stays bounded, and a notification skips them all
+    /// to reach the live waiter.
+    #[test]
+    fn decided_selects_are_swept_and_skipped() {
+        let mut list = WaitList::new();
+        let live = list.push(0, false);
+        for _ in 0..10_000 {
+            let g = Group::new();
+            list.push_select(&g, 0);
+            list.push_select(&g, 1);
+            assert!(g.close().is_ok());
+        }
+        assert!(list.len() <= 2 * SWEEP_AT, "{} entries", list.len());
+        // An open select behind them is claimed once, for its operation.
+        let open = Group::new();
+        list.push_select(&open, 3);
+        let n = list.notify_one(1).expect("the live node");
+        assert!(matches!(n, Notify::One(ref x) if Arc::ptr_eq(x, &live)));
+        let n = list.notify_one(1).expect("the open select");
+        assert!(matches!(n, Notify::Select(_)));
+        assert_eq!(open.close(), Err(3));
+        assert!(
+            list.notify_one(1).is_none(),
+            "only decided entries were left"
+        );
     }
 }
 
