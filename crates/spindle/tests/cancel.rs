@@ -284,3 +284,31 @@ fn cancels_race_wakes_across_cores() {
         });
     });
 }
+
+/// Cancelling a thread that waits in `scope` for a scoped thread cancels that one too:
+/// the scope's caller ends (a blocked scoped thread would keep it waiting for ever).
+#[spindle::test(cores = 2)]
+fn a_cancel_reaches_the_threads_of_the_scope_its_thread_waits_in() {
+    with_watchdog("scope cancel", 30, || {
+        let inner_cancelled = Arc::new(AtomicBool::new(false));
+        let flag = inner_cancelled.clone();
+        let h = spindle::spawn(move || {
+            let (_tx, rx) = mpsc::channel::<u32>();
+            spindle::scope(|s| {
+                s.spawn(|| {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.recv()));
+                    if r.as_ref().is_err_and(|p| p.is::<Cancelled>()) {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                    if let Err(p) = r {
+                        std::panic::resume_unwind(p);
+                    }
+                });
+            });
+        });
+        spindle::sleep(Duration::from_millis(10));
+        h.cancel();
+        assert!(h.join().unwrap_err().is::<Cancelled>());
+        assert!(inner_cancelled.load(Ordering::SeqCst));
+    });
+}

@@ -10,6 +10,11 @@
 //! closure returns or panics, and again in a guard if it is itself unwound while
 //! waiting (a shutdown abandons blocked threads: an unwinding thread's waits do not
 //! unwind again, so the guard waits until the scoped threads, abandoned too, end).
+//!
+//! Cancellation is structured: a `scope` whose caller is cancelled (its closure
+//! unwinds with `Cancelled`, or the caller unwinds out of the final wait) cancels
+//! every thread of the scope before it waits for them, so the cancel reaches the
+//! threads that keep the caller waiting.
 
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -23,6 +28,8 @@ use crate::sync::WaitGroup;
 /// A scope to spawn threads that borrow from outside it (see [`scope`]).
 pub struct Scope<'scope, 'env: 'scope> {
     running: WaitGroup,
+    /// Every thread spawned in the scope, to cancel them with their caller.
+    threads: std::sync::Mutex<Vec<crate::Thread>>,
     /// Scoped threads that panicked and whose handle has not reported it by `join`.
     unjoined_panics: AtomicUsize,
     scope: PhantomData<&'scope mut &'scope ()>,
@@ -102,10 +109,16 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         };
         // SAFETY: the thread borrows only what outlives 'scope, and `scope` waits for its count (given back when `body` ends) before 'scope ends; `F` and `T` are Send.
         match unsafe { super::spawn_unchecked(shared, body, opts) } {
-            Ok(inner) => ScopedJoinHandle {
-                inner,
-                scope: &self.unjoined_panics,
-            },
+            Ok(inner) => {
+                self.threads
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(inner.thread().clone());
+                ScopedJoinHandle {
+                    inner,
+                    scope: &self.unjoined_panics,
+                }
+            }
             Err(e) => {
                 self.running.done();
                 panic!("spindle::Scope::spawn failed: {e}");
@@ -114,13 +127,29 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     }
 }
 
-/// Waits for the scope's threads while the caller unwinds (its waits then sleep
-/// instead of unwinding again).
-struct WaitAll<'a>(&'a WaitGroup);
+impl Scope<'_, '_> {
+    /// Cancels every thread of the scope (those finished already ignore it).
+    fn cancel_all(&self) {
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            t.cancel();
+        }
+    }
+}
 
-impl Drop for WaitAll<'_> {
+/// Cancels the scope's threads and waits for them while the caller unwinds out of the
+/// final wait (cancelled or abandoned; its waits then sleep instead of unwinding
+/// again).
+struct WaitAll<'a, 'scope, 'env>(&'a Scope<'scope, 'env>);
+
+impl Drop for WaitAll<'_, '_, '_> {
     fn drop(&mut self) {
-        self.0.wait();
+        self.0.cancel_all();
+        self.0.running.wait();
     }
 }
 
@@ -150,12 +179,18 @@ where
 {
     let s = Scope {
         running: WaitGroup::new(),
+        threads: std::sync::Mutex::new(Vec::new()),
         unjoined_panics: AtomicUsize::new(0),
         scope: PhantomData,
         env: PhantomData,
     };
-    let wait = WaitAll(&s.running);
+    let wait = WaitAll(&s);
     let r = catch_unwind(AssertUnwindSafe(|| f(&s)));
+    if r.as_ref()
+        .is_err_and(|p| p.is::<crate::task::cancel::Cancelled>())
+    {
+        s.cancel_all();
+    }
     // A shutdown that abandons this thread unwinds it out of this wait; `wait` then
     // waits again in its drop, as an unwinding thread, which sleeps for good.
     s.running.wait();
