@@ -21,32 +21,16 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         .into();
     }
     let f = parse_macro_input!(item as ItemFn);
-    if let Some(a) = &f.sig.asyncness {
-        return syn::Error::new_spanned(
-            a,
-            "#[spindle::main] functions are not async: spindle threads block",
-        )
-        .to_compile_error()
-        .into();
-    }
-    if !f.sig.inputs.is_empty() {
-        return syn::Error::new_spanned(
-            &f.sig.inputs,
-            "#[spindle::main] functions take no arguments",
-        )
-        .to_compile_error()
-        .into();
-    }
+    let ret = match body_type(&f, "#[spindle::main]") {
+        Ok(r) => r,
+        Err(e) => return e.to_compile_error().into(),
+    };
     let ItemFn {
         attrs,
         vis,
         sig,
         block,
     } = f;
-    let ret = match &sig.output {
-        syn::ReturnType::Default => quote!(()),
-        syn::ReturnType::Type(_, t) => quote!(#t),
-    };
     quote! {
         #(#attrs)*
         #vis #sig {
@@ -54,6 +38,29 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     }
     .into()
+}
+
+/// Checks that `f` can run as a spindle thread's body (not async, no arguments) and
+/// returns its return type, `()` if it names none.
+fn body_type(f: &ItemFn, attr: &str) -> syn::Result<proc_macro2::TokenStream> {
+    if let Some(a) = &f.sig.asyncness {
+        return Err(syn::Error::new_spanned(
+            a,
+            format!(
+                "{attr} functions are not async: spindle threads block (use spindle::block_on for a future)"
+            ),
+        ));
+    }
+    if !f.sig.inputs.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &f.sig.inputs,
+            format!("{attr} functions take no arguments"),
+        ));
+    }
+    Ok(match &f.sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, t) => quote!(#t),
+    })
 }
 
 /// Runs a test body as the main thread of a fresh spindle runtime. See
@@ -97,28 +104,13 @@ fn expand_test(args: proc_macro2::TokenStream, f: ItemFn) -> syn::Result<proc_ma
         }
     });
     syn::parse::Parser::parse2(parser, args)?;
-    if let Some(a) = &f.sig.asyncness {
-        return Err(syn::Error::new_spanned(
-            a,
-            "#[spindle::test] functions are not async: spindle threads block (use spindle::block_on for a future)",
-        ));
-    }
-    if !f.sig.inputs.is_empty() {
-        return Err(syn::Error::new_spanned(
-            &f.sig.inputs,
-            "#[spindle::test] functions take no arguments",
-        ));
-    }
+    let ret = body_type(&f, "#[spindle::test]")?;
     let ItemFn {
         attrs,
         vis,
         sig,
         block,
     } = f;
-    let ret = match &sig.output {
-        syn::ReturnType::Default => quote!(()),
-        syn::ReturnType::Type(_, t) => quote!(#t),
-    };
     Ok(quote! {
         #[::core::prelude::v1::test]
         #(#attrs)*

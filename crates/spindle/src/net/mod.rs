@@ -87,6 +87,62 @@ macro_rules! stream_io {
 }
 use stream_io;
 
+/// The methods every socket type has (`try_clone`, `take_error`), and those of the
+/// types that have them: `timeouts` (read and write timeouts) and `shutdown`.
+macro_rules! socket_methods {
+    ($t:ident $(, $extra:ident)*) => {
+        impl $t {
+            /// A second handle on the same socket (`dup`), with the same timeouts:
+            /// one thread may receive while another sends.
+            pub fn try_clone(&self) -> std::io::Result<$t> {
+                Ok($t {
+                    sock: self.sock.try_clone()?,
+                })
+            }
+
+            /// Takes the socket's pending error (`SO_ERROR`).
+            pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+                self.sock.socket.take_error()
+            }
+        }
+        $($crate::net::socket_methods!(@$extra $t);)*
+    };
+    (@timeouts $t:ident) => {
+        impl $t {
+            /// Bounds how long a receive waits (`ErrorKind::TimedOut` after). `None`:
+            /// forever. A zero duration is an `InvalidInput` error, as in `std`.
+            pub fn set_read_timeout(&self, d: Option<std::time::Duration>) -> std::io::Result<()> {
+                super::sock::Sock::set_timeout(&self.sock.read_timeout, d)
+            }
+
+            /// Bounds how long a send waits (`ErrorKind::TimedOut` after). `None`:
+            /// forever. A zero duration is an `InvalidInput` error.
+            pub fn set_write_timeout(&self, d: Option<std::time::Duration>) -> std::io::Result<()> {
+                super::sock::Sock::set_timeout(&self.sock.write_timeout, d)
+            }
+
+            /// The read timeout.
+            pub fn read_timeout(&self) -> Option<std::time::Duration> {
+                super::sock::Sock::timeout(&self.sock.read_timeout)
+            }
+
+            /// The write timeout.
+            pub fn write_timeout(&self) -> Option<std::time::Duration> {
+                super::sock::Sock::timeout(&self.sock.write_timeout)
+            }
+        }
+    };
+    (@shutdown $t:ident) => {
+        impl $t {
+            /// Shuts down receiving, sending, or both.
+            pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+                self.sock.shutdown(how)
+            }
+        }
+    };
+}
+use socket_methods;
+
 /// The descriptor traits, the conversions from `std` and into `OwnedFd`, and `Debug`,
 /// for socket types holding a `Sock` in `sock`.
 macro_rules! socket_traits {

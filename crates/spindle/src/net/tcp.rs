@@ -1,7 +1,7 @@
 //! [`TcpListener`] and [`TcpStream`].
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Type};
@@ -69,13 +69,6 @@ impl TcpListener {
         ip(self.sock.socket.local_addr())
     }
 
-    /// A second handle on the same listening socket.
-    pub fn try_clone(&self) -> io::Result<TcpListener> {
-        Ok(TcpListener {
-            sock: self.sock.try_clone()?,
-        })
-    }
-
     /// Bounds how long [`TcpListener::accept`] waits (`ErrorKind::TimedOut` after).
     /// `None`: forever. A zero duration is an `InvalidInput` error.
     pub fn set_accept_timeout(&self, d: Option<Duration>) -> io::Result<()> {
@@ -90,11 +83,6 @@ impl TcpListener {
     /// The IP time-to-live.
     pub fn ttl(&self) -> io::Result<u32> {
         self.sock.socket.ttl_v4()
-    }
-
-    /// Takes the socket's pending error (`SO_ERROR`).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.socket.take_error()
     }
 }
 
@@ -138,19 +126,6 @@ impl TcpStream {
         ip(self.sock.socket.local_addr())
     }
 
-    /// Shuts down reading, writing, or both.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.sock.shutdown(how)
-    }
-
-    /// A second handle on the same connection (`dup`), with the same timeouts: one
-    /// thread may read while another writes.
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            sock: self.sock.try_clone()?,
-        })
-    }
-
     /// Sets `TCP_NODELAY` (no Nagle delay for small writes).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.sock.socket.set_tcp_nodelay(on)
@@ -181,33 +156,9 @@ impl TcpStream {
     pub fn linger(&self) -> io::Result<Option<Duration>> {
         self.sock.socket.linger()
     }
-
-    /// Takes the socket's pending error (`SO_ERROR`).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.socket.take_error()
-    }
-
-    /// Bounds how long a read waits (`ErrorKind::TimedOut` after). `None`: forever.
-    /// A zero duration is an `InvalidInput` error, as in `std`.
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        Sock::set_timeout(&self.sock.read_timeout, d)
-    }
-
-    /// Bounds how long a write waits (`ErrorKind::TimedOut` after). `None`: forever.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        Sock::set_timeout(&self.sock.write_timeout, d)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> Option<Duration> {
-        Sock::timeout(&self.sock.read_timeout)
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> Option<Duration> {
-        Sock::timeout(&self.sock.write_timeout)
-    }
 }
 
 super::stream_io!(TcpStream);
+super::socket_methods!(TcpListener);
+super::socket_methods!(TcpStream, timeouts, shutdown);
 super::socket_traits!(TcpListener: std::net::TcpListener, TcpStream: std::net::TcpStream);

@@ -2,7 +2,6 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Type};
 
@@ -76,13 +75,6 @@ impl UdpSocket {
         ip(self.sock.socket.peer_addr())
     }
 
-    /// A second handle on the same socket (`dup`), with the same timeouts.
-    pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        Ok(UdpSocket {
-            sock: self.sock.try_clone()?,
-        })
-    }
-
     /// Sets `SO_BROADCAST`: whether datagrams may go to a broadcast address.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.sock.socket.set_broadcast(on)
@@ -122,22 +114,7 @@ impl UdpSocket {
     pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
         self.sock.socket.set_multicast_ttl_v4(ttl)
     }
-
-    /// Takes the socket's pending error (`SO_ERROR`).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.socket.take_error()
-    }
-
-    /// Bounds how long a receive waits (`ErrorKind::TimedOut` after). `None`: forever.
-    /// A zero duration is an `InvalidInput` error.
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        Sock::set_timeout(&self.sock.read_timeout, d)
-    }
-
-    /// Bounds how long a send waits (`ErrorKind::TimedOut` after). `None`: forever.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        Sock::set_timeout(&self.sock.write_timeout, d)
-    }
 }
 
+super::socket_methods!(UdpSocket, timeouts);
 super::socket_traits!(UdpSocket: std::net::UdpSocket);

@@ -9,7 +9,6 @@
 
 use std::io::{self, Read, Write};
 use std::mem::ManuallyDrop;
-use std::net::Shutdown;
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
@@ -83,22 +82,10 @@ impl UnixListener {
         view::<std::os::unix::net::UnixListener>(self.sock.raw()).local_addr()
     }
 
-    /// A second handle on the same listening socket.
-    pub fn try_clone(&self) -> io::Result<UnixListener> {
-        Ok(UnixListener {
-            sock: self.sock.try_clone()?,
-        })
-    }
-
     /// Bounds how long [`UnixListener::accept`] waits (`ErrorKind::TimedOut`
     /// after). `None`: forever. A zero duration is an `InvalidInput` error.
     pub fn set_accept_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         Sock::set_timeout(&self.sock.read_timeout, d)
-    }
-
-    /// Takes the socket's pending error (`SO_ERROR`).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.socket.take_error()
     }
 }
 
@@ -129,44 +116,6 @@ impl UnixStream {
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         view::<std::os::unix::net::UnixStream>(self.sock.raw()).local_addr()
-    }
-
-    /// Shuts down reading, writing, or both.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.sock.shutdown(how)
-    }
-
-    /// A second handle on the same connection (`dup`), with the same timeouts.
-    pub fn try_clone(&self) -> io::Result<UnixStream> {
-        Ok(UnixStream {
-            sock: self.sock.try_clone()?,
-        })
-    }
-
-    /// Takes the socket's pending error (`SO_ERROR`).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.socket.take_error()
-    }
-
-    /// Bounds how long a read waits (`ErrorKind::TimedOut` after). `None`: forever.
-    /// A zero duration is an `InvalidInput` error.
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        Sock::set_timeout(&self.sock.read_timeout, d)
-    }
-
-    /// Bounds how long a write waits (`ErrorKind::TimedOut` after). `None`: forever.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        Sock::set_timeout(&self.sock.write_timeout, d)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> Option<Duration> {
-        Sock::timeout(&self.sock.read_timeout)
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> Option<Duration> {
-        Sock::timeout(&self.sock.write_timeout)
     }
 }
 
@@ -246,34 +195,6 @@ impl UnixDatagram {
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         view::<std::os::unix::net::UnixDatagram>(self.sock.raw()).peer_addr()
     }
-
-    /// Shuts down reading, writing, or both.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.sock.shutdown(how)
-    }
-
-    /// A second handle on the same socket (`dup`), with the same timeouts.
-    pub fn try_clone(&self) -> io::Result<UnixDatagram> {
-        Ok(UnixDatagram {
-            sock: self.sock.try_clone()?,
-        })
-    }
-
-    /// Takes the socket's pending error (`SO_ERROR`).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.socket.take_error()
-    }
-
-    /// Bounds how long a receive waits (`ErrorKind::TimedOut` after). `None`:
-    /// forever. A zero duration is an `InvalidInput` error.
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        Sock::set_timeout(&self.sock.read_timeout, d)
-    }
-
-    /// Bounds how long a send waits (`ErrorKind::TimedOut` after). `None`: forever.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        Sock::set_timeout(&self.sock.write_timeout, d)
-    }
 }
 
 /// A connected pair of non-blocking Unix sockets of type `ty`.
@@ -283,6 +204,9 @@ fn pair(ty: Type) -> io::Result<(Sock, Sock)> {
 }
 
 super::stream_io!(UnixStream);
+super::socket_methods!(UnixListener);
+super::socket_methods!(UnixStream, timeouts, shutdown);
+super::socket_methods!(UnixDatagram, timeouts, shutdown);
 super::socket_traits!(
     UnixListener: std::os::unix::net::UnixListener,
     UnixStream: std::os::unix::net::UnixStream,

@@ -340,22 +340,27 @@ impl<T> Chan<T> {
                 });
             }
             let node = st.recv_waiters.push(0, false);
-            // A select that offers a rendezvous message waits for a receiver to queue.
-            let offer = if self.cap == Some(0) {
-                st.send_waiters.notify_one(CHANGED)
-            } else {
-                None
-            };
-            drop(st);
-            if let Some(n) = offer {
-                n.wake();
-            }
+            self.receiver_queued(st);
             // Unwinding with a wakeup (a message came): another receiver takes it.
             let v = self.wait_in(&node, &wait, |st| &mut st.recv_waiters);
             st = lock(&self.state);
             if v == 0 && node.notified() == 0 {
                 st.recv_waiters.remove(&node);
             }
+        }
+    }
+
+    /// A receiver just queued: on a rendezvous channel, a select that offers a message
+    /// (queued as a sender) may now deliver it; wakes one. Releases the lock.
+    fn receiver_queued(&self, mut st: super::waiter::Locked<'_, State<T>>) {
+        let offer = if self.cap == Some(0) {
+            st.send_waiters.notify_one(CHANGED)
+        } else {
+            None
+        };
+        drop(st);
+        if let Some(n) = offer {
+            n.wake();
         }
     }
 
@@ -397,16 +402,7 @@ impl<T> Chan<T> {
             return Some(Err(RecvError));
         }
         reg.enqueue(&mut st.recv_waiters);
-        // A select that offers a rendezvous message waits for a receiver to queue.
-        let offer = if self.cap == Some(0) {
-            st.send_waiters.notify_one(CHANGED)
-        } else {
-            None
-        };
-        drop(st);
-        if let Some(n) = offer {
-            n.wake();
-        }
+        self.receiver_queued(st);
         None
     }
 
