@@ -171,6 +171,21 @@ fn the_select_builder_takes_a_set_made_at_run_time() {
     assert!(sel.select_timeout(Duration::from_millis(5)).is_err());
 }
 
+#[spindle::test(cores = 1)]
+fn a_reused_select_offers_each_send_once() {
+    let (tx, rx) = mpsc::sync_channel::<u32>(4);
+    let mut sel = Select::new();
+    let i = sel.send(&tx, 5);
+    let op = sel.select();
+    assert_eq!(op.index(), i);
+    assert!(op.send(&tx).is_ok());
+    // The message went out: the operation never completes again.
+    assert!(sel.try_select().is_err());
+    assert!(sel.select_timeout(Duration::from_millis(2)).is_err());
+    assert_eq!(rx.try_recv(), Ok(5));
+    assert!(rx.try_recv().is_err());
+}
+
 #[test]
 #[should_panic(expected = "is not a receive on this object")]
 fn completing_with_another_object_panics() {
@@ -356,4 +371,11 @@ fn a_select_over_many_channels_loses_nothing() {
             assert_eq!(sum.load(Ordering::Relaxed), n * (n + 1) / 2);
         });
     });
+}
+
+#[test]
+#[should_panic(expected = "no operation that can complete")]
+fn an_empty_select_panics_instead_of_waiting_forever() {
+    let mut sel = Select::new();
+    let _ = sel.select();
 }

@@ -253,17 +253,6 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> Option<usize> {
         Mode::Block => None,
         Mode::Timeout(d) => deadline_after(d),
     };
-    if n == 0 {
-        if matches!(mode, Mode::Block) {
-            panic!(
-                "a select with no operations would wait forever: add an operation, or a `default` arm"
-            );
-        }
-        if let Some(d) = deadline {
-            crate::sched::wait::sleep(d.saturating_duration_since(Instant::now()));
-        }
-        return None;
-    }
     let start = fair_start(n);
     // Under loom a deadline is "one look" (see `waiter`): the round after the wait is
     // the last.
@@ -295,10 +284,18 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> Option<usize> {
             return Some(i);
         }
         // Step 2.
-        let group = reg
-            .group
-            .clone()
-            .expect("a node was queued for each operation");
+        let Some(group) = reg.group.clone() else {
+            // Nothing was queued: there is no operation, or every one is a send of a
+            // reused `Select` whose message went out already. None can complete.
+            assert!(
+                deadline.is_some(),
+                "this select has no operation that can complete (none at all, or only sends of a reused Select whose messages went out): it would wait forever; add an operation, or a `default` arm"
+            );
+            if let Some(d) = deadline {
+                crate::sched::wait::sleep(d.saturating_duration_since(Instant::now()));
+            }
+            return None;
+        };
         {
             let leave = LeaveOnUnwind {
                 arms: &*arms,
@@ -459,7 +456,8 @@ impl<'a> Select<'a> {
     ///
     /// # Panics
     ///
-    /// If no operation was added: the select would wait forever.
+    /// If no operation can ever complete (none was added, or every one is a send whose
+    /// message went out in an earlier select): it would wait forever.
     pub fn select(&mut self) -> SelectedOperation<'_, 'a> {
         let i = self
             .run(Mode::Block)
